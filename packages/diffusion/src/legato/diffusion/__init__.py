@@ -1,9 +1,47 @@
-"""legato.diffusion: the image diffusion core.
+"""legato.diffusion: the image diffusion core that every audio and video stage samples through.
 
-Denoisers (diffusers ModelMixin + ConfigMixin), prediction-type and EDM adapters, the one sampling
-loop over diffusers schedulers for tensors of any rank, guidance and editing, training and distillation.
+The main flow::
 
-This member holds only its skeleton so far: the code arrives with its issue (see the repository README).
+    network = UNet2DConditionModel(...)                  # or DiT(...), or legato.video's UNet3D
+    denoiser = Denoiser(network, "v_prediction")         # or EDMDenoiser(network, VPSchedule...)
+    guided = ClassifierFreeGuidance(denoiser, uncond, scale=5.0)
+    noise = randn((B, C, H, W), generators(seeds))
+    x = sample(guided, make_scheduler("dpm++", config), noise, steps=25, cond=Conditioning(text=emb))
+
+Editing is options of `sample` (``init``/``strength``, ``mask``/``known``) plus `invert`,
+`null_text_inversion` and `diffedit_mask`.
 """
 
-__all__: list[str] = []
+from legato.diffusion.conditioning import Conditioning
+from legato.diffusion.denoisers import PREDICTION_TYPES, Denoiser, EDMDenoiser, VPSchedule
+from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
+from legato.diffusion.errors import DiffusionError, SamplingCancelled
+from legato.diffusion.guidance import ClassifierFreeGuidance
+from legato.diffusion.models import DiT, forward_network, register_network
+from legato.diffusion.sampling import Step, sample
+from legato.diffusion.schedulers import SCHEDULERS, make_scheduler
+from legato.diffusion.tensors import append_dims, generators, randn
+
+__all__ = [
+    "PREDICTION_TYPES",
+    "SCHEDULERS",
+    "ClassifierFreeGuidance",
+    "Conditioning",
+    "Denoiser",
+    "DiT",
+    "DiffusionError",
+    "EDMDenoiser",
+    "SamplingCancelled",
+    "Step",
+    "VPSchedule",
+    "append_dims",
+    "diffedit_mask",
+    "forward_network",
+    "generators",
+    "invert",
+    "make_scheduler",
+    "null_text_inversion",
+    "randn",
+    "register_network",
+    "sample",
+]

@@ -1,0 +1,73 @@
+"""`Conditioning`: what a denoiser is conditioned on besides the noisy sample and the noise level."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from legato.diffusion.errors import DiffusionError
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Per-item conditioning, every field optional and batched on its first dim.
+
+    Attributes:
+        text: ``(B, L, D)`` token embeddings, attended to by cross-attention.
+        pooled: ``(B, D)`` pooled embedding (e.g. a sentence embedding), added to the time embedding.
+        labels: ``(B,)`` integer class labels.
+        low_res: ``(B, C', ...)`` extra input channels at the sample's size, concatenated on the channel
+            axis (the upsampled previous stage, for super-resolution).
+        noise_level: ``(B,)`` noise-augmentation level of ``low_res``, in the model's timestep units.
+    """
+
+    text: Tensor | None = None
+    pooled: Tensor | None = None
+    labels: Tensor | None = None
+    low_res: Tensor | None = None
+    noise_level: Tensor | None = None
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
+
+    @property
+    def batch_size(self) -> int | None:
+        sizes = {name: t.shape[0] for name, t in self.tensors().items()}
+        if len(set(sizes.values())) > 1:
+            raise DiffusionError(f"conditioning fields disagree on the batch size: {sizes}")
+        return next(iter(sizes.values()), None)
+
+    def check(self, batch: int, device: torch.device) -> None:
+        """Raise `DiffusionError` unless every field has ``batch`` items on ``device`` and is finite."""
+        for name, value in self.tensors().items():
+            if value.shape[0] != batch:
+                raise DiffusionError(
+                    f"conditioning.{name} has {value.shape[0]} items (shape {tuple(value.shape)}) for a batch of "
+                    f"{batch}; pass one row per item"
+                )
+            if value.device != device:
+                raise DiffusionError(
+                    f"conditioning.{name} is on {value.device}, the sample on {device}; use .to()"
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise DiffusionError(f"conditioning.{name} holds NaN/Inf values")
+
+    def cat(self, other: Conditioning) -> Conditioning:
+        """Stack two conditionings along the batch (both must set the same fields)."""
+        mine, theirs = self.tensors(), other.tensors()
+        if mine.keys() != theirs.keys():
+            raise DiffusionError(
+                f"cannot stack conditionings with fields {sorted(mine)} and {sorted(theirs)}; the unconditional "
+                "branch must set the same fields (e.g. an empty-prompt embedding, a null label)"
+            )
+        return Conditioning(**{k: torch.cat([mine[k], theirs[k]]) for k in mine})
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Conditioning:
+        return Conditioning(**{k: fn(v) for k, v in self.tensors().items()})
+
+    def replace(self, **changes: Tensor | None) -> Conditioning:
+        return dataclasses.replace(self, **changes)

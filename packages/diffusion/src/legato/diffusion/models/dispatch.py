@@ -1,0 +1,97 @@
+"""`forward_network`: one call convention over the networks Legato samples and trains.
+
+Each network family takes its conditioning differently (diffusers' UNets take ``class_labels`` for both
+labels and projected pooled embeddings, the DiT has a ``pooled`` argument, video UNets take frames). A
+function per family maps a `Conditioning` onto that family's forward; other packages add families with
+`register_network` (legato.video registers its UNet3D and diffusers' UNet3DConditionModel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+from torch import Tensor, nn
+
+from legato.diffusion.conditioning import Conditioning
+from legato.diffusion.errors import DiffusionError
+from legato.diffusion.models.dit import DiT
+
+NetworkCall = Callable[[nn.Module, Tensor, Tensor, Conditioning], Tensor]
+_CALLS: dict[type, tuple[NetworkCall, tuple[int, ...]]] = {}
+
+
+def register_network(cls: type, ranks: tuple[int, ...]) -> Callable[[NetworkCall], NetworkCall]:
+    """Register how to call networks of class ``cls`` (and subclasses) on samples of the given ranks."""
+
+    def deco(fn: NetworkCall) -> NetworkCall:
+        _CALLS[cls] = (fn, ranks)
+        return fn
+
+    return deco
+
+
+def _lookup(network: nn.Module) -> tuple[NetworkCall, tuple[int, ...]]:
+    for cls in type(network).__mro__:
+        if cls in _CALLS:
+            return _CALLS[cls]
+    known = ", ".join(sorted(c.__name__ for c in _CALLS))
+    raise DiffusionError(
+        f"no call convention for {type(network).__name__}; Legato samples {known}. "
+        "Register one with legato.diffusion.register_network"
+    )
+
+
+def forward_network(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    """The raw network output for noisy sample ``x`` ``(B, C, ...)`` at timesteps ``t`` ``(B,)``."""
+    fn, ranks = _lookup(network)
+    if x.ndim not in ranks:
+        raise DiffusionError(
+            f"{type(network).__name__} takes samples of rank {ranks}, got shape {tuple(x.shape)}; "
+            "(B, C, H, W) images go to 2-D networks, (B, C, T, H, W) videos to legato.video's UNet3D"
+        )
+    if cond.low_res is not None:
+        if cond.low_res.shape[2:] != x.shape[2:]:
+            raise DiffusionError(
+                f"conditioning.low_res has size {tuple(cond.low_res.shape[2:])}, the sample {tuple(x.shape[2:])}; "
+                "upsample the previous stage to the sample's size first"
+            )
+        x = torch.cat([x, cond.low_res.to(x.dtype)], dim=1)
+    return fn(network, x, t, cond)
+
+
+def _class_input(network: nn.Module, cond: Conditioning) -> Tensor | None:
+    """diffusers' UNets have one ``class_labels`` slot: integer labels or a projected pooled embedding."""
+    if cond.labels is not None and cond.pooled is not None:
+        raise DiffusionError(f"{type(network).__name__} takes either labels or a pooled embedding, not both")
+    return cond.labels if cond.labels is not None else cond.pooled
+
+
+@register_network(UNet2DModel, ranks=(4,))
+def _unet2d(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    return network(x, t, class_labels=_class_input(network, cond)).sample
+
+
+@register_network(UNet2DConditionModel, ranks=(4,))
+def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    text = cond.text
+    if text is None and network.config.cross_attention_dim and _has_cross_attention(network):
+        raise DiffusionError(
+            "this UNet2DConditionModel has cross-attention: pass Conditioning(text=(B, L, D))"
+        )
+    return network(x, t, encoder_hidden_states=text, class_labels=_class_input(network, cond)).sample
+
+
+@register_network(DiT, ranks=(4,))
+def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    return network(x, t, encoder_hidden_states=cond.text, class_labels=cond.labels, pooled=cond.pooled).sample
+
+
+def _has_cross_attention(network: nn.Module) -> bool:
+    kinds = [
+        *network.config.down_block_types,
+        *network.config.up_block_types,
+        network.config.mid_block_type or "",
+    ]
+    return any("CrossAttn" in kind for kind in kinds)

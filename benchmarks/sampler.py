@@ -16,6 +16,7 @@ import time
 
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from legato.diffusion import Denoiser, sample
@@ -58,35 +59,48 @@ def main() -> None:
         ("DDPM", DDPMScheduler(), DDPMPipeline),
         ("DDIM", DDIMScheduler(), DDIMPipeline),
     ]:
-        pipe = pipeline_cls(unet=unet, scheduler=scheduler).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        shape = (args.batch, 3, 32, 32)
-
-        def run_pipeline() -> None:
-            pipe(batch_size=args.batch, generator=torch.Generator(device).manual_seed(0),
-                 num_inference_steps=args.steps, output_type="np")  # fmt: skip
-
-        def run_ours() -> None:
-            gen = torch.Generator(device).manual_seed(0)
-            noise = randn_tensor(shape, generator=gen, device=device, dtype=dtype)
-            x = sample(Denoiser(ours_unet), scheduler, noise, steps=args.steps, generator=gen)
-            (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()  # what output_type="np" does
-
-        run_pipeline()  # warm-up (and compilation) for both
-        run_ours()
-        times: dict[str, list[float]] = {"diffusers": [], "legato": []}
-        for _ in range(args.repeats):
-            for label, fn in (("diffusers", run_pipeline), ("legato", run_ours)):
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                times[label].append((time.perf_counter() - t0) / args.steps)
-        theirs, ours = statistics.median(times["diffusers"]), statistics.median(times["legato"])
+        theirs, ours = compare(unet, ours_unet, scheduler, pipeline_cls, args, device, dtype)
         print(
             f"{name}: diffusers {theirs * 1e3:7.2f} ms/step, legato {ours * 1e3:7.2f} ms/step, "
             f"ratio {ours / theirs:.3f}x (target <= 1.05x)"
         )
+
+
+def compare(
+    unet: UNet2DModel,
+    ours_unet: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    pipeline_cls: type,
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[float, float]:
+    """Median seconds per step of the diffusers pipeline and of `sample`, runs alternating."""
+    pipe = pipeline_cls(unet=unet, scheduler=scheduler).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    shape = (args.batch, 3, 32, 32)
+
+    def run_pipeline() -> None:
+        pipe(batch_size=args.batch, generator=torch.Generator(device).manual_seed(0),
+             num_inference_steps=args.steps, output_type="np")  # fmt: skip
+
+    def run_ours() -> None:
+        gen = torch.Generator(device).manual_seed(0)
+        noise = randn_tensor(shape, generator=gen, device=device, dtype=dtype)
+        x = sample(Denoiser(ours_unet), scheduler, noise, steps=args.steps, generator=gen)
+        (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()  # what output_type="np" does
+
+    run_pipeline()  # warm-up (and compilation) for both
+    run_ours()
+    times: dict[str, list[float]] = {"diffusers": [], "legato": []}
+    for _ in range(args.repeats):
+        for label, fn in (("diffusers", run_pipeline), ("legato", run_ours)):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[label].append((time.perf_counter() - t0) / args.steps)
+    return statistics.median(times["diffusers"]), statistics.median(times["legato"])
 
 
 if __name__ == "__main__":

@@ -62,10 +62,23 @@ def forward_network(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning
 
 
 def _class_input(network: nn.Module, cond: Conditioning) -> Tensor | None:
-    """diffusers' UNets have one ``class_labels`` slot: integer labels or a projected pooled embedding."""
-    if cond.labels is not None and cond.pooled is not None:
-        raise DiffusionError(f"{type(network).__name__} takes either labels or a pooled embedding, not both")
-    return cond.labels if cond.labels is not None else cond.pooled
+    """diffusers' UNets have one ``class_labels`` slot: integer labels, a projected pooled embedding, or (with
+    ``class_embed_type="timestep"``) the noise-augmentation level of the low-res input."""
+    given = {
+        k: v
+        for k, v in (("labels", cond.labels), ("pooled", cond.pooled), ("noise_level", cond.noise_level))
+        if v is not None
+    }
+    if len(given) > 1:
+        raise DiffusionError(
+            f"{type(network).__name__} has one class-embedding slot but got {sorted(given)}; pass one of them "
+            "(a DiT takes labels, pooled and noise_level together)"
+        )
+    if "noise_level" in given and network.config.class_embed_type != "timestep":
+        raise DiffusionError(
+            f"conditioning.noise_level needs a {type(network).__name__} built with class_embed_type='timestep'"
+        )
+    return next(iter(given.values()), None)
 
 
 @register_network(UNet2DModel, ranks=(4,))
@@ -85,7 +98,14 @@ def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioni
 
 @register_network(DiT, ranks=(4,))
 def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-    return network(x, t, encoder_hidden_states=cond.text, class_labels=cond.labels, pooled=cond.pooled).sample
+    return network(
+        x,
+        t,
+        encoder_hidden_states=cond.text,
+        class_labels=cond.labels,
+        pooled=cond.pooled,
+        noise_level=cond.noise_level,
+    ).sample
 
 
 def _has_cross_attention(network: nn.Module) -> bool:

@@ -109,6 +109,8 @@ class DiT(ModelMixin, ConfigMixin):
             classifier-free guidance.
         pooled_dim: > 0 adds a projection of a ``(B, pooled_dim)`` pooled embedding.
         cross_attention_dim: > 0 adds cross-attention to ``(B, L, cross_attention_dim)`` text tokens.
+        noise_level_conditioning: adds an embedding of the low-res input's noise-augmentation level
+            (``(B,)``, in timestep units), for super-resolution stages (Imagen's noise conditioning).
     """
 
     _supports_gradient_checkpointing = False
@@ -127,6 +129,7 @@ class DiT(ModelMixin, ConfigMixin):
         num_classes: int = 0,
         pooled_dim: int = 0,
         cross_attention_dim: int = 0,
+        noise_level_conditioning: bool = False,
     ) -> None:
         super().__init__()
         if hidden_size % num_heads or hidden_size % 4:
@@ -140,6 +143,7 @@ class DiT(ModelMixin, ConfigMixin):
         self.time_embed = TimestepEmbedding(256, hidden_size)
         self.label_embed = nn.Embedding(num_classes + 1, hidden_size) if num_classes else None
         self.pooled_embed = nn.Linear(pooled_dim, hidden_size) if pooled_dim else None
+        self.noise_level_embed = TimestepEmbedding(256, hidden_size) if noise_level_conditioning else None
         self.blocks = nn.ModuleList(
             DiTBlock(hidden_size, num_heads, mlp_ratio, cross_attention_dim or None) for _ in range(depth)
         )
@@ -158,6 +162,7 @@ class DiT(ModelMixin, ConfigMixin):
         encoder_hidden_states: Tensor | None = None,
         class_labels: Tensor | None = None,
         pooled: Tensor | None = None,
+        noise_level: Tensor | None = None,
         return_dict: bool = True,
     ) -> DiTOutput | tuple[Tensor]:
         """``sample`` ``(B, in_channels + cond_channels, H, W)`` -> prediction ``(B, out_channels, H, W)``."""
@@ -174,6 +179,10 @@ class DiT(ModelMixin, ConfigMixin):
             c = c + self.label_embed(class_labels)
         if self.pooled_embed is not None and pooled is not None:
             c = c + self.pooled_embed(pooled)
+        if noise_level is not None:
+            if self.noise_level_embed is None:
+                raise ValueError("noise_level given to a DiT built without noise_level_conditioning=True")
+            c = c + self.noise_level_embed(self.time_proj(noise_level).to(sample.dtype))
 
         x = rearrange(self.embed(sample), "b d gh gw -> b (gh gw) d")  # (B, N, D) patch tokens
         x = x + sincos_2d(x.shape[-1], h // p, w // p, x.device, x.dtype)

@@ -23,6 +23,8 @@ class Conditioning:
         low_res: ``(B, C', ...)`` extra input channels at the sample's size, concatenated on the channel
             axis (the upsampled previous stage, for super-resolution).
         noise_level: ``(B,)`` noise-augmentation level of ``low_res``, in the model's timestep units.
+        guidance: ``(B,)`` classifier-free guidance scale, for students of guided distillation that take it
+            as an input instead of running two forwards.
     """
 
     text: Tensor | None = None
@@ -30,6 +32,7 @@ class Conditioning:
     labels: Tensor | None = None
     low_res: Tensor | None = None
     noise_level: Tensor | None = None
+    guidance: Tensor | None = None
 
     def tensors(self) -> dict[str, Tensor]:
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}

@@ -77,6 +77,10 @@ class VPSchedule(nn.Module):
         frac = (target - ascending[lo]) / (ascending[hi] - ascending[lo])
         return (lo + frac.clamp(0, 1)).to(sigma_ve.device)
 
+    def sigma_ve(self, t: Tensor) -> Tensor:
+        """``sigma_t / alpha_t``: the variance-exploding noise level at timestep ``t``."""
+        return (-0.5 * self.log_snr_at(t)).exp()
+
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         log_snr = self.log_snr_at(t)
         return torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()

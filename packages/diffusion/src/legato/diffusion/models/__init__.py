@@ -2,5 +2,6 @@
 
 from legato.diffusion.models.dispatch import forward_network, register_network
 from legato.diffusion.models.dit import DiT, DiTOutput
+from legato.diffusion.models.mlp import MLP, MLPOutput
 
-__all__ = ["DiT", "DiTOutput", "forward_network", "register_network"]
+__all__ = ["MLP", "DiT", "DiTOutput", "MLPOutput", "forward_network", "register_network"]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.models.dit import DiT
+from legato.diffusion.models.mlp import MLP
 
 NetworkCall = Callable[[nn.Module, Tensor, Tensor, Conditioning], Tensor]
 _CALLS: dict[type, tuple[NetworkCall, tuple[int, ...]]] = {}
@@ -32,7 +33,18 @@ def register_network(cls: type, ranks: tuple[int, ...]) -> Callable[[NetworkCall
     return deco
 
 
+def unwrap(network: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel (or torch.compile) wrapper; the network itself otherwise.
+
+    Wrappers are *called* (DDP syncs gradients in its forward), but looked up and configured by what they wrap.
+    """
+    while hasattr(network, "module") or hasattr(network, "_orig_mod"):
+        network = getattr(network, "module", None) or network._orig_mod
+    return network
+
+
 def _lookup(network: nn.Module) -> tuple[NetworkCall, tuple[int, ...]]:
+    network = unwrap(network)
     for cls in type(network).__mro__:
         if cls in _CALLS:
             return _CALLS[cls]
@@ -48,7 +60,7 @@ def forward_network(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning
     fn, ranks = _lookup(network)
     if x.ndim not in ranks:
         raise DiffusionError(
-            f"{type(network).__name__} takes samples of rank {ranks}, got shape {tuple(x.shape)}; "
+            f"{type(unwrap(network)).__name__} takes samples of rank {ranks}, got shape {tuple(x.shape)}; "
             "(B, C, H, W) images go to 2-D networks, (B, C, T, H, W) videos to legato.video's UNet3D"
         )
     if cond.low_res is not None:
@@ -74,22 +86,31 @@ def _class_input(network: nn.Module, cond: Conditioning) -> Tensor | None:
             f"{type(network).__name__} has one class-embedding slot but got {sorted(given)}; pass one of them "
             "(a DiT takes labels, pooled and noise_level together)"
         )
-    if "noise_level" in given and network.config.class_embed_type != "timestep":
+    if "noise_level" in given and unwrap(network).config.class_embed_type != "timestep":
         raise DiffusionError(
             f"conditioning.noise_level needs a {type(network).__name__} built with class_embed_type='timestep'"
         )
     return next(iter(given.values()), None)
 
 
+def refuse(network: nn.Module, cond: Conditioning, *fields: str) -> None:
+    """Raise if ``cond`` sets a field that ``network`` has no input for (rather than silently ignore it)."""
+    for name in fields:
+        if getattr(cond, name) is not None:
+            raise DiffusionError(f"{type(unwrap(network)).__name__} has no input for conditioning.{name}")
+
+
 @register_network(UNet2DModel, ranks=(4,))
 def _unet2d(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    refuse(network, cond, "text", "guidance")
     return network(x, t, class_labels=_class_input(network, cond)).sample
 
 
 @register_network(UNet2DConditionModel, ranks=(4,))
 def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    refuse(network, cond, "guidance")
     text = cond.text
-    if text is None and network.config.cross_attention_dim and _has_cross_attention(network):
+    if text is None and _has_cross_attention(unwrap(network)):
         raise DiffusionError(
             "this UNet2DConditionModel has cross-attention: pass Conditioning(text=(B, L, D))"
         )
@@ -98,6 +119,7 @@ def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioni
 
 @register_network(DiT, ranks=(4,))
 def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    refuse(network, cond, "guidance")
     return network(
         x,
         t,
@@ -106,6 +128,14 @@ def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor
         pooled=cond.pooled,
         noise_level=cond.noise_level,
     ).sample
+
+
+@register_network(MLP, ranks=(4,))
+def _mlp(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    if x.shape[2:] != (1, 1):
+        raise DiffusionError(f"MLP takes feature vectors as (B, C, 1, 1), got {tuple(x.shape)}")
+    refuse(network, cond, "text", "pooled", "noise_level")
+    return network(x, t, class_labels=cond.labels, guidance=cond.guidance).sample
 
 
 def _has_cross_attention(network: nn.Module) -> bool:

@@ -9,13 +9,15 @@ The main flow::
     x = sample(guided, make_scheduler("dpm++", config), noise, steps=25, cond=Conditioning(text=emb))
 
 Editing is options of `sample` (``init``/``strength``, ``mask``/``known``) plus `invert`,
-`null_text_inversion` and `diffedit_mask`.
+`null_text_inversion` and `diffedit_mask`. Training is `legato.diffusion.training` (one `Trainer`),
+distillation `legato.diffusion.distill`, noise-level experts `NoiseLevelExperts`.
 """
 
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import PREDICTION_TYPES, Denoiser, EDMDenoiser, VPSchedule
 from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
 from legato.diffusion.errors import DiffusionError, SamplingCancelled
+from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
@@ -31,11 +33,13 @@ __all__ = [
     "DiT",
     "DiffusionError",
     "EDMDenoiser",
+    "NoiseLevelExperts",
     "SamplingCancelled",
     "Step",
     "VPSchedule",
     "append_dims",
     "diffedit_mask",
+    "expert_ranges",
     "forward_network",
     "generators",
     "invert",

@@ -64,9 +64,11 @@ class MLP(ModelMixin, ConfigMixin):
                 else torch.full((b,), self.config.num_classes, device=sample.device)
             )
             c = c + self.label_embed(labels)
+        if (guidance is None) != (self.guidance_embed is None):
+            raise ValueError(
+                "guidance=(B,) goes to an MLP built with guidance_conditioning=True, and only to one"
+            )
         if self.guidance_embed is not None:
-            if guidance is None:
-                raise ValueError("this MLP is conditioned on the guidance scale: pass guidance=(B,)")
             c = c + self.guidance_embed(self.time_proj(guidance * 100.0).to(sample.dtype))
         h = self.inp(sample.flatten(1)) + c
         for block in self.blocks:

@@ -8,7 +8,7 @@ from legato.diffusion.training.data import (
     collate,
     drop_conditions,
 )
-from legato.diffusion.training.objective import Objective, shifted_betas
+from legato.diffusion.training.objective import Objective, TrainingObjective, shifted_betas
 from legato.diffusion.training.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingObjective",
     "collate",
     "drop_conditions",
     "shifted_betas",

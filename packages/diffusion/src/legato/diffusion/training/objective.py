@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,28 @@ from legato.diffusion.models.dispatch import forward_network
 from legato.diffusion.tensors import append_dims
 
 Parameterization = Literal["epsilon", "v_prediction", "sample", "edm"]
+
+
+class TrainingObjective(Protocol):
+    """What the `Trainer` needs of an objective: a per-item loss and the sampling adapter for the result.
+
+    `Objective` is the standard one; `legato.diffusion.distill` provides distillation objectives.
+    """
+
+    def loss(
+        self,
+        network: nn.Module,
+        schedule: VPSchedule,
+        x0: Tensor,
+        cond: Conditioning,
+        generator: torch.Generator,
+        *,
+        timestep_range: tuple[float, float] | None = None,
+    ) -> Tensor: ...
+
+    def denoiser(self, network: nn.Module, schedule: VPSchedule) -> nn.Module: ...
+
+
 Weighting = Literal["uniform", "min_snr", "edm"]
 
 

@@ -13,7 +13,7 @@ import copy
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +29,7 @@ from legato.diffusion.denoisers import VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.training import checkpoint as ckpt
 from legato.diffusion.training.data import BucketBatches, ItemDataset, collate, drop_conditions
-from legato.diffusion.training.objective import Objective
+from legato.diffusion.training.objective import Objective, TrainingObjective
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Trainer:
         self,
         network: nn.Module,
         schedule: VPSchedule,
-        objective: Objective,
+        objective: Objective | TrainingObjective,
         dataset: ItemDataset,
         config: TrainConfig,
         out_dir: str | Path,
@@ -224,7 +224,9 @@ class Trainer:
                 "lr_scheduler": self.lr_scheduler.state_dict(),
                 "ema": ema_meta,
                 "config": {k: v for k, v in asdict(self.config).items() if k != "progress"},
-                "objective": asdict(self.objective),
+                "objective": asdict(self.objective)
+                if is_dataclass(self.objective)
+                else type(self.objective).__name__,
                 "world": self.world,
             }
             path = ckpt.write(

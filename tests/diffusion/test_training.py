@@ -29,13 +29,14 @@ def weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(next((directory / "model").glob("*.safetensors")))
 
 
-def toy_trainer(out: Path, steps: int, **config) -> Trainer:
+def toy_trainer(out: Path, steps: int, preview=None, **config) -> Trainer:
     torch.manual_seed(0)
     cfg = TrainConfig(steps=steps, batch_size=64, learning_rate=2e-3, lr_schedule="cosine", warmup_steps=5,
                       ema_decay=0.9, progress=False, log_every=5, **config)  # fmt: skip
     return Trainer(
-        MLP(hidden=32, depth=2), SCHEDULE, Objective("v_prediction"), TensorItems(two_moons(512, 0)), cfg, out
-    )
+        MLP(hidden=32, depth=2), SCHEDULE, Objective("v_prediction"), TensorItems(two_moons(512, 0)), cfg, out,
+        preview=preview,
+    )  # fmt: skip
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -200,3 +201,22 @@ def test_bad_configs_and_data():
     with pytest.raises(DiffusionError, match="null_label="):
         Trainer(MLP(num_classes=2), SCHEDULE, Objective(), TensorItems(points, labels=labels),
                 TrainConfig(steps=1, batch_size=8, cond_dropout=0.5, progress=False), "/tmp/unused").fit(resume=False)  # fmt: skip
+
+
+def test_preview_grids_are_written_during_training(tmp_path):
+    from PIL import Image
+
+    def preview(network):
+        denoiser = Objective("v_prediction").denoiser(network, SCHEDULE)
+        points = sample(
+            denoiser, DDIMScheduler(clip_sample=False), randn((9, 2, 1, 1), generators(range(9))), steps=4
+        )
+        return points.view(9, 1, 1, 2).expand(9, 1, 4, 2)  # 9 tiny "images" of the two coordinates
+
+    toy_trainer(tmp_path, 20, preview=preview, sample_every=10).fit()
+    grids = sorted((tmp_path / "samples").glob("*.png"))
+    assert [g.name for g in grids] == ["step-00000010.png", "step-00000020.png"]
+    with Image.open(grids[0]) as grid:
+        assert grid.size == (3 * 2, 3 * 4)  # a 3x3 grid of 4x2 images
+    with pytest.raises(DiffusionError, match=r"needs Trainer\(preview=\.\.\.\)"):
+        toy_trainer(tmp_path / "x", 20, sample_every=10)

@@ -81,7 +81,8 @@ def write(
         save_network(network, tmp / "model")
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / "state.safetensors")
         with open(tmp / "state.json", "w") as f:
-            json.dump({"step": step, **meta}, f, indent=1, sort_keys=True)
+            # default=str: descriptive entries (an objective holding a scheduler) are kept as text
+            json.dump({"step": step, **meta}, f, indent=1, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
         if final.exists():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -30,6 +30,7 @@ from legato.diffusion.errors import DiffusionError
 from legato.diffusion.training import checkpoint as ckpt
 from legato.diffusion.training.data import BucketBatches, ItemDataset, collate, drop_conditions
 from legato.diffusion.training.objective import Objective, TrainingObjective
+from legato.diffusion.training.previews import save_grid
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 3
     log_every: int = 10
+    sample_every: int = 0  # > 0: write a preview grid every so many steps (needs Trainer(preview=...))
     seed: int = 0
     progress: bool = True
 
@@ -96,7 +98,15 @@ class Trainer:
         out_dir: str | Path,
         *,
         device: str | torch.device = "cpu",
+        preview: Callable[[nn.Module], Tensor] | None = None,
     ) -> None:
+        """``preview(network)``, with ``config.sample_every > 0``, returns ``(B, C, H, W)`` samples in [-1, 1]
+        from the EMA network; they are written to ``out_dir/samples/step-XXXXXXXX.png``."""
+        if config.sample_every and preview is None:
+            raise DiffusionError(
+                "TrainConfig.sample_every needs Trainer(preview=...): a function network -> samples"
+            )
+        self.preview = preview
         self.device = torch.device(device)
         self.network = network.to(self.device)
         self.schedule = schedule.to(self.device)
@@ -183,6 +193,8 @@ class Trainer:
                 window_start, window_samples = time.perf_counter(), 0
             if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == last:
                 self.save_checkpoint()
+            if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0:
+                self.write_preview()
         bar.close()
         result.step = self.step
         return result
@@ -270,6 +282,13 @@ class Trainer:
         target = Path(directory) if directory is not None else self.out_dir / "model"
         ckpt.save_network(self.trained_network(), target)
         return target
+
+    def write_preview(self) -> Path:
+        """Sample with ``preview`` from the EMA network and write the grid for the current step."""
+        network = self.trained_network()
+        with torch.no_grad():
+            images = self.preview(network)
+        return save_grid(images, self.out_dir / "samples" / f"{ckpt.checkpoint_name(self.step)}.png")
 
     def _log(self, record: dict) -> None:
         if self.rank != 0:

@@ -1,8 +1,13 @@
-"""legato.video: space-time diffusion for video.
+"""legato.video: space-time diffusion for video, and video files.
 
-The factorized 3D UNet, spatial and temporal super-resolution models, video files through av.
+The main flow (so far)::
 
-This member holds only its skeleton so far: the code arrives with its issue (see the repository README).
+    write_video("clip.mp4", frames, fps=8, audio=waveform, sample_rate=16_000)   # frames (T, C, H, W) in [0, 1]
+    video = read_video("clip.mp4")                                               # frames, fps, audio
+
+The factorized 3D UNet and the spatial/temporal super-resolution models arrive with the rest of their issue.
 """
 
-__all__: list[str] = []
+from legato.video.io import VIDEO_FORMATS, Video, VideoError, VideoFormat, read_video, write_video
+
+__all__ = ["VIDEO_FORMATS", "Video", "VideoError", "VideoFormat", "read_video", "write_video"]

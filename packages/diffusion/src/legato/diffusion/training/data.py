@@ -22,8 +22,18 @@ Item = tuple[Tensor, Conditioning]
 
 
 class ItemDataset(Protocol):
+    """Items by index. A dataset may also define ``shapes() -> list[tuple[int, ...]]`` (each item's sample
+    shape) so that bucketing does not have to load every item; `item_shapes` falls back to loading them."""
+
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> Item: ...
+
+
+def item_shapes(dataset: ItemDataset) -> list[tuple[int, ...]]:
+    """Each item's sample shape: ``dataset.shapes()`` where defined, else by loading every item."""
+    if hasattr(dataset, "shapes"):
+        return [tuple(s) for s in dataset.shapes()]
+    return [tuple(dataset[i][0].shape) for i in range(len(dataset))]
 
 
 class TensorItems:
@@ -42,6 +52,11 @@ class TensorItems:
 
     def __getitem__(self, index: int) -> Item:
         return self.samples[index], Conditioning(**{k: v[index] for k, v in self.cond.items()})
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        if isinstance(self.samples, Tensor):
+            return [tuple(self.samples.shape[1:])] * len(self.samples)
+        return [tuple(s.shape) for s in self.samples]
 
 
 def collate(items: Sequence[Item]) -> tuple[Tensor, Conditioning]:

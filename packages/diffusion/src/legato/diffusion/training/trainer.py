@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from legato.diffusion.denoisers import VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.training import checkpoint as ckpt
-from legato.diffusion.training.data import BucketBatches, ItemDataset, collate, drop_conditions
+from legato.diffusion.training.data import BucketBatches, ItemDataset, collate, drop_conditions, item_shapes
 from legato.diffusion.training.objective import Objective, TrainingObjective
 from legato.diffusion.training.previews import save_grid
 
@@ -113,8 +113,9 @@ class Trainer:
         self.objective, self.dataset, self.config = objective, dataset, config
         self.out_dir = Path(out_dir)
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        shapes = [tuple(dataset[i][0].shape) for i in range(len(dataset))]
-        self.batches = BucketBatches(shapes, config.batch_size, config.seed, shard=(self.rank, self.world))
+        self.batches = BucketBatches(
+            item_shapes(dataset), config.batch_size, config.seed, shard=(self.rank, self.world)
+        )
         self.model: nn.Module = DistributedDataParallel(self.network) if self.world > 1 else self.network
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)

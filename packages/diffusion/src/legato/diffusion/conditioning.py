@@ -23,6 +23,7 @@ class Conditioning:
         low_res: ``(B, C', ...)`` extra input channels at the sample's size, concatenated on the channel
             axis (the upsampled previous stage, for super-resolution).
         noise_level: ``(B,)`` noise-augmentation level of ``low_res``, in the model's timestep units.
+        fps: ``(B,)`` frame rate, for video models conditioned on it.
         guidance: ``(B,)`` classifier-free guidance scale, for students of guided distillation that take it
             as an input instead of running two forwards.
     """
@@ -32,6 +33,7 @@ class Conditioning:
     labels: Tensor | None = None
     low_res: Tensor | None = None
     noise_level: Tensor | None = None
+    fps: Tensor | None = None
     guidance: Tensor | None = None
 
     def tensors(self) -> dict[str, Tensor]:

@@ -102,13 +102,13 @@ def refuse(network: nn.Module, cond: Conditioning, *fields: str) -> None:
 
 @register_network(UNet2DModel, ranks=(4,))
 def _unet2d(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-    refuse(network, cond, "text", "guidance")
+    refuse(network, cond, "text", "guidance", "fps")
     return network(x, t, class_labels=_class_input(network, cond)).sample
 
 
 @register_network(UNet2DConditionModel, ranks=(4,))
 def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-    refuse(network, cond, "guidance")
+    refuse(network, cond, "guidance", "fps")
     text = cond.text
     if text is None and _has_cross_attention(unwrap(network)):
         raise DiffusionError(
@@ -119,7 +119,7 @@ def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioni
 
 @register_network(DiT, ranks=(4,))
 def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-    refuse(network, cond, "guidance")
+    refuse(network, cond, "guidance", "fps")
     return network(
         x,
         t,
@@ -134,7 +134,7 @@ def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor
 def _mlp(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
     if x.shape[2:] != (1, 1):
         raise DiffusionError(f"MLP takes feature vectors as (B, C, 1, 1), got {tuple(x.shape)}")
-    refuse(network, cond, "text", "pooled", "noise_level")
+    refuse(network, cond, "text", "pooled", "noise_level", "fps")
     return network(x, t, class_labels=cond.labels, guidance=cond.guidance).sample
 
 

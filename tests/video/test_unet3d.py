@@ -1,0 +1,109 @@
+"""UNet3D: the shared model contract, identity start, more frames than trained, and the one sampling loop."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, UNet3DConditionModel
+
+from legato.diffusion import Conditioning, Denoiser, DiffusionError, generators, randn, sample
+from legato.video import UNet3D
+
+
+def small(**overrides) -> UNet3D:
+    config = dict(
+        in_channels=3, block_out_channels=(16, 32), attention_levels=(False, True), heads=2, norm_groups=8
+    )
+    return UNet3D(**{**config, **overrides})
+
+
+def video_inputs(frames: int = 4, size: int = 8, channels: int = 3, **fields):
+    def make(batch: int):
+        gen = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, channels, frames, size, size, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        return x, t, Conditioning(**{k: f(batch, gen) for k, f in fields.items()})
+
+    return make
+
+
+def image_inputs(batch: int):
+    gen = torch.Generator().manual_seed(batch)
+    return (
+        torch.randn(batch, 3, 8, 8, generator=gen),
+        torch.randint(0, 1000, (batch,), generator=gen),
+        Conditioning(),
+    )
+
+
+CASES = {
+    "video": (lambda: small(), video_inputs(), 3),
+    "video-text-fps-sr": (
+        lambda: small(
+            cond_channels=3, cross_attention_dim=24, fps_conditioning=True, noise_level_conditioning=True
+        ),
+        video_inputs(
+            text=lambda b, g: torch.randn(b, 5, 24, generator=g),
+            fps=lambda b, g: torch.full((b,), 8.0),
+            low_res=lambda b, g: torch.randn(b, 3, 4, 8, 8, generator=g),
+            noise_level=lambda b, g: torch.randint(0, 250, (b,), generator=g),
+        ),
+        3,
+    ),
+    "image-skip-time": (lambda: small(), image_inputs, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_model_contract(case, model_contract, tmp_path):
+    make, inputs, out_channels = CASES[case]
+    model_contract(make, inputs, out_channels, tmp_path)
+
+
+def test_a_fresh_model_treats_each_frame_as_an_image():
+    # Temporal convs start as the identity and temporal attention's output at zero (Ho et al. 2022).
+    torch.manual_seed(0)
+    net = small().eval()
+    x, t, _ = video_inputs()(2)
+    with torch.no_grad():
+        joint = net(x, t).sample
+        per_frame = net(x, t, skip_time=True).sample
+        frame_2 = net(x[:, :, 2], t).sample  # a 4-D image through the skip-time path
+    assert torch.allclose(joint, per_frame, atol=1e-5)
+    assert torch.allclose(joint[:, :, 2], frame_2, atol=1e-5)
+
+
+def test_trained_on_four_frames_samples_eight():
+    torch.manual_seed(0)
+    net = small()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, t, _ = video_inputs(frames=4)(2)
+    for _ in range(3):  # a few steps so that temporal layers are no longer the identity
+        loss = torch.nn.functional.mse_loss(net(x, t).sample, torch.randn_like(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    noise = randn((1, 3, 8, 8, 8), generators([3]))
+    out = sample(Denoiser(net.eval()), DDIMScheduler(), noise, steps=4)
+    assert out.shape == (1, 3, 8, 8, 8)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_diffusers_unet3d_condition_model_samples_as_a_legato_video_denoiser():
+    torch.manual_seed(0)
+    zeroscope_like = UNet3DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=16, attention_head_dim=8, norm_num_groups=16,
+    ).eval()  # fmt: skip
+    text = torch.randn(2, 3, 16)
+    noise = randn((2, 4, 3, 8, 8), generators([1, 2]))
+    out = sample(Denoiser(zeroscope_like), DDIMScheduler(), noise, steps=3, cond=Conditioning(text=text))
+    assert out.shape == (2, 4, 3, 8, 8)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_fields_a_network_cannot_take_are_refused():
+    with pytest.raises(DiffusionError, match=r"no input for conditioning\.labels"):
+        sample(Denoiser(small()), DDIMScheduler(), torch.randn(1, 3, 2, 8, 8), steps=2,
+               cond=Conditioning(labels=torch.zeros(1, dtype=torch.long)))  # fmt: skip
+    with pytest.raises(ValueError, match="fps_conditioning=True"):
+        small()(torch.randn(1, 3, 2, 8, 8), torch.tensor([1]), fps=torch.tensor([8.0]))

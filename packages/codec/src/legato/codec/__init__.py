@@ -13,7 +13,7 @@ Long audio goes through a fixed model window with `split_windows` / `join_window
 reconstructions. Every failure on bad input is a `CodecError`.
 """
 
-from legato.codec.audio_io import AUDIO_FORMATS, AudioFormat, read_audio, write_audio
+from legato.codec.audio_io import AUDIO_FORMATS, AudioFormat, mux_audio, read_audio, write_audio
 from legato.codec.errors import CodecError
 from legato.codec.files import atomic_output
 from legato.codec.image import MelImage, load_mel_image, save_mel_image
@@ -41,6 +41,7 @@ __all__ = [
     "load_mel_image",
     "log_spectral_distance",
     "mel_to_linear",
+    "mux_audio",
     "num_windows",
     "read_audio",
     "save_mel_image",

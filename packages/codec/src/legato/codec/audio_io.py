@@ -152,19 +152,34 @@ def write_audio(
                 stream.bit_rate = bit_rate
             if spec.options:
                 stream.codec_context.options = dict(spec.options)
-            planar = spec.sample_format.endswith("p")
-            for start in range(0, samples.shape[1], _CHUNK):
-                block = samples[:, start : start + _CHUNK]
-                array = block if planar else block.T.reshape(1, -1)  # packed formats interleave channels
-                frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(array), format=spec.sample_format, layout=stream.layout.name
-                )
-                frame.sample_rate = sample_rate
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+            mux_audio(container, stream, samples, spec.sample_format, sample_rate)
     except av.FFmpegError as err:
         raise CodecError(f"{dst}: encoding {name} failed ({err})") from err
     return dst
+
+
+def mux_audio(
+    container: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    samples: np.ndarray,
+    sample_format: str,
+    sample_rate: int,
+) -> None:
+    """Encode ``(C, N)`` samples (already of ``sample_format``'s dtype) into an open audio stream, then flush it.
+
+    Planar formats (ending in "p") take ``(C, n)`` frames; packed ones interleave the channels. Shared by
+    `write_audio` and legato.video's soundtracks.
+    """
+    planar = sample_format.endswith("p")
+    for start in range(0, samples.shape[1], _CHUNK):
+        block = samples[:, start : start + _CHUNK]
+        array = block if planar else block.T.reshape(1, -1)  # packed formats interleave channels
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(array), format=sample_format, layout=stream.layout.name
+        )
+        frame.sample_rate = sample_rate
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
 
 
 def _check_positive(name: str, value: int | None) -> None:

@@ -21,7 +21,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from legato.codec import atomic_output
+from legato.codec import atomic_output, mux_audio
 
 
 class VideoError(ValueError):
@@ -116,12 +116,7 @@ def write_video(
             if audio_stream is not None:
                 supported = {f.name for f in audio_stream.codec_context.codec.audio_formats}
                 fmt = "fltp" if "fltp" in supported else "flt"  # AAC takes planar float, Opus packed
-                planar = fmt == "fltp"
-                data = wave if planar else np.ascontiguousarray(wave.T.reshape(1, -1))
-                frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=audio_stream.layout.name)
-                frame.sample_rate = out_rate
-                container.mux(audio_stream.encode(frame))
-                container.mux(audio_stream.encode(None))
+                mux_audio(container, audio_stream, wave, fmt, out_rate)
     except av.FFmpegError as err:
         raise VideoError(f"{dst}: encoding {name} failed ({err})") from err
     return dst

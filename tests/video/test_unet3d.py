@@ -107,3 +107,24 @@ def test_fields_a_network_cannot_take_are_refused():
                cond=Conditioning(labels=torch.zeros(1, dtype=torch.long)))  # fmt: skip
     with pytest.raises(ValueError, match="fps_conditioning=True"):
         small()(torch.randn(1, 3, 2, 8, 8), torch.tensor([1]), fps=torch.tensor([8.0]))
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "dpm++"])
+def test_frame_conditioning_and_per_frame_inpainting_are_options_of_the_one_loop(name):
+    # Extend a clip: keep its first 2 frames, generate the other 4. Inpaint: a region in some frames only.
+    from legato.diffusion import make_scheduler
+
+    torch.manual_seed(0)
+    denoiser = Denoiser(small().eval())
+    known = torch.rand(2, 3, 6, 8, 8) * 2 - 1
+    noise = randn(known.shape, generators([1, 2]))
+    first_frames = torch.ones(1, 1, 6, 1, 1)
+    first_frames[:, :, :2] = 0  # 0: keep, 1: generate
+    out = sample(denoiser, make_scheduler(name), noise, steps=4, mask=first_frames, known=known)
+    assert torch.equal(out[:, :, :2], known[:, :, :2])
+    assert not torch.allclose(out[:, :, 2:], known[:, :, 2:], atol=1e-2)
+
+    region = torch.zeros(2, 1, 6, 8, 8)
+    region[:, :, 3:, 2:6, 2:6] = 1  # a square in the last three frames
+    out = sample(denoiser, make_scheduler(name), noise, steps=4, mask=region, known=known)
+    assert torch.equal(out[region.expand_as(out) == 0], known[region.expand_as(known) == 0])

@@ -25,6 +25,7 @@ from legato.diffusion.errors import DiffusionError
 from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models.dispatch import forward_network
 from legato.diffusion.tensors import append_dims
+from legato.diffusion.training.objective import draw_noise
 
 
 def trailing_timesteps(steps: int, num_train_timesteps: int = 1000) -> Tensor:
@@ -119,7 +120,7 @@ class ProgressiveDistillation:
         t, t_mid, t_end = teacher_grid[2 * j], teacher_grid[2 * j + 1], teacher_grid[2 * j + 2]
         if self.guidance is not None:
             cond = cond.replace(guidance=self.guidance.draw(batch, generator, device))
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(device)
+        noise = draw_noise(x0, generator)
         a_t, s_t = _alpha_sigma(schedule, t, x0)
         z = a_t * x0 + s_t * noise
         with torch.no_grad():  # two deterministic DDIM steps of the teacher: t -> t_mid -> t_end
@@ -174,7 +175,7 @@ class GuidedDistillation:
         n = schedule.log_snr.numel()
         t = torch.randint(0, n, (batch,), generator=generator, device=generator.device).to(device).float()
         w = self.guidance.draw(batch, generator, device)
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(device)
+        noise = draw_noise(x0, generator)
         alpha, sigma = (append_dims(v.to(x0), x0.ndim) for v in schedule.alpha_sigma(t))
         z = alpha * x0 + sigma * noise
         with torch.no_grad():

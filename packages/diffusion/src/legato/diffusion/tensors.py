@@ -18,6 +18,12 @@ def append_dims(x: Tensor, ndim: int) -> Tensor:
     return x[(...,) + (None,) * missing]
 
 
+def batch_timesteps(timestep: Tensor | float, batch: int, device: torch.device) -> Tensor:
+    """A scalar or ``(B,)`` timestep as a ``(B,)`` tensor on ``device`` (what networks embed per item)."""
+    t = torch.as_tensor(timestep, device=device)
+    return t.expand(batch) if t.ndim == 0 else t
+
+
 def check_sample(x: Tensor, name: str, *, like: Tensor | None = None) -> None:
     """Raise `DiffusionError` unless ``x`` is a finite float tensor ``(B, C, ...)`` matching ``like``."""
     if not isinstance(x, Tensor):

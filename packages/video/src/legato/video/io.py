@@ -21,7 +21,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from legato.codec import atomic_output, mux_audio
+from legato.codec import atomic_output, mux_audio, read_audio
 
 
 class VideoError(ValueError):
@@ -136,22 +136,11 @@ def read_video(path: str | os.PathLike[str], *, with_audio: bool = True) -> Vide
             stream = container.streams.video[0]
             fps = float(stream.guessed_rate or stream.average_rate or 0)
             images = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-        audio, rate = None, None
-        if with_audio:
-            with av.open(str(src)) as container:
-                if container.streams.audio:
-                    a = container.streams.audio[0]
-                    rate = a.codec_context.sample_rate
-                    chunks = [f.to_ndarray() for f in container.decode(a)]
-                    planar = a.codec_context.format.is_planar
-                    channels = a.codec_context.channels
-                    parts = [c if planar else c.reshape(-1, channels).T for c in chunks]
-                    audio = (
-                        torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32)) if parts else None
-                    )
+            has_audio = with_audio and bool(container.streams.audio)
+        audio, rate = read_audio(src) if has_audio else (None, None)  # codec's one audio decoder
     except VideoError:
         raise
-    except (av.FFmpegError, ValueError) as err:
+    except (av.FFmpegError, ValueError) as err:  # CodecError is a ValueError
         raise VideoError(
             f"{src}: cannot be decoded as video ({err}); the file is corrupt or not a video"
         ) from err

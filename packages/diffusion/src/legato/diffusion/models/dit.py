@@ -16,6 +16,8 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import Tensor, nn
 
+from legato.diffusion.tensors import batch_timesteps
+
 
 @dataclass
 class DiTOutput(BaseOutput):
@@ -170,8 +172,7 @@ class DiT(ModelMixin, ConfigMixin):
         p = self.patch
         if h % p or w % p:
             raise ValueError(f"sample size {h}x{w} is not a multiple of patch_size={p}; pad or resize it")
-        t = torch.as_tensor(timestep, device=sample.device)
-        t = t.expand(b) if t.ndim == 0 else t
+        t = batch_timesteps(timestep, b, sample.device)
         c = self.time_embed(self.time_proj(t).to(sample.dtype))
         if self.label_embed is not None:
             if class_labels is None:

@@ -11,6 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from legato.diffusion.tensors import batch_timesteps
+
 
 @dataclass
 class MLPOutput(BaseOutput):
@@ -54,8 +56,7 @@ class MLP(ModelMixin, ConfigMixin):
         return_dict: bool = True,
     ) -> MLPOutput | tuple[Tensor]:
         b = sample.shape[0]
-        t = torch.as_tensor(timestep, device=sample.device)
-        t = t.expand(b) if t.ndim == 0 else t
+        t = batch_timesteps(timestep, b, sample.device)
         c = self.time_embed(self.time_proj(t).to(sample.dtype))
         if self.label_embed is not None:
             labels = (

@@ -106,9 +106,7 @@ class Objective:
         ``timestep_range`` restricts the noise levels drawn (noise-level experts train on a slice).
         """
         batch = x0.shape[0]
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(
-            x0.device
-        )
+        noise = draw_noise(x0, generator)
         n_train = schedule.log_snr.numel()
         lo, hi = timestep_range if timestep_range is not None else (0.0, n_train - 1.0)
         if self.prediction_type == "edm":
@@ -149,6 +147,13 @@ class Objective:
         denoised = edm.denoise_ve(x0 + append_dims(sigma, x0.ndim).to(x0) * noise, sigma.to(x0), cond)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         return weight * (denoised.float() - x0.float()).pow(2).flatten(1).mean(1)
+
+
+def draw_noise(like: Tensor, generator: torch.Generator) -> Tensor:
+    """Standard normal noise shaped like ``like``, drawn from ``generator`` (on its device), moved to ``like``'s."""
+    return torch.randn(like.shape, generator=generator, device=generator.device, dtype=like.dtype).to(
+        like.device
+    )
 
 
 def shifted_betas(alphas_cumprod: Tensor, shift: float) -> list[float]:

@@ -21,6 +21,8 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import Tensor, nn
 
+from legato.diffusion.tensors import batch_timesteps
+
 
 @dataclass
 class UNet3DOutput(BaseOutput):
@@ -209,8 +211,7 @@ class UNet3D(ModelMixin, ConfigMixin):
         video = sample[:, :, None] if image else sample
         b, _, frames, _, _ = video.shape
         skip_time = skip_time or image
-        t = torch.as_tensor(timestep, device=sample.device)
-        t = t.expand(b) if t.ndim == 0 else t
+        t = batch_timesteps(timestep, b, sample.device)
         emb = self.time_embed(self.time_proj(t).to(sample.dtype))
         for extra, embed, name in (
             (fps, self.fps_embed, "fps"),
@@ -219,9 +220,7 @@ class UNet3D(ModelMixin, ConfigMixin):
             if extra is not None:
                 if embed is None:
                     raise ValueError(f"{name} given to a UNet3D built without {name}_conditioning=True")
-                emb = emb + embed(
-                    self.time_proj(torch.as_tensor(extra, device=sample.device).expand(b)).to(sample.dtype)
-                )
+                emb = emb + embed(self.time_proj(batch_timesteps(extra, b, sample.device)).to(sample.dtype))
         emb = emb.repeat_interleave(frames, dim=0)  # (B*T, E)
         context = (
             encoder_hidden_states.repeat_interleave(frames, dim=0)

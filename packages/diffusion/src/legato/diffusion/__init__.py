@@ -10,9 +10,11 @@ The main flow::
 
 Editing is options of `sample` (``init``/``strength``, ``mask``/``known``) plus `invert`,
 `null_text_inversion` and `diffedit_mask`. Training is `legato.diffusion.training` (one `Trainer`),
-distillation `legato.diffusion.distill`, noise-level experts `NoiseLevelExperts`.
+distillation `legato.diffusion.distill`, noise-level experts `NoiseLevelExperts`; cascades' super-resolution
+stages are `SuperResolution` (space and time factors, `NoiseAugmentation` of the low-res input).
 """
 
+from legato.diffusion.augmentation import NoiseAugmentation
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import PREDICTION_TYPES, Denoiser, EDMDenoiser, VPSchedule
 from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
@@ -22,6 +24,7 @@ from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
 from legato.diffusion.schedulers import SCHEDULERS, make_scheduler
+from legato.diffusion.superres import SuperResolution
 from legato.diffusion.tensors import append_dims, generators, randn
 
 __all__ = [
@@ -33,9 +36,11 @@ __all__ = [
     "DiT",
     "DiffusionError",
     "EDMDenoiser",
+    "NoiseAugmentation",
     "NoiseLevelExperts",
     "SamplingCancelled",
     "Step",
+    "SuperResolution",
     "VPSchedule",
     "append_dims",
     "diffedit_mask",

@@ -24,7 +24,8 @@ class ClassifierFreeGuidance(nn.Module):
         denoiser: any Legato denoiser trained with condition dropout.
         uncond: the unconditional conditioning (e.g. the empty prompt's embedding), with 1 or B rows; or a
             mapping from integer timestep to such a conditioning (per-step null embeddings, as null-text
-            inversion produces).
+            inversion produces). Inputs it leaves out (``low_res``, ``noise_level``, ``fps``) are taken from
+            the conditional half, so a super-resolution stage is guided by its prompt only.
         scale: guidance scale ``w``, a float or a per-item ``(B,)`` tensor; 1 is the conditional model alone.
         rescale: ``phi`` in [0, 1] of guidance rescale; 0 disables it.
     """
@@ -71,7 +72,13 @@ class ClassifierFreeGuidance(nn.Module):
             raise DiffusionError(f"guidance scale has shape {tuple(scale.shape)} for a batch of {batch}")
         if self.rescale == 0.0 and bool((scale == 1.0).all()):
             return self.denoiser(x, t, cond)  # w = 1 is the conditional model: skip the unconditional half
-        both = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), cond.cat(self._uncond_at(t, batch)))
+        uncond = self._uncond_at(t, batch)
+        # Inputs are not guidance: the unconditional half sees the same low-res input, noise level and fps.
+        shared = {
+            k: getattr(cond, k) for k in ("low_res", "noise_level", "fps") if getattr(uncond, k) is None
+        }
+        uncond = uncond.replace(**{k: v for k, v in shared.items() if v is not None})
+        both = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), cond.cat(uncond))
         cond_out, uncond_out = both.chunk(2)
         guided = uncond_out + append_dims(scale, x.ndim) * (cond_out - uncond_out)
         if self.rescale:

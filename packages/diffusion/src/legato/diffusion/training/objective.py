@@ -9,6 +9,8 @@ Parameterisations (all on the variance-preserving form ``x_t = alpha x_0 + sigma
 
 Weightings for the first three: ``uniform`` and ``min_snr`` (Hang et al. 2023, Min-SNR-gamma: the x0-space
 weight ``min(SNR, gamma)``, expressed per parameterisation: ``/SNR`` for epsilon, ``/(SNR + 1)`` for v).
+
+``augmentation`` (a `NoiseAugmentation`) noises a super-resolution model's low-res input at random levels.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
+from legato.diffusion.augmentation import NoiseAugmentation
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, EDMDenoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
@@ -62,6 +65,7 @@ class Objective:
     sigma_data: float = 0.5
     p_mean: float = -1.2
     p_std: float = 1.2
+    augmentation: NoiseAugmentation | None = None
 
     def __post_init__(self) -> None:
         if self.prediction_type not in ("epsilon", "v_prediction", "sample", "edm"):
@@ -106,6 +110,8 @@ class Objective:
         ``timestep_range`` restricts the noise levels drawn (noise-level experts train on a slice).
         """
         batch = x0.shape[0]
+        if self.augmentation is not None:
+            cond = self.augmentation.train(cond, schedule, generator)
         noise = draw_noise(x0, generator)
         n_train = schedule.log_snr.numel()
         lo, hi = timestep_range if timestep_range is not None else (0.0, n_train - 1.0)

@@ -1,0 +1,116 @@
+"""Video metrics for verifiers and benchmarks: PSNR, frame-to-frame consistency, and a Fréchet distance.
+
+The embedding is `VideoFeatures`: a fixed, randomly initialised 3-D conv net (seed 0, He-normal weights,
+three stages of 3x3x3 conv + ReLU at channels 16/32/64, each halving H and W), whose per-stage channel means
+and standard deviations over space and time make a 224-dim vector per clip. Random conv features are
+sensitive to colour, texture, sharpness and motion statistics (Naeem et al. 2020 use random embeddings for
+generative-model metrics) and need no download, which is why we chose them over I3D (what FVD uses, and
+whose weights would have to be fetched). The distances are therefore comparable between runs of Legato, not
+with FVD numbers in papers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import Tensor, nn
+
+from legato.video.io import VideoError
+
+
+def psnr(video: Tensor, truth: Tensor, data_range: float = 1.0) -> Tensor:
+    """Per-item peak signal-to-noise ratio in dB, ``(B,)``, of ``(B, ...)`` tensors with values spanning
+    ``data_range`` (1 for [0, 1], 2 for [-1, 1])."""
+    if video.shape != truth.shape:
+        raise VideoError(f"psnr compares equal shapes, got {tuple(video.shape)} and {tuple(truth.shape)}")
+    mse = (video.double() - truth.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
+
+
+class VideoFeatures(nn.Module):
+    """The fixed random embedding described in the module docstring: ``(B, 3, T, H, W)`` in [0, 1] ->
+    ``(B, 224)``; with ``per_frame=True``, ``(B, T, 224)`` (each frame embedded on its own)."""
+
+    channels = (16, 32, 64)
+
+    def __init__(self, in_channels: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.convs = nn.ModuleList()
+        cin = in_channels
+        for cout in self.channels:
+            conv = nn.Conv3d(cin, cout, 3, stride=(1, 2, 2), padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2 / (cin * 27)))
+                conv.bias.zero_()
+            self.convs.append(conv)
+            cin = cout
+        self.requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        return 2 * sum(self.channels)
+
+    @torch.no_grad()
+    def forward(self, video: Tensor, per_frame: bool = False) -> Tensor:
+        if video.ndim != 5:
+            raise VideoError(f"VideoFeatures takes (B, C, T, H, W) videos, got shape {tuple(video.shape)}")
+        b = video.shape[0]
+        x = rearrange(video, "b c t h w -> (b t) c 1 h w") if per_frame else video
+        x = x.to(self.convs[0].weight) * 2 - 1
+        stats = []
+        for conv in self.convs:
+            x = F.relu(conv(x))
+            stats += [reduce(x, "n c t h w -> n c", "mean"), x.flatten(2).std(2)]
+        out = torch.cat(stats, 1)
+        return rearrange(out, "(b t) d -> b t d", b=b) if per_frame else out
+
+
+_FEATURES: dict[int, VideoFeatures] = {}
+
+
+def video_features(video: Tensor, per_frame: bool = False) -> Tensor:
+    """`VideoFeatures` (the default seed-0 instance) of ``(B, C, T, H, W)`` in [0, 1]."""
+    channels = video.shape[1]
+    if channels not in _FEATURES:
+        _FEATURES[channels] = VideoFeatures(channels)
+    return _FEATURES[channels].to(video.device)(video, per_frame)
+
+
+def frame_consistency(video: Tensor) -> Tensor:
+    """Per-item mean cosine similarity of consecutive frames' embeddings, ``(B,)`` in [-1, 1] (1: every frame
+    looks like the last; flicker and jumps lower it). The embedding-space analogue of CLIP frame
+    consistency, on `VideoFeatures` of each frame."""
+    if video.ndim != 5 or video.shape[2] < 2:
+        raise VideoError(f"frame_consistency needs (B, C, T >= 2, H, W), got shape {tuple(video.shape)}")
+    feats = video_features(video, per_frame=True).double()
+    return F.cosine_similarity(feats[:, 1:], feats[:, :-1], dim=-1).mean(1)
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``(N, D)`` and ``(M, D)``:
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)`` (float64, symmetric square roots, so
+    singular covariances from few samples are fine)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise VideoError(
+            f"frechet_distance takes (N >= 2, D) features of equal D, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    root_a = _sqrtm(cov_a)
+    cross = _sqrtm(root_a @ cov_b @ root_a)
+    return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a + cov_b - 2 * cross))
+
+
+def video_frechet_distance(videos: Tensor, reference: Tensor) -> float:
+    """Fréchet distance between two sets of ``(N, C, T, H, W)`` clips in [0, 1] on `VideoFeatures`."""
+    return frechet_distance(video_features(videos), video_features(reference))
+
+
+def _sqrtm(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T

@@ -1,8 +1,44 @@
-"""legato.cascade: stages and cascades.
+"""legato.cascade: stages and cascades, run by interchangeable executors.
 
-A frozen Stage per stage, a Cascade of them plus a final decode, run by interchangeable executors.
+The main flow::
 
-This member holds only its skeleton so far: the code arrives with its issue (see the repository README).
+    base = Stage("base", Denoiser(unet), DDIMScheduler(), steps=25, shape=(3, 8, 16, 16), guidance_scale=4.0)
+    sr = Stage("sr-space", Denoiser(sr_unet, "sample"), DDIMScheduler(), steps=10,
+               sr=SuperResolution(space=2), batch_size=4)
+    cascade = Cascade((base, sr), decode=None)
+    items = [Item(id="a", seed=0, cond=Conditioning(text=emb_a)), ...]
+    outputs = LocalExecutor().run(cascade, items)                 # one output per item, in order
+    previews = LocalExecutor().run(cascade, items, stop="sr-space")  # the base stage only
+    upscaled = LocalExecutor().run(cascade, items, start="sr-space", inputs=previews)
+
+Each item's noise at each stage comes from ``(item seed, stage index)``: the Ray executors of
+legato.pipelines give the same outputs.
 """
 
-__all__: list[str] = []
+from legato.cascade.cascade import (
+    Cascade,
+    Executor,
+    Item,
+    LocalExecutor,
+    Progress,
+    batches,
+    check_run,
+    finish,
+    run_batch,
+)
+from legato.cascade.stage import DTYPES, Stage, stage_seed
+
+__all__ = [
+    "DTYPES",
+    "Cascade",
+    "Executor",
+    "Item",
+    "LocalExecutor",
+    "Progress",
+    "Stage",
+    "batches",
+    "check_run",
+    "finish",
+    "run_batch",
+    "stage_seed",
+]

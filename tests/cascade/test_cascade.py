@@ -1,0 +1,79 @@
+"""LocalExecutor: per-item seeds, regrouping between stages, start/stop, guidance, and clear errors."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from legato.cascade import Cascade, Item, LocalExecutor, Stage, stage_seed
+from legato.diffusion import Denoiser, DiffusionError, SuperResolution
+
+from .conftest import tiny_cascade, tiny_items, unet, with_batches
+
+
+def test_outputs_have_the_last_stage_shape_and_are_reproducible(cascade):
+    items = tiny_items()
+    seen = []
+    out = LocalExecutor().run(cascade, items, progress=lambda *a: seen.append(a))
+    assert [tuple(x.shape) for x in out] == [(1, 16, 16)] * 5
+    assert seen[-1] == ("sr", 5, 5)
+    assert ("base", 3, 5) in seen
+    again = LocalExecutor().run(cascade, items)
+    assert all(torch.equal(a, b) for a, b in zip(out, again, strict=True))
+    assert not torch.equal(out[0], out[1])  # different seeds and prompts
+
+
+def test_an_item_gets_the_same_output_in_any_batch_at_equal_batch_size(cascade):
+    items = tiny_items()
+    one = with_batches(cascade, 1, 1)
+    full = LocalExecutor().run(one, items)
+    alone = LocalExecutor().run(one, [items[3]])
+    assert torch.equal(full[3], alone[0])
+    # Other batch sizes change only floating-point rounding, never the noise an item gets.
+    regrouped = LocalExecutor().run(with_batches(cascade, 5, 4), items)
+    assert max((a - b).abs().max().item() for a, b in zip(full, regrouped, strict=True)) < 1e-4
+
+
+def test_stopping_after_the_base_stage_and_upscaling_later_equals_the_whole_run(cascade):
+    items = tiny_items()
+    whole = LocalExecutor().run(cascade, items)
+    previews = LocalExecutor().run(cascade, items, stop="sr")
+    assert previews[0].shape == (1, 8, 8)
+    upscaled = LocalExecutor().run(cascade, items, start="sr", inputs=previews)
+    assert all(torch.equal(a, b) for a, b in zip(whole, upscaled, strict=True))
+
+
+def test_guidance_changes_the_output_and_decode_runs_per_item():
+    items = tiny_items(2)
+    guided = LocalExecutor().run(tiny_cascade(guidance=4.0), items, stop="sr")
+    plain = LocalExecutor().run(tiny_cascade(guidance=1.0), items, stop="sr")
+    assert not torch.allclose(guided[0], plain[0], atol=1e-3)
+    out = LocalExecutor().run(Cascade(tiny_cascade().stages, decode=lambda x: x.shape), items)
+    assert out == [torch.Size([1, 16, 16])] * 2
+
+
+def test_stage_seeds_differ_per_stage_and_item():
+    seeds = {stage_seed(s, i) for s in range(50) for i in range(4)}
+    assert len(seeds) == 200
+
+
+def test_bad_cascades_and_runs_say_what_to_do(cascade):
+    base, sr = cascade.stages
+    with pytest.raises(DiffusionError, match="not both"):
+        Stage("x", base.denoiser, DDIMScheduler(), steps=2, shape=(1, 8, 8), sr=SuperResolution(space=2))
+    with pytest.raises(DiffusionError, match="batch_size=0"):
+        Stage("x", base.denoiser, DDIMScheduler(), steps=2, shape=(1, 8, 8), batch_size=0)
+    with pytest.raises(DiffusionError, match="must be a base stage"):
+        Cascade((sr,))
+    with pytest.raises(DiffusionError, match="unique"):
+        Cascade((base, sr, sr))
+    with pytest.raises(DiffusionError, match="pass inputs="):
+        LocalExecutor().run(cascade, tiny_items(), start="sr")
+    with pytest.raises(DiffusionError, match="select no stages"):
+        LocalExecutor().run(cascade, tiny_items(), start=1, stop=1)
+    with pytest.raises(DiffusionError, match="ids must be unique"):
+        LocalExecutor().run(cascade, [Item("a", 0), Item("a", 1)])
+    no_text = Stage(
+        "b", Denoiser(unet(1, False)), DDIMScheduler(), steps=2, shape=(1, 8, 8), guidance_scale=2.0
+    )
+    with pytest.raises(DiffusionError, match="guidance_scale needs text"):
+        LocalExecutor().run(Cascade((no_text,)), [Item("a", 0)])

@@ -1,0 +1,71 @@
+"""Ray executors on a real local cluster: the same cascade and items give the LocalExecutor's outputs."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from legato.cascade import LocalExecutor
+from legato.pipelines.ray_executor import PlacementError, RayExecutor, StageResources, plan, ray_data_run
+
+from ..cascade.conftest import tiny_cascade, tiny_items
+
+
+def local(cascade, items, **kwargs):
+    """LocalExecutor with one torch thread, as each stage actor gets here (1 CPU each): kernels split their
+    reductions by thread count, so byte equality needs equal threads as well as equal batches."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return LocalExecutor().run(cascade, items, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_ray_executor_outputs_are_byte_equal_to_local(ray_cluster):
+    cascade, items = tiny_cascade(base_batch=3, sr_batch=2), tiny_items(7)
+    expected = local(cascade, items)
+    executor = RayExecutor()
+    seen = []
+    remote = executor.run(cascade, items, progress=lambda *a: seen.append(a))
+    assert all(torch.equal(a, b) for a, b in zip(expected, remote, strict=True))
+    assert seen[-1] == ("sr", 7, 7)
+    # start/stop through Ray too, and the graph of refs for users' own Ray code
+    previews = executor.run(cascade, items, stop="sr")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(expected, executor.run(cascade, items, start="sr", inputs=previews), strict=True)
+    )
+    refs = executor.bind(cascade, items)
+    assert len(refs) == 4
+    assert torch.equal(torch.cat(ray_cluster.get(refs)), torch.stack(expected))
+    executor.shutdown()
+
+
+def test_ray_data_path_matches_within_rounding(ray_cluster):
+    cascade, items = tiny_cascade(base_batch=3, sr_batch=2), tiny_items(7)
+    expected = local(cascade, items)
+    data = ray_data_run(cascade, items)
+    # Ray Data forms its own batches: only floating-point rounding may differ.
+    assert max((a - b).abs().max().item() for a, b in zip(expected, data, strict=True)) < 1e-4
+    ones = replace(cascade, stages=tuple(replace(s, batch_size=1) for s in cascade.stages))
+    assert all(
+        torch.equal(a, b) for a, b in zip(local(ones, items[:3]), ray_data_run(ones, items[:3]), strict=True)
+    )
+
+
+def test_placement_splits_cpus_and_refuses_what_cannot_fit():
+    cascade = tiny_cascade()
+    placement = plan(cascade, {}, {"CPU": 2.0})
+    assert placement.cpus == (1.0, 1.0)
+    assert placement.threads == (1, 1)
+    assert placement.gpus == (0.0, 0.0)
+    shared = plan(cascade, {"base": StageResources(replicas=3)}, {"CPU": 2.0})
+    assert sum(c * r for c, r in zip(shared.cpus, shared.replicas, strict=True)) == pytest.approx(2.0)
+    gpu = replace(cascade, stages=(replace(cascade.stages[0], device="cuda"), cascade.stages[1]))
+    with pytest.raises(PlacementError, match=r"need 1 GPUs .*base: 1 x 1.* cluster has 0"):
+        plan(gpu, {}, {"CPU": 2.0})
+    with pytest.raises(PlacementError, match="unknown stages \\['nope'\\]"):
+        plan(cascade, {"nope": StageResources()}, {"CPU": 2.0})
+    with pytest.raises(PlacementError, match="ask for 4 CPUs"):
+        plan(cascade, {"base": StageResources(num_cpus=4)}, {"CPU": 2.0})

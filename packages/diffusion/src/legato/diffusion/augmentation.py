@@ -78,13 +78,8 @@ class NoiseAugmentation:
         schedule: VPSchedule,
         generator: torch.Generator | Sequence[torch.Generator],
     ) -> Conditioning:
-        if isinstance(generator, torch.Generator):
-            noise = torch.randn(low.shape, generator=generator, device=generator.device, dtype=low.dtype)
-        else:
-            noise = randn(low.shape, generator, dtype=low.dtype)
+        noise = randn(low.shape, generator, device=low.device, dtype=low.dtype)
         alpha, sigma = (append_dims(v.to(low), low.ndim) for v in schedule.alpha_sigma(levels))
         # Level 0 keeps the input exactly: a model told "clean" must be able to trust it.
-        noisy = torch.where(
-            append_dims(levels > 0, low.ndim), alpha * low + sigma * noise.to(low.device), low
-        )
+        noisy = torch.where(append_dims(levels > 0, low.ndim), alpha * low + sigma * noise, low)
         return cond.replace(low_res=noisy, noise_level=levels)

@@ -153,11 +153,7 @@ class SuperResolution:
         """Sample the high-res version of ``low`` (``(B, C, H, W)`` or ``(B, C, T, H, W)``, in ``[-1, 1]``)
         with ``denoiser`` (guided or not) and ``scheduler``; ``frames`` sets a video's output length."""
         shape = self.high_shape(tuple(low.shape), frames)
-        if isinstance(generator, torch.Generator):
-            noise = torch.randn(shape, generator=generator, device=generator.device)
-        else:
-            noise = randn(shape, generator)
-        noise = noise.to(low.device, low.dtype)
+        noise = randn(shape, generator, device=low.device).to(low.dtype)
         schedule = VPSchedule.from_scheduler(scheduler).to(low.device)
         upsampled = self.upsample(low, shape[2] if low.ndim == 5 else None)
         full = self.augmentation.sample(

@@ -52,12 +52,15 @@ def generators(seeds: Sequence[int], device: torch.device | str = "cpu") -> list
 
 def randn(
     shape: Sequence[int],
-    generator: Sequence[torch.Generator],
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """``(B, ...)`` standard normal noise, item ``b`` drawn from ``generator[b]`` (on the generator's device)."""
+    """``(B, ...)`` standard normal noise, item ``b`` drawn from ``generator[b]`` (on the generator's device);
+    one generator draws the whole batch."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
     if len(generator) != shape[0]:
         raise DiffusionError(f"got {len(generator)} generators for a batch of {shape[0]}; pass one per item")
     items = [torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generator]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -99,12 +99,13 @@ class StageWorker:
         torch.set_num_threads(threads)
         stage = cascade.stages[index]
         device = "cuda" if stage.device.startswith("cuda") and torch.cuda.is_available() else stage.device
-        self.stage, self.index = stage.to(device), index
+        stages = tuple(s.to(device) if i == index else s for i, s in enumerate(cascade.stages))
+        self.cascade, self.index = replace(cascade, stages=stages), index
 
     def run(self, items: list[Item], slices: list[tuple[int, int]], *parts: Tensor) -> Tensor:
         """One batch: ``parts`` are upstream batch outputs, ``slices`` the rows of each that are these items."""
         inputs = torch.cat([p[a:b] for p, (a, b) in zip(parts, slices, strict=True)]) if parts else None
-        return run_batch(self.stage, self.index, items, inputs)
+        return run_batch(self.cascade, self.index, items, inputs)
 
     def ready(self) -> bool:
         return True
@@ -217,6 +218,8 @@ def _rows(items: Sequence[Item], inputs: Sequence[Tensor] | None) -> list[dict[s
     for pos, item in enumerate(items):
         row: dict[str, Any] = {"pos": pos, "id": item.id, "seed": item.seed}
         row.update({f"cond.{k}": v.numpy() for k, v in item.cond.tensors().items()})
+        if item.prefix is not None:
+            row["prefix"] = item.prefix.numpy()
         if inputs is not None:
             row["x"] = inputs[pos].numpy()
         rows.append(row)
@@ -237,11 +240,12 @@ class _StageMapper:
         fields = [k for k in batch if k.startswith("cond.")]
         items = [
             Item(str(batch["id"][i]), int(batch["seed"][i]),
-                 Conditioning(**{k[5:]: torch.from_numpy(np.array(batch[k][i])) for k in fields}))
+                 Conditioning(**{k[5:]: torch.from_numpy(np.array(batch[k][i])) for k in fields}),
+                 torch.from_numpy(np.array(batch["prefix"][i])) if "prefix" in batch else None)
             for i in range(len(batch["pos"]))
         ]  # fmt: skip
         x = torch.from_numpy(np.array(batch["x"])) if "x" in batch else None
-        out = run_batch(self.worker.stage, self.worker.index, items, x)
+        out = run_batch(self.worker.cascade, self.worker.index, items, x)
         return {**{k: v for k, v in batch.items() if k != "x"}, "x": out.numpy()}
 
 
@@ -280,3 +284,24 @@ def ray_data_run(
         if progress is not None:
             progress(last, len(outputs), len(items))
     return finish(cascade, span, [outputs[p] for p in range(len(items))])
+
+
+class RayDataExecutor:
+    """`ray_data_run` behind the `legato.cascade.Executor` interface (for pipelines and batch jobs)."""
+
+    def __init__(self, resources: dict[str, StageResources] | None = None) -> None:
+        self.resources = resources or {}
+
+    def run(
+        self,
+        cascade: Cascade,
+        items: Sequence[Item],
+        *,
+        start: int | str = 0,
+        stop: int | str | None = None,
+        inputs: Sequence[Tensor] | None = None,
+        progress: Progress | None = None,
+    ) -> list[Any]:
+        return ray_data_run(
+            cascade, items, start=start, stop=stop, inputs=inputs, resources=self.resources, progress=progress
+        )

@@ -10,6 +10,7 @@ The main flow::
     outputs = LocalExecutor().run(cascade, items)                 # one output per item, in order
     previews = LocalExecutor().run(cascade, items, stop="sr-space")  # the base stage only
     upscaled = LocalExecutor().run(cascade, items, start="sr-space", inputs=previews)
+    cascade.save_pretrained("my-cascade"); Cascade.from_pretrained("my-cascade")   # cascade.json + a folder per stage
 
 Each item's noise at each stage comes from ``(item seed, stage index)``: the Ray executors of
 legato.pipelines give the same outputs.
@@ -26,9 +27,11 @@ from legato.cascade.cascade import (
     finish,
     run_batch,
 )
+from legato.cascade.pretrained import CASCADE_FILE, load_cascade, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
 
 __all__ = [
+    "CASCADE_FILE",
     "DTYPES",
     "Cascade",
     "Executor",
@@ -39,6 +42,8 @@ __all__ = [
     "batches",
     "check_run",
     "finish",
+    "load_cascade",
     "run_batch",
+    "save_cascade",
     "stage_seed",
 ]

@@ -8,8 +8,10 @@ or worker ran it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -26,20 +28,31 @@ Progress = Callable[[str, int, int], None]  # (stage name, items finished at tha
 @dataclass(frozen=True)
 class Item:
     """One unit of work: an id (file names, manifests), a seed, and unbatched conditioning (e.g. a prompt's
-    text embedding ``(L, D)``)."""
+    text embedding ``(L, D)``).
+
+    ``prefix`` continues earlier output: the known beginning ``(C, ..., P)`` of this item's final output
+    along its last axis (the time axis of a mel spectrogram). Every stage keeps it (each at its own
+    resolution, see `Cascade.prefix_at`) and generates the rest: windowed continuation by outpainting.
+    """
 
     id: str
     seed: int
     cond: Conditioning = field(default_factory=Conditioning)
+    prefix: Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Cascade:
     """Stages in order (a base stage first, then super-resolution stages), and an optional per-item
-    ``decode`` (e.g. mel -> audio) applied to the last stage's output ``(C, ...)``."""
+    ``decode`` (e.g. mel -> audio) applied to the last stage's output ``(C, ...)``.
+
+    ``metadata`` is JSON-able information that travels with the cascade's files (what a pipeline needs to
+    rebuild its decode: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
+    """
 
     stages: tuple[Stage, ...]
     decode: Callable[[Tensor], Any] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -64,6 +77,46 @@ class Cascade:
             )
         return range(lo, hi)
 
+    def output_shape(self, index: int | None = None) -> tuple[int, ...]:
+        """The per-item output shape of stage ``index`` (default: the last), e.g. ``(1, 64, 256)``."""
+        shape = (1, *self.stages[0].shape)
+        for stage in self.stages[1 : len(self.stages) if index is None else index + 1]:
+            shape = stage.sr.high_shape(shape, stage.frames)
+        return shape[1:]
+
+    def downsample(self, index: int, x: Tensor) -> Tensor:
+        """Final outputs ``(B, C, ...)`` brought to stage ``index``'s resolution: downsampled through the
+        super-resolution stages after it (training data for each stage, prefixes of continuations)."""
+        for stage in reversed(self.stages[index + 1 :]):
+            x = stage.sr.downsample(x)
+        return x
+
+    def prefix_at(self, index: int, prefix: Tensor) -> Tensor:
+        """A prefix of the final output ``(C, ..., P)`` at stage ``index``'s resolution (``P`` must divide by
+        the later stages' factors)."""
+        factor = math.prod(s.sr.space for s in self.stages[index + 1 :])
+        if prefix.shape[-1] % factor:
+            raise DiffusionError(
+                f"a prefix of {prefix.shape[-1]} positions does not divide by x{factor}, the factor of the "
+                f"stages after {self.stages[index].name!r}; make the overlap a multiple of it"
+            )
+        return self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the cascade to a folder: ``cascade.json`` and one diffusers-layout folder per stage."""
+        from legato.cascade.pretrained import save_cascade
+
+        return save_cascade(self, path)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: str | None = None, decode: Callable[[Tensor], Any] | None = None
+    ) -> Cascade:
+        """Load a folder written by `save_pretrained` (``device`` overrides every stage's)."""
+        from legato.cascade.pretrained import load_cascade
+
+        return load_cascade(path, device=device, decode=decode)
+
 
 def batches(count: int, size: int) -> list[range]:
     """Consecutive positions ``0..count`` cut into ranges of ``size`` (the last may be short)."""
@@ -82,12 +135,19 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
         raise DiffusionError(
             f"the run starts at super-resolution stage {first.name!r}: pass inputs=, one tensor per item"
         )
+    shapes = {None if item.prefix is None else tuple(item.prefix.shape) for item in items}
+    if len(shapes) > 1:
+        raise DiffusionError(
+            f"the items' prefixes differ in shape ({sorted(map(str, shapes))}); run continuations of one "
+            "window length and overlap together"
+        )
 
 
-def run_batch(stage: Stage, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
-    """One stage on one batch of items (what every executor's worker calls)."""
+def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
+    """Stage ``index`` on one batch of items (what every executor's worker calls)."""
     cond = collate([(torch.zeros(()), item.cond) for item in items])[1]
-    return stage.run(inputs, cond, [item.seed for item in items], index)
+    prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix.clone()) for item in items]
+    return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes)
 
 
 class Executor(Protocol):
@@ -124,7 +184,7 @@ class LocalExecutor:
             outputs: list[Tensor] = []
             for positions in batches(len(items), stage.batch_size):
                 x = torch.stack([current[p] for p in positions]) if current is not None else None
-                outputs += list(run_batch(stage, index, [items[p] for p in positions], x))
+                outputs += list(run_batch(cascade, index, [items[p] for p in positions], x))
                 if progress is not None:
                     progress(stage.name, len(outputs), len(items))
             current = outputs

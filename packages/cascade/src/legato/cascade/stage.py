@@ -39,6 +39,10 @@ class Stage:
         frames: a temporal SR stage's output length (default ``T * sr.time``).
         guidance_scale: classifier-free guidance on the text (null text = zeros, as the Trainer drops it);
             1 runs the conditional model alone.
+        guidance_input: the denoiser takes the scale as an input (``Conditioning.guidance``: a student of
+            guided distillation) and runs one forward per step instead of two.
+        resample: RePaint resampling (each step taken this many times) when part of the output is kept
+            (continuations, inpainting), so that the new part harmonises with the kept one.
         batch_size: items per forward at this stage; executors regroup items between stages.
         device, dtype: where the stage runs (``"cuda"``, ``"cpu"``; ``"float32"``, ``"bfloat16"``).
     """
@@ -51,6 +55,8 @@ class Stage:
     sr: SuperResolution | None = None
     frames: int | None = None
     guidance_scale: float = 1.0
+    guidance_input: bool = False
+    resample: int = 1
     batch_size: int = 8
     device: str = "cpu"
     dtype: str = "float32"
@@ -81,34 +87,96 @@ class Stage:
         self.denoiser.to(torch.device(device), DTYPES[self.dtype])
         return replace(self, device=device)
 
-    def run(self, inputs: Tensor | None, cond: Conditioning, seeds: Sequence[int], index: int) -> Tensor:
+    def output_shape(self, inputs: Tensor | None) -> tuple[int, ...]:
+        """The per-item output shape for a batch of ``inputs`` (None for a base stage)."""
+        if self.sr is None:
+            return tuple(self.shape)
+        return self.sr.high_shape(tuple(inputs.shape), self.frames)[1:]
+
+    def run(
+        self,
+        inputs: Tensor | None,
+        cond: Conditioning,
+        seeds: Sequence[int],
+        index: int,
+        prefixes: Sequence[Tensor | None] | None = None,
+        *,
+        noise: Tensor | None = None,
+        init: Tensor | None = None,
+        strength: float = 1.0,
+        mask: Tensor | None = None,
+        known: Tensor | None = None,
+    ) -> Tensor:
         """Outputs ``(B, ...)`` for a batch: ``inputs`` are the previous stage's outputs (None for a base
         stage), ``cond`` the batched conditioning, ``seeds`` the items' seeds, ``index`` this stage's index
-        in its cascade. Returns float32 on the CPU."""
+        in its cascade. ``prefixes`` (one per item, or None) are known beginnings of the items' outputs along
+        the last axis (``(C, ..., P)``, the time axis of a mel spectrogram), which the stage keeps and
+        continues (outpainting). Returns float32 on the CPU.
+
+        Editing, for base stages: ``noise`` replaces the seeded starting noise (e.g. a DDIM-inverted latent),
+        ``init``/``strength`` run img2img, ``mask``/``known`` inpaint (see `legato.diffusion.sample`)."""
+        if self.sr is None and inputs is not None:
+            raise DiffusionError(f"stage {self.name!r} is a base stage: it takes no inputs")
+        if self.sr is not None and inputs is None:
+            raise DiffusionError(
+                f"stage {self.name!r} is a super-resolution stage: give it the previous stage's outputs"
+            )
         device, dtype = torch.device(self.device), DTYPES[self.dtype]
         gens = [torch.Generator(device).manual_seed(stage_seed(s, index)) for s in seeds]
         cond = cond.map(lambda v: v.to(device, dtype) if v.is_floating_point() else v.to(device))
-        denoiser = self.guided(cond)
+        if self.sr is not None and (noise is not None or init is not None or mask is not None):
+            raise DiffusionError(f"stage {self.name!r}: noise=, init= and mask= edit base stages only")
+        if mask is None:
+            mask, known = self.outpainting((len(seeds), *self.output_shape(inputs)), prefixes, device)
+        elif known is None:
+            raise DiffusionError(f"stage {self.name!r}: mask= needs known=, the sample to keep")
+        else:
+            mask, known = mask.to(device), known.to(device)
+        denoiser, cond = self.guided(cond, len(seeds))
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             if self.sr is None:
-                if inputs is not None:
-                    raise DiffusionError(f"stage {self.name!r} is a base stage: it takes no inputs")
-                noise = randn((len(seeds), *self.shape), gens, device=device)
-                out = sample(denoiser, self.scheduler, noise, steps=self.steps, cond=cond, generator=gens)
+                noise = (
+                    randn((len(seeds), *self.shape), gens, device=device)
+                    if noise is None
+                    else noise.to(device)
+                )
+                out = sample(denoiser, self.scheduler, noise, steps=self.steps, cond=cond, generator=gens,
+                             init=None if init is None else init.to(device), strength=strength,
+                             mask=mask, known=known, resample=self.resample if mask is not None else 1)  # fmt: skip
             else:
-                if inputs is None:
-                    raise DiffusionError(
-                        f"stage {self.name!r} is a super-resolution stage: give it the previous stage's outputs"
-                    )
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
-                                       generator=gens, cond=cond, frames=self.frames)  # fmt: skip
+                                       generator=gens, cond=cond, frames=self.frames, mask=mask, known=known)  # fmt: skip
         return out.float().cpu()
 
-    def guided(self, cond: Conditioning) -> nn.Module:
+    def outpainting(
+        self, shape: tuple[int, ...], prefixes: Sequence[Tensor | None] | None, device: torch.device
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``(mask, known)`` for `sample` that keep each item's prefix, or ``(None, None)`` without any."""
+        if prefixes is None or all(p is None for p in prefixes):
+            return None, None
+        mask = torch.ones(shape[0], 1, *(1,) * (len(shape) - 3), shape[-1], device=device)
+        known = torch.zeros(shape, device=device)
+        for b, prefix in enumerate(prefixes):
+            if prefix is None:
+                continue
+            if tuple(prefix.shape[:-1]) != shape[1:-1] or not 0 < prefix.shape[-1] < shape[-1]:
+                raise DiffusionError(
+                    f"stage {self.name!r}: a prefix of shape {tuple(prefix.shape)} does not fit outputs of "
+                    f"shape {shape[1:]}; give (C, ..., P) with 0 < P < {shape[-1]}"
+                )
+            known[b, ..., : prefix.shape[-1]] = prefix.to(device)
+            mask[b, ..., : prefix.shape[-1]] = 0
+        return mask, known
+
+    def guided(self, cond: Conditioning, batch: int) -> tuple[nn.Module, Conditioning]:
+        """The denoiser to sample with, and the conditioning to give it."""
+        if self.guidance_input:
+            scale = torch.full((batch,), self.guidance_scale, device=torch.device(self.device))
+            return self.denoiser, cond.replace(guidance=scale)
         if self.guidance_scale == 1.0:
-            return self.denoiser
+            return self.denoiser, cond
         if cond.text is None:
             raise DiffusionError(f"stage {self.name!r}: guidance_scale needs text conditioning (prompts)")
         pooled = None if cond.pooled is None else torch.zeros_like(cond.pooled[:1])
         null = Conditioning(text=torch.zeros_like(cond.text[:1]), pooled=pooled)
-        return ClassifierFreeGuidance(self.denoiser, null, self.guidance_scale)
+        return ClassifierFreeGuidance(self.denoiser, null, self.guidance_scale), cond

@@ -149,9 +149,14 @@ class SuperResolution:
         generator: torch.Generator | list[torch.Generator],
         cond: Conditioning | None = None,
         frames: int | None = None,
+        mask: Tensor | None = None,
+        known: Tensor | None = None,
     ) -> Tensor:
         """Sample the high-res version of ``low`` (``(B, C, H, W)`` or ``(B, C, T, H, W)``, in ``[-1, 1]``)
-        with ``denoiser`` (guided or not) and ``scheduler``; ``frames`` sets a video's output length."""
+        with ``denoiser`` (guided or not) and ``scheduler``; ``frames`` sets a video's output length.
+
+        ``mask``/``known`` (high-res, as for `sample`: 1 where to generate, 0 where to keep ``known``) pin
+        part of the output, e.g. the overlap with the previous window of a continuation."""
         shape = self.high_shape(tuple(low.shape), frames)
         noise = randn(shape, generator, device=low.device).to(low.dtype)
         schedule = VPSchedule.from_scheduler(scheduler).to(low.device)
@@ -159,16 +164,30 @@ class SuperResolution:
         full = self.augmentation.sample(
             (cond or Conditioning()).replace(low_res=self.model_input(upsampled)), schedule, generator
         )
-        mask = known = None
+        pinned_by_caller = None
+        if known is not None:
+            if mask is None:
+                raise DiffusionError("known= needs mask= (1 where to generate, 0 where to keep known)")
+            pinned_by_caller = (mask, known.to(low))
+            known = self.to_target(known.to(low), upsampled)
         if self.space == 1 and low.ndim == 5:
             # Pure temporal SR: the kept frames are known exactly; generate only the frames between them.
-            mask = torch.ones(1, 1, shape[2], 1, 1, device=low.device, dtype=low.dtype)
-            mask[:, :, :: self.time] = 0
-            known = self.to_target(upsampled, upsampled)
+            kept = torch.ones(1, 1, shape[2], 1, 1, device=low.device, dtype=low.dtype)
+            kept[:, :, :: self.time] = 0
+            pinned = self.to_target(upsampled, upsampled)
+            if mask is None:
+                mask, known = kept, pinned
+            else:  # keep what either keeps; the caller's known wins where it keeps
+                known = pinned + (1 - mask) * (known - pinned)
+                mask = mask * kept
         out = sample(
             denoiser, scheduler, noise, steps=steps, cond=full, generator=generator, mask=mask, known=known
         )
-        return self.from_target(out, upsampled)
+        out = self.from_target(out, upsampled)
+        if pinned_by_caller is not None:  # exactly the caller's values where kept (no residual round trip)
+            keep_mask, kept = pinned_by_caller
+            out = kept + keep_mask * (out - kept)
+        return out
 
     def _check(self, x: Tensor) -> None:
         check_sample(x, "super-resolution input")

@@ -1,0 +1,190 @@
+"""A cascade as one folder: ``cascade.json`` plus one diffusers-layout folder per stage.
+
+::
+
+    my-cascade/
+      cascade.json                     # format, metadata, and each stage's settings, in order
+      base/config.json                 # the network: diffusers save_pretrained (config + safetensors)
+      base/diffusion_pytorch_model.safetensors
+      base/scheduler_config.json       # the scheduler: diffusers save_pretrained
+      sr/...
+
+A stage folder is what diffusers itself writes, so ``UNet2DConditionModel.from_pretrained("my-cascade/base")``
+works too. Network classes are looked up by module and name, only in ``legato.*`` and ``diffusers`` modules:
+loading a folder never imports code the folder names from elsewhere. Folders are written to a temporary
+sibling and renamed into place, so an interrupted save leaves the previous folder whole.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import diffusers
+import torch
+from torch import Tensor, nn
+
+from legato.cascade.stage import Stage
+from legato.diffusion import Denoiser, EDMDenoiser, NoiseAugmentation, SuperResolution, VPSchedule
+from legato.diffusion.errors import DiffusionError
+
+if TYPE_CHECKING:
+    from legato.cascade.cascade import Cascade
+
+CASCADE_FILE = "cascade.json"
+FORMAT = "legato-cascade/1"
+_TRUSTED_MODULES = ("legato.", "diffusers.")
+
+
+def save_cascade(cascade: Cascade, path: str | Path) -> Path:
+    """Write ``cascade`` to the folder ``path`` (replaced whole if it exists); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        stages = []
+        for stage in cascade.stages:
+            folder = tmp / stage.name
+            network = stage.denoiser.network
+            if not hasattr(network, "save_pretrained"):
+                raise DiffusionError(
+                    f"stage {stage.name!r}: {type(network).__name__} has no save_pretrained; build the network "
+                    "as a diffusers ModelMixin + ConfigMixin"
+                )
+            network.save_pretrained(folder, safe_serialization=True)
+            stage.scheduler.save_pretrained(folder)
+            stages.append(_stage_config(stage))
+        config = {"format": FORMAT, "metadata": dict(cascade.metadata), "stages": stages}
+        with open(tmp / CASCADE_FILE, "w") as f:
+            json.dump(config, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_cascade(
+    path: str | Path, *, device: str | None = None, decode: Callable[[Tensor], Any] | None = None
+) -> Cascade:
+    """Read a folder written by `save_cascade`; ``device`` overrides every stage's device."""
+    from legato.cascade.cascade import Cascade
+
+    root = Path(path)
+    file = root / CASCADE_FILE
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{root} holds no {CASCADE_FILE}; pass a folder written by Cascade.save_pretrained (e.g. models/music-default)"
+        )
+    config = json.loads(file.read_text())
+    if config.get("format") != FORMAT:
+        raise DiffusionError(f"{file}: format {config.get('format')!r} is not {FORMAT!r}")
+    stages = tuple(_stage_from(root / s["name"], s, device) for s in config["stages"])
+    return Cascade(stages, decode=decode, metadata=config.get("metadata", {}))
+
+
+def _stage_config(stage: Stage) -> dict[str, Any]:
+    denoiser = stage.denoiser
+    if isinstance(denoiser, EDMDenoiser):
+        kind: dict[str, Any] = {"type": "edm", "sigma_data": denoiser.sigma_data}
+    elif isinstance(denoiser, Denoiser):
+        kind = {"type": "denoiser", "prediction_type": denoiser.output_type}
+    else:
+        raise DiffusionError(
+            f"stage {stage.name!r}: cannot save a {type(denoiser).__name__}; stages that are saved use "
+            "Denoiser or EDMDenoiser"
+        )
+    network = type(denoiser.network)
+    sr = stage.sr
+    return {
+        "name": stage.name,
+        "network": f"{network.__module__}:{network.__qualname__}",
+        "denoiser": kind,
+        "steps": stage.steps,
+        "shape": None if stage.shape is None else list(stage.shape),
+        "sr": None
+        if sr is None
+        else {
+            "space": sr.space,
+            "time": sr.time,
+            "residual_scale": sr.residual_scale,
+            "max_level": sr.augmentation.max_level,
+            "sample_level": sr.augmentation.sample_level,
+        },
+        "frames": stage.frames,
+        "guidance_scale": stage.guidance_scale,
+        "guidance_input": stage.guidance_input,
+        "batch_size": stage.batch_size,
+        "device": stage.device,
+        "dtype": stage.dtype,
+    }
+
+
+def _available(device: str) -> str:
+    """A saved stage's device, or the CPU where that device is absent (a GPU-trained cascade on a laptop)."""
+    return device if not device.startswith("cuda") or torch.cuda.is_available() else "cpu"
+
+
+def _network_class(spec: str) -> type[nn.Module]:
+    module, _, name = spec.partition(":")
+    if not module.startswith(_TRUSTED_MODULES):
+        raise DiffusionError(
+            f"network class {spec!r} is outside legato and diffusers; Legato loads only those network classes"
+        )
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):
+        raise DiffusionError(f"network class {spec!r} is not a diffusers ModelMixin")
+    return cls
+
+
+def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
+    network = _network_class(spec["network"]).from_pretrained(folder, low_cpu_mem_usage=False).eval()
+    scheduler_config = json.loads((folder / "scheduler_config.json").read_text())
+    scheduler_cls = getattr(diffusers, scheduler_config["_class_name"], None)
+    if scheduler_cls is None:
+        raise DiffusionError(f"{folder}: unknown scheduler {scheduler_config['_class_name']!r}")
+    scheduler = scheduler_cls.from_pretrained(folder)
+    kind = spec["denoiser"]
+    if kind["type"] == "edm":
+        denoiser: nn.Module = EDMDenoiser(network, VPSchedule.from_scheduler(scheduler), kind["sigma_data"])
+    else:
+        denoiser = Denoiser(network, kind["prediction_type"])
+    sr = spec["sr"]
+    stage = Stage(
+        spec["name"],
+        denoiser,
+        scheduler,
+        spec["steps"],
+        shape=None if spec["shape"] is None else tuple(spec["shape"]),
+        sr=None
+        if sr is None
+        else SuperResolution(
+            sr["space"],
+            sr["time"],
+            NoiseAugmentation(sr["max_level"], sr["sample_level"]),
+            sr["residual_scale"],
+        ),
+        frames=spec["frames"],
+        guidance_scale=spec["guidance_scale"],
+        guidance_input=spec["guidance_input"],
+        batch_size=spec["batch_size"],
+        device=device or _available(spec["device"]),
+        dtype=spec["dtype"],
+    )
+    return stage.to(stage.device)

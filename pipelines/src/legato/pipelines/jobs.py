@@ -1,0 +1,271 @@
+"""Batch jobs: a validated `JobSpec` (YAML or JSON) run into an output folder with a JSONL manifest.
+
+::
+
+    # job.yaml
+    kind: music
+    model: models/music-default
+    output: outputs/jigs
+    formats: [wav, png]
+    executor: ray                      # local | ray | ray-data
+    resources: {base: {replicas: 1}, sr: {num_cpus: 1}}
+    items:
+      - {prompt: "a jig on fiddle", seed: 0, duration: 10}
+      - {prompt: "ragtime piano", seed: 1}
+
+    result = run_job(JobSpec.from_file("job.yaml"))       # or: python -m legato.pipelines.jobs job.yaml
+
+Each item's files are written atomically (a temporary sibling renamed into place), then one manifest line
+(``id, seed, prompt, model hash, files, timings``) is appended and synced. Running the same spec again
+skips the items the manifest lists whose files are all there, so a killed job resumes where it stopped and
+no item is written twice; stray temporary files of a killed run are removed first. An output folder made by
+another model (a different hash) is refused instead of mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from legato.cascade import Executor, LocalExecutor
+from legato.codec import AUDIO_FORMATS
+from legato.pipelines.music import MusicPipeline
+from legato.pipelines.video import VideoPipeline
+from legato.video import VIDEO_FORMATS
+
+MANIFEST = "manifest.jsonl"
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class ItemSpec(BaseModel):
+    model_config = _STRICT
+
+    prompt: str = Field(min_length=1)
+    seed: int = 0
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    duration: float | None = Field(default=None, gt=0, le=600)
+
+
+class ResourceSpec(BaseModel):
+    model_config = _STRICT
+
+    replicas: int = Field(default=1, ge=1)
+    num_cpus: float | None = Field(default=None, gt=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+
+
+class JobSpec(BaseModel):
+    """What to generate, with which model, how to run it, and where the files go."""
+
+    model_config = _STRICT
+
+    kind: Literal["music", "video"]
+    model: str
+    soundtrack: str | None = None  # video jobs: a music model folder for the soundtracks
+    output: str
+    items: list[ItemSpec] = Field(min_length=1)
+    formats: list[str] | None = None  # default: wav + png (music), mp4 (video)
+    executor: Literal["local", "ray", "ray-data"] = "local"
+    resources: dict[str, ResourceSpec] = Field(default_factory=dict)
+    chunk: int = Field(default=8, ge=1)  # items generated between manifest writes
+    device: str | None = None
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, formats: list[str] | None) -> list[str] | None:
+        if formats is not None and not formats:
+            raise ValueError("formats is empty; leave it out for the defaults or list at least one")
+        return formats
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        allowed = [*sorted(AUDIO_FORMATS), "png"] if self.kind == "music" else sorted(VIDEO_FORMATS)
+        bad = [f for f in self.resolved_formats if f not in allowed]
+        if bad:
+            raise ValueError(f"formats {bad} are not {self.kind} formats; use some of {allowed}")
+        if self.kind == "video" and any(i.duration is not None for i in self.items):
+            raise ValueError("video items take no duration (the model sets the frames); remove duration")
+        if self.kind == "music" and self.soundtrack is not None:
+            raise ValueError("soundtrack= is for video jobs; remove it from this music job")
+        ids = [i for i in self.item_ids]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"item ids {dupes} appear more than once; ids name files and must be unique")
+        return self
+
+    @property
+    def resolved_formats(self) -> list[str]:
+        return self.formats or (["wav", "png"] if self.kind == "music" else ["mp4"])
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [item.id or f"{i:05d}" for i, item in enumerate(self.items)]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> JobSpec:
+        """Read a ``.yaml``/``.yml`` or ``.json`` spec; errors name the file and every bad field."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ValueError(f"cannot read job spec {path}: {err.strerror}") from err
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ValueError(f"{path} does not parse: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping of fields (kind, model, output, items, ...)")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ValueError(f"{path} is not a valid job spec:\n{err}") from err
+
+
+@dataclass(frozen=True)
+class JobResult:
+    output: Path
+    written: list[str]  # ids generated by this run
+    skipped: list[str]  # ids a previous run had finished
+    seconds: float
+
+
+def model_hash(path: str | Path) -> str:
+    """A short hash of a model folder's files (cascade.json, configs, weights), for the manifest."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(file.relative_to(root)).encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def read_manifest(output: Path) -> list[dict]:
+    """The manifest's complete lines (a line cut off by a kill is ignored)."""
+    file = output / MANIFEST
+    if not file.is_file():
+        return []
+    rows = []
+    for line in file.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def make_executor(spec: JobSpec) -> Executor:
+    if spec.executor == "local":
+        return LocalExecutor()
+    import ray
+
+    from legato.pipelines.ray_executor import RayDataExecutor, RayExecutor, StageResources
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    resources = {name: StageResources(**r.model_dump()) for name, r in spec.resources.items()}
+    return RayExecutor(resources) if spec.executor == "ray" else RayDataExecutor(resources)
+
+
+def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPipeline:
+    if spec.kind == "music":
+        return MusicPipeline.from_pretrained(spec.model, device=spec.device, executor=executor)
+    return VideoPipeline.from_pretrained(
+        spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack
+    )
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    executor: Executor | None = None,
+    log: Callable[[str], None] | None = None,
+) -> JobResult:
+    """Generate every item of ``spec`` not finished yet; see the module docstring for the guarantees."""
+    started = time.perf_counter()
+    output = Path(spec.output)
+    output.mkdir(parents=True, exist_ok=True)
+    for stray in output.glob(".*.part"):  # temporary files of a run that was killed mid-write
+        stray.unlink(missing_ok=True)
+    model = model_hash(spec.model)
+    done = set()
+    for row in read_manifest(output):
+        if row.get("model") != model:
+            raise ValueError(
+                f"{output} holds items made by model {row.get('model')}, not {spec.model} ({model}); "
+                "use a new output folder, or remove the old one"
+            )
+        if all((output / f).is_file() for f in row["files"]):
+            done.add(row["id"])
+    ids = spec.item_ids
+    todo = [i for i, item_id in enumerate(ids) if item_id not in done]
+    skipped = [item_id for item_id in ids if item_id in done]
+    if not todo:
+        return JobResult(output, [], skipped, time.perf_counter() - started)
+    executor = executor or make_executor(spec)
+    pipe = load_pipeline(spec, executor)
+    written: list[str] = []
+    # Items of one duration run together; chunks bound how much a kill can lose.
+    groups: dict[float | None, list[int]] = {}
+    for i in todo:
+        groups.setdefault(spec.items[i].duration, []).append(i)
+    with open(output / MANIFEST, "a") as manifest:
+        for duration, positions in groups.items():
+            for lo in range(0, len(positions), spec.chunk):
+                chunk = positions[lo : lo + spec.chunk]
+                prompts = [spec.items[i].prompt for i in chunk]
+                seeds = [spec.items[i].seed for i in chunk]
+                t0 = time.perf_counter()
+                if spec.kind == "music":
+                    results = pipe(prompts, seeds=seeds, duration=duration)
+                else:
+                    results = pipe(prompts, seeds=seeds)
+                generate = (time.perf_counter() - t0) / len(chunk)
+                for i, result in zip(chunk, results, strict=True):
+                    t1 = time.perf_counter()
+                    files = [f"{ids[i]}.{fmt}" for fmt in spec.resolved_formats]
+                    for name in files:
+                        result.save(output / name)
+                    row = {
+                        "id": ids[i], "seed": result.seed, "prompt": result.prompt, "model": model,
+                        "files": files, "timings": {"generate_s": round(generate, 4),
+                                                    "write_s": round(time.perf_counter() - t1, 4)},
+                    }  # fmt: skip
+                    manifest.write(json.dumps(row) + "\n")
+                    manifest.flush()
+                    os.fsync(manifest.fileno())
+                    written.append(ids[i])
+                if log is not None:
+                    log(f"{len(written) + len(skipped)}/{len(ids)} items in {output}")
+    return JobResult(output, written, skipped, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m legato.pipelines.jobs SPEC``: run a job spec, print progress lines."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m legato.pipelines.jobs JOB.yaml", file=sys.stderr)
+        return 2
+    try:
+        spec = JobSpec.from_file(args[0])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = run_job(spec, log=lambda line: print(line, flush=True))
+    print(f"done: {len(result.written)} written, {len(result.skipped)} already there, {result.seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

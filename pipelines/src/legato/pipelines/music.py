@@ -1,0 +1,274 @@
+"""`MusicPipeline`: prompts -> text embeddings -> a mel-spectrogram cascade -> inversion -> audio.
+
+::
+
+    pipe = MusicPipeline.from_pretrained("models/music-default")
+    clips = pipe(["a jig on fiddle", "ragtime piano"], seeds=[0, 1], duration=30.0)
+    clips[0].save("jig.wav"); clips[0].save("jig.png")
+    edited = pipe.edit(clips[1].audio, "a slow chorale on organ", strength=0.6)
+
+The cascade works on mel "images" in [-1, 1] (``2 * unit - 1`` of `legato.codec.MelCodec`): bands as height,
+time as width. Any duration comes from windows of the cascade's fixed width: window ``k`` is generated with
+the last ``overlap`` frames of window ``k - 1`` as a prefix that every stage keeps (outpainting), so the
+join is the model continuing the music, and the whole spectrogram is then inverted to audio at once, so the
+phase runs on across joins. Edits (img2img, DDIM inversion with a new prompt, inpainting a time range) run
+window by window on longer input and are joined by crossfades of the mel images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler
+from torch import Tensor
+
+from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
+from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_audio
+from legato.diffusion import Conditioning, invert
+from legato.pipelines.outputs import AudioClip
+from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
+
+
+def window_seed(seed: int, window: int) -> int:
+    """The seed of window ``window`` of a long clip (window 0 keeps the item's own seed)."""
+    return int(seed) if window == 0 else (int(seed) * 1_000_033 + 104_729 * window) % (2**63 - 1)
+
+
+def as_lists(prompts: str | Sequence[str], seeds: int | Sequence[int] | None) -> tuple[list[str], list[int]]:
+    """Prompts and seeds as equal-length lists (seeds default to 0, 1, 2, ...)."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty; pass a prompt or a list of prompts")
+    if seeds is None:
+        seeds = list(range(len(prompts)))
+    elif isinstance(seeds, int):
+        seeds = [seeds + i for i in range(len(prompts))]
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(prompts):
+        raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; pass one seed per prompt")
+    return prompts, seeds
+
+
+@dataclass(frozen=True, eq=False)
+class MusicPipeline:
+    """A mel-spectrogram cascade with its spectrogram parameters and text encoder.
+
+    ``executor`` runs the cascade (`LocalExecutor` by default; a ``RayExecutor`` spreads its stages over a
+    Ray cluster with the same results); ``n_iter`` Griffin-Lim iterations invert the mel to audio.
+    """
+
+    cascade: Cascade
+    params: SpectrogramParams
+    text: TextEncoder
+    executor: Executor = field(default_factory=LocalExecutor)
+    n_iter: int = 32
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: str | None = None, executor: Executor | None = None
+    ) -> MusicPipeline:
+        cascade = Cascade.from_pretrained(path, device=device)
+        meta = cascade.metadata
+        if meta.get("pipeline") != "music":
+            raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a music one")
+        text = TextEncoder(
+            meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16)
+        )
+        params = SpectrogramParams.from_dict(meta["spectrogram"])
+        return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        meta = {
+            **self.cascade.metadata,
+            "pipeline": "music",
+            "spectrogram": self.params.to_dict(),
+            "text_encoder": self.text.name,
+            "max_tokens": self.text.max_tokens,
+            "n_iter": self.n_iter,
+        }
+        return replace(self.cascade, metadata=meta).save_pretrained(path)
+
+    # -- geometry ------------------------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> MelCodec:
+        return MelCodec(self.params)
+
+    @property
+    def window(self) -> int:
+        """Frames per window (the cascade's output width)."""
+        return self.cascade.output_shape()[-1]
+
+    @property
+    def factor(self) -> int:
+        """How much the base stage's width is scaled up by the super-resolution stages."""
+        return math.prod(s.sr.space for s in self.cascade.stages[1:])
+
+    @property
+    def window_seconds(self) -> float:
+        return self.params.seconds(self.window)
+
+    def overlap_frames(self, overlap: float | None) -> int:
+        """``overlap`` seconds as frames, rounded to a multiple of `factor` (default: a quarter window)."""
+        frames = (
+            self.window // 4
+            if overlap is None
+            else round(overlap * self.params.sample_rate / self.params.hop_length)
+        )
+        frames = max(self.factor, frames // self.factor * self.factor)
+        if frames >= self.window:
+            raise ValueError(
+                f"overlap={overlap} s is {frames} frames, not shorter than the {self.window}-frame window "
+                f"({self.window_seconds:.2f} s); use about a quarter of the window"
+            )
+        return frames
+
+    # -- generation ----------------------------------------------------------------------------------------
+
+    def items(self, prompts: Sequence[str], seeds: Sequence[int], window: int = 0) -> list[Item]:
+        text = self.text(prompts)
+        return [
+            Item(f"{i:04d}", window_seed(seed, window), Conditioning(text=text[i]))
+            for i, seed in enumerate(seeds)
+        ]
+
+    def __call__(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        seeds: int | Sequence[int] | None = None,
+        duration: float | None = None,
+        overlap: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[AudioClip]:
+        """One clip per prompt, ``duration`` seconds long (default: one window), seeded per item."""
+        prompts, seeds = as_lists(prompts, seeds)
+        mels = self.generate(prompts, seeds, duration=duration, overlap=overlap, progress=progress)
+        samples = None if duration is None else round(duration * self.params.sample_rate)
+        return [self.clip(m, p, s, samples) for m, p, s in zip(mels, prompts, seeds, strict=True)]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        *,
+        duration: float | None = None,
+        overlap: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[Tensor]:
+        """The mel images ``(C, n_mels, frames)`` in [-1, 1], one per prompt, long enough for ``duration``."""
+        total = self.window
+        if duration is not None:
+            if not duration > 0:
+                raise ValueError(f"duration={duration!r} must be a positive number of seconds")
+            total = self.params.num_frames(round(duration * self.params.sample_rate))
+        items = self.items(prompts, seeds)
+        mels = self.executor.run(self.cascade, items, progress=progress)
+        if total <= self.window:
+            return [m[..., :total] for m in mels]
+        keep = self.overlap_frames(overlap)
+        windows = math.ceil((total - keep) / (self.window - keep))
+        for k in range(1, windows):
+            items = [
+                replace(item, seed=window_seed(seed, k), prefix=mel[..., -keep:].contiguous())
+                for item, seed, mel in zip(items, seeds, mels, strict=True)
+            ]
+            new = self.executor.run(self.cascade, items, progress=progress)
+            mels = [torch.cat([m, n[..., keep:]], dim=-1) for m, n in zip(mels, new, strict=True)]
+        return [m[..., :total] for m in mels]
+
+    def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
+        """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
+        unit = ((mel.float() + 1) / 2).clamp(0, 1)
+        codec = self.codec
+        audio = codec.audio(codec.from_unit(unit), n_iter=self.n_iter, length=samples)
+        return AudioClip(audio.clamp(-1, 1), self.params.sample_rate, unit, self.params, prompt, seed)
+
+    def encode(self, audio: Tensor | str | Path) -> Tensor:
+        """Audio ``(C, N)`` at the pipeline's sample rate (or a file) -> its mel image in [-1, 1]."""
+        if not isinstance(audio, Tensor):
+            audio, _ = read_audio(
+                audio, sample_rate=self.params.sample_rate, channels=self.cascade.output_shape()[0]
+            )
+        codec = self.codec
+        return codec.to_unit(codec.mel(audio)) * 2 - 1
+
+    # -- editing -------------------------------------------------------------------------------------------
+
+    def edit(
+        self, audio: Tensor | str | Path, prompt: str, *, strength: float = 0.6, seed: int = 0
+    ) -> AudioClip:
+        """img2img (SDEdit): noise the song's base-stage mel to ``strength`` of the schedule and denoise it
+        towards ``prompt``; 0 keeps the input, 1 ignores it."""
+        return self._edit(audio, prompt, seed, lambda low, masks: dict(init=low, strength=strength))
+
+    def invert_edit(
+        self, audio: Tensor | str | Path, source_prompt: str, prompt: str, *, seed: int = 0
+    ) -> AudioClip:
+        """DDIM-inversion edit: invert the song under ``source_prompt`` (unguided), then sample from that
+        latent with DDIM under ``prompt``; with ``prompt == source_prompt`` and no guidance it rebuilds it."""
+        base = self.cascade.stages[0]
+        source = Conditioning(text=self.text([source_prompt]).to(base.device))
+
+        def latent(low: Tensor, masks: None) -> dict:
+            src = Conditioning(text=source.text.expand(low.shape[0], -1, -1))
+            noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src)
+            return dict(noise=noise)
+
+        ddim = replace(base, scheduler=DDIMScheduler.from_config(base.scheduler.config))
+        return self._edit(audio, prompt, seed, latent, base=ddim)
+
+    def inpaint(
+        self, audio: Tensor | str | Path, prompt: str, start: float, end: float, *, seed: int = 0
+    ) -> AudioClip:
+        """Regenerate the time range ``[start, end)`` seconds under ``prompt``; the rest is kept."""
+        mel = self.encode(audio)
+        frames = mel.shape[-1]
+        lo, hi = (round(t * self.params.sample_rate / self.params.hop_length) for t in (start, end))
+        if not 0 <= lo < hi <= frames:
+            raise ValueError(
+                f"start={start}, end={end} s select no frames of a {self.params.seconds(frames):.2f} s song; "
+                "give 0 <= start < end <= its length"
+            )
+        region = torch.zeros(1, frames)
+        region[..., lo:hi] = 1
+        return self._edit(mel, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region)
+
+    def _edit(self, audio, prompt, seed, how, *, base=None, region: Tensor | None = None) -> AudioClip:
+        """Edit a song window by window: each window's base-stage mel (the song downsampled) is re-sampled
+        by the base stage with the options ``how(low, masks)`` returns, then the SR stages add detail.
+        Windows are joined by crossfades of the mel images; outside ``region`` (inpainting) the frames are
+        the input's."""
+        mel = audio if isinstance(audio, Tensor) and audio.ndim == 3 else self.encode(audio)
+        frames, w = mel.shape[-1], self.window
+        keep = self.overlap_frames(None)
+        hop = w - keep
+        count = max(1, math.ceil((frames - keep) / hop))
+        pad = keep + count * hop - frames
+
+        def windowed(x: Tensor, value: float) -> Tensor:
+            x = torch.nn.functional.pad(x, (0, pad), value=value)
+            return torch.stack([x[..., k * hop : k * hop + w] for k in range(count)])
+
+        seeds = [window_seed(seed, k) for k in range(count)]
+        text = self.text([prompt] * count)
+        items = [Item(f"{k:04d}", s, Conditioning(text=text[k])) for k, s in enumerate(seeds)]
+        low = torch.stack([self.cascade.prefix_at(0, x) for x in windowed(mel, -1.0)])
+        masks = None
+        if region is not None:  # generate a base column where any of the frames it covers is in the region
+            masks = torch.nn.functional.max_pool1d(windowed(region, 0.0), self.factor)[:, :, None]
+        base = base or self.cascade.stages[0]
+        edited = base.run(None, Conditioning(text=text), seeds, 0, **how(low, masks))
+        outs = list(edited)
+        if len(self.cascade.stages) > 1:
+            outs = self.executor.run(self.cascade, items, start=1, inputs=outs)
+        joined = crossfade_concat(outs, keep)[..., :frames]
+        if region is not None:
+            joined = torch.where(region[:, None] > 0, joined, mel)
+        return self.clip(joined, prompt, seed, (frames - 1) * self.params.hop_length)

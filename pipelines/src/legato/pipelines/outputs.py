@@ -1,0 +1,62 @@
+"""What the pipelines return: objects that carry their data and prompt and save themselves.
+
+``clip.save("x.wav")`` (or ``.flac``, ``.mp3``, ``.ogg``; ``.png`` writes the mel spectrogram image),
+``video.save("x.mp4")`` (or ``.webm``, ``.gif``; the soundtrack goes in where the format carries audio).
+Every file is written atomically by the codec and video I/O layers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor
+
+from legato.codec import SpectrogramParams, save_mel_image, write_audio
+from legato.video import write_video
+
+
+@dataclass(frozen=True, eq=False)
+class AudioClip:
+    """A generated clip: ``audio`` ``(C, N)`` in [-1, 1] at ``sample_rate``, its ``mel`` image form
+    ``(C, n_mels, frames)`` in [0, 1], and the prompt and seed that made it."""
+
+    audio: Tensor
+    sample_rate: int
+    mel: Tensor
+    params: SpectrogramParams
+    prompt: str
+    seed: int
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the audio (format from the suffix), or the mel image for ``.png``."""
+        if Path(path).suffix.lower() == ".png":
+            return save_mel_image(path, self.mel, self.params)
+        return write_audio(path, self.audio, self.sample_rate)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoClip:
+    """A generated video: ``frames`` ``(C, T, H, W)`` in [0, 1] at ``fps``, an optional soundtrack (an
+    `AudioClip`), and the prompt and seed that made it."""
+
+    frames: Tensor
+    fps: float
+    prompt: str
+    seed: int
+    soundtrack: AudioClip | None = None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        audio = self.soundtrack
+        return write_video(
+            path,
+            self.frames.transpose(0, 1),
+            self.fps,
+            audio=None if audio is None else audio.audio,
+            sample_rate=None if audio is None else audio.sample_rate,
+        )

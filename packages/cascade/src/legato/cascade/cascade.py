@@ -146,7 +146,7 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
 def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
     """Stage ``index`` on one batch of items (what every executor's worker calls)."""
     cond = collate([(torch.zeros(()), item.cond) for item in items])[1]
-    prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix.clone()) for item in items]
+    prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix) for item in items]
     return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes)
 
 

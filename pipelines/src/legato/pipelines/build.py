@@ -41,7 +41,7 @@ def mel_unet(
         in_channels=in_channels, out_channels=1, layers_per_block=1, block_out_channels=tuple(channels),
         down_block_types=tuple(down), up_block_types=tuple(up), cross_attention_dim=text_dim,
         attention_head_dim=8, norm_num_groups=8, class_embed_type="timestep" if noise_level else None,
-    )  # fmt: skip
+    ).eval()  # fmt: skip
 
 
 def music_cascade(
@@ -77,7 +77,7 @@ def video_unet(cond_channels: int, text_dim: int, channels: Sequence[int], noise
         in_channels=3, cond_channels=cond_channels, block_out_channels=tuple(channels),
         attention_levels=(False,) + (True,) * (levels - 1), heads=4, norm_groups=8,
         cross_attention_dim=text_dim, noise_level_conditioning=noise_level,
-    )  # fmt: skip
+    ).eval()  # fmt: skip
 
 
 def video_cascade(

@@ -1,0 +1,131 @@
+"""Stage overlap on Ray: a cascade's pipelining efficiency, and the Ray path's throughput against LocalExecutor.
+
+    .venv/bin/python benchmarks/cascade_ray.py                 # 2 single-threaded stages on this 2-core CPU
+    .venv/bin/python benchmarks/cascade_ray.py --stages 3 --device cuda   # on a GPU machine
+
+The cascade: a text-conditioned base image stage and x2 super-resolution stages (diffusers UNets), batches
+of ``--batch`` (default 2) items, each stage on its own actor with one CPU and one torch thread (or a GPU
+each with ``--device cuda``, fractions of one GPU where there is only one). Steps are set so that the
+stages take about the same time per item. Measured in one run:
+
+- each stage's time per item alone (same thread count, after a warm-up);
+- the Ray executor's throughput on K items (after a warm-up run that starts the actors);
+- pipelining efficiency = throughput / (1 / slowest stage time): 1.0 means the stages overlap perfectly
+  (target >= 0.9);
+- LocalExecutor's throughput on the same items, one thread (the per-stage work, run in sequence) and with
+  every core (torch's own intra-op threads), and the Ray path's ratio against each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from diffusers import DDIMScheduler, UNet2DConditionModel
+
+from legato.cascade import Cascade, Item, LocalExecutor, Stage
+from legato.diffusion import Conditioning, Denoiser, NoiseAugmentation, SuperResolution
+
+TEXT = 32
+
+
+def unet(in_channels: int, noise_level: bool, width: int) -> UNet2DConditionModel:
+    torch.manual_seed(in_channels)
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=in_channels, out_channels=3, layers_per_block=1,
+        block_out_channels=(width, 2 * width), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT, attention_head_dim=8,
+        norm_num_groups=8, class_embed_type="timestep" if noise_level else None,
+    ).eval()  # fmt: skip
+
+
+def build(stages: int, device: str, base_steps: int, sr_steps: int, batch: int) -> Cascade:
+    out = [Stage("base", Denoiser(unet(3, False, 32)), DDIMScheduler(), base_steps, shape=(3, 16, 16),
+                 guidance_scale=3.0, batch_size=batch, device=device)]  # fmt: skip
+    for i in range(stages - 1):
+        sr = SuperResolution(space=2, augmentation=NoiseAugmentation(100, 20))
+        out.append(Stage(f"sr{i + 1}", Denoiser(unet(6, True, 16 if i else 32), "sample"), DDIMScheduler(),
+                         sr_steps // (4**i) or 1, sr=sr, batch_size=batch, device=device))  # fmt: skip
+    return Cascade(tuple(out))
+
+
+def items(count: int) -> list[Item]:
+    gen = torch.Generator().manual_seed(0)
+    return [Item(f"{i}", i, Conditioning(text=torch.randn(4, TEXT, generator=gen))) for i in range(count)]
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stages", type=int, default=2)
+    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--base-steps", type=int, default=24)
+    parser.add_argument("--sr-steps", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=2)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    cascade = build(args.stages, args.device, args.base_steps, args.sr_steps, args.batch)
+    work = items(args.items)
+    local = LocalExecutor()
+
+    # 1. Each stage alone, one thread (what each actor gets), per item.
+    torch.set_num_threads(1)
+    probe = work[: 4 * args.batch]
+    local.run(cascade, probe[:1])  # warm-up
+    outputs, stage_times = None, []
+    for index in range(len(cascade.stages)):
+        start = time.perf_counter()
+        outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
+        stage_times.append((time.perf_counter() - start) / len(probe))
+    slowest = max(stage_times)
+
+    # 2. LocalExecutor on all items: one thread, then every core.
+    local_1 = args.items / timed(lambda: local.run(cascade, work))
+    torch.set_num_threads(cores)
+    local_n = args.items / timed(lambda: local.run(cascade, work))
+    torch.set_num_threads(1)
+
+    # 3. Ray: one actor per stage.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from legato.pipelines.ray_executor import RayExecutor, StageResources
+
+    ray.init(num_cpus=max(cores, len(cascade.stages)), include_dashboard=False, log_to_driver=False)
+    share = None
+    if args.device.startswith("cuda"):
+        share = 1.0 / len(cascade.stages) if torch.cuda.device_count() < len(cascade.stages) else 1.0
+    executor = RayExecutor({s.name: StageResources(num_cpus=1, num_gpus=share) for s in cascade.stages})
+    executor.run(cascade, work[:2])  # starts the actors
+    ray_tp = args.items / timed(lambda: executor.run(cascade, work))
+    executor.shutdown()
+    ray.shutdown()
+
+    print(
+        f"device {args.device}, {cores} cores, {len(cascade.stages)} stages, {args.items} items, batch {args.batch}"
+    )
+    for stage, t in zip(cascade.stages, stage_times, strict=True):
+        print(f"  stage {stage.name:5s} ({stage.steps:2d} steps): {t * 1000:7.1f} ms/item alone, 1 thread")
+    print(f"ideal pipelined throughput (1 / slowest stage): {1 / slowest:6.2f} items/s")
+    print(f"RayExecutor throughput:                         {ray_tp:6.2f} items/s")
+    print(f"pipelining efficiency:                          {ray_tp * slowest:6.3f}  (target >= 0.9)")
+    print(
+        f"LocalExecutor, 1 thread:                        {local_1:6.2f} items/s -> Ray x{ray_tp / local_1:.2f}"
+    )
+    print(
+        f"LocalExecutor, {cores} threads:                       {local_n:6.2f} items/s -> Ray x{ray_tp / local_n:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

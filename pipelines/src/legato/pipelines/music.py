@@ -30,7 +30,7 @@ from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_audio
 from legato.diffusion import Conditioning, invert
 from legato.pipelines.outputs import AudioClip
-from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 
 
 def window_seed(seed: int, window: int) -> int:
@@ -73,13 +73,8 @@ class MusicPipeline:
     def from_pretrained(
         cls, path: str | Path, *, device: str | None = None, executor: Executor | None = None
     ) -> MusicPipeline:
-        cascade = Cascade.from_pretrained(path, device=device)
+        cascade, text = load_pipeline_cascade(path, "music", device)
         meta = cascade.metadata
-        if meta.get("pipeline") != "music":
-            raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a music one")
-        text = TextEncoder(
-            meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16)
-        )
         params = SpectrogramParams.from_dict(meta["spectrogram"])
         return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32))
 

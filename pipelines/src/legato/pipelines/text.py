@@ -72,3 +72,15 @@ class TextEncoder:
             n = min(self.max_tokens, emb.shape[0])
             row[:n] = emb[:n].float().cpu()
         return out
+
+
+def load_pipeline_cascade(path, kind: str, device: str | None):
+    """A pipeline folder's cascade (checked to be a ``kind`` one) and the text encoder its metadata names."""
+    from legato.cascade import Cascade
+
+    cascade = Cascade.from_pretrained(path, device=device)
+    meta = cascade.metadata
+    if meta.get("pipeline") != kind:
+        raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a {kind} one")
+    text = TextEncoder(meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16))
+    return cascade, text

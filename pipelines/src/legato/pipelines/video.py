@@ -20,7 +20,7 @@ from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.diffusion import Conditioning
 from legato.pipelines.music import MusicPipeline, as_lists
 from legato.pipelines.outputs import VideoClip
-from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
+from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,13 +42,8 @@ class VideoPipeline:
         executor: Executor | None = None,
         soundtrack: str | Path | MusicPipeline | None = None,
     ) -> VideoPipeline:
-        cascade = Cascade.from_pretrained(path, device=device)
+        cascade, text = load_pipeline_cascade(path, "video", device)
         meta = cascade.metadata
-        if meta.get("pipeline") != "video":
-            raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a video one")
-        text = TextEncoder(
-            meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16)
-        )
         if soundtrack is not None and not isinstance(soundtrack, MusicPipeline):
             soundtrack = MusicPipeline.from_pretrained(soundtrack, device=device, executor=executor)
         return cls(cascade, float(meta["fps"]), text, executor or LocalExecutor(), soundtrack)

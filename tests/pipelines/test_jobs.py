@@ -87,18 +87,25 @@ def test_the_same_music_job_gives_the_same_files_through_every_executor(music_mo
     # second window); Ray Data forms its own batches. Both stay within float rounding of the mel.
 
 
-def test_video_job_with_a_soundtrack(video_model, music_model, tmp_path):
-    spec = JobSpec.model_validate(
-        {"kind": "video", "model": str(video_model), "soundtrack": str(music_model), "output": str(tmp_path / "v"),
-         "items": [{"prompt": "a camera move over a photo", "seed": 1}, {"prompt": "a camera move over a photo", "seed": 2}]}
-    )  # fmt: skip
-    result = run_job(spec)
-    assert result.written == ["00000", "00001"]
-    video = read_video(tmp_path / "v" / "00000.mp4")
+def test_video_job_with_a_soundtrack_gives_the_same_files_on_ray(
+    video_model, music_model, tmp_path, ray_cluster
+):
+    files = {}
+    for executor in ("local", "ray"):
+        spec = JobSpec.model_validate(
+            {"kind": "video", "model": str(video_model), "soundtrack": str(music_model),
+             "output": str(tmp_path / executor), "executor": executor,
+             "items": [{"prompt": "a camera move over a photo", "seed": s} for s in (1, 2)]}
+        )  # fmt: skip
+        with torch_threads(1):
+            assert run_job(spec).written == ["00000", "00001"]
+        files[executor] = tmp_path / executor / "00000.mp4"
+    video = read_video(files["local"])
     assert video.frames.shape == (8, 3, 16, 16)
     assert video.audio is not None
     assert abs(video.audio.shape[-1] / video.sample_rate - 1.0) < 0.1  # 8 frames at 8 fps
     assert not torch.equal(video.frames[0], video.frames[-1])
+    assert files["local"].read_bytes() == files["ray"].read_bytes()
 
 
 def test_a_killed_job_resumes_with_no_item_missing_twice_or_partial(music_model, tmp_path):

@@ -78,7 +78,7 @@ class MusicPipeline:
         params = SpectrogramParams.from_dict(meta["spectrogram"])
         return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32))
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         meta = {
             **self.cascade.metadata,
             "pipeline": "music",
@@ -87,7 +87,7 @@ class MusicPipeline:
             "max_tokens": self.text.max_tokens,
             "n_iter": self.n_iter,
         }
-        return replace(self.cascade, metadata=meta).save_pretrained(path)
+        return replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
 
     # -- geometry ------------------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class VideoPipeline:
             soundtrack = MusicPipeline.from_pretrained(soundtrack, device=device, executor=executor)
         return cls(cascade, float(meta["fps"]), text, executor or LocalExecutor(), soundtrack)
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         meta = {
             **self.cascade.metadata,
             "pipeline": "video",
@@ -56,7 +56,7 @@ class VideoPipeline:
             "text_encoder": self.text.name,
             "max_tokens": self.text.max_tokens,
         }
-        return replace(self.cascade, metadata=meta).save_pretrained(path)
+        return replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
 
     @property
     def frames(self) -> int:

@@ -102,11 +102,12 @@ class Cascade:
             )
         return self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the cascade to a folder: ``cascade.json`` and one diffusers-layout folder per stage."""
+    def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
+        """Write the cascade to a folder: ``cascade.json`` and one diffusers-layout folder per stage
+        (``weights_dtype="float16"``: weights stored in half precision, loaded back in each stage's dtype)."""
         from legato.cascade.pretrained import save_cascade
 
-        return save_cascade(self, path)
+        return save_cascade(self, path, weights_dtype)
 
     @classmethod
     def from_pretrained(

@@ -17,6 +17,7 @@ sibling and renamed into place, so an interrupted save leaves the previous folde
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -30,7 +31,7 @@ import diffusers
 import torch
 from torch import Tensor, nn
 
-from legato.cascade.stage import Stage
+from legato.cascade.stage import DTYPES, Stage
 from legato.diffusion import Denoiser, EDMDenoiser, NoiseAugmentation, SuperResolution, VPSchedule
 from legato.diffusion.errors import DiffusionError
 
@@ -42,8 +43,13 @@ FORMAT = "legato-cascade/1"
 _TRUSTED_MODULES = ("legato.", "diffusers.")
 
 
-def save_cascade(cascade: Cascade, path: str | Path) -> Path:
-    """Write ``cascade`` to the folder ``path`` (replaced whole if it exists); returns the path."""
+def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None = None) -> Path:
+    """Write ``cascade`` to the folder ``path`` (replaced whole if it exists); returns the path.
+
+    ``weights_dtype="float16"`` stores the weights in half precision (half the bytes); a stage loads them
+    back into its own ``dtype``."""
+    if weights_dtype is not None and weights_dtype not in DTYPES:
+        raise DiffusionError(f"weights_dtype={weights_dtype!r}; use one of {sorted(DTYPES)}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -57,6 +63,8 @@ def save_cascade(cascade: Cascade, path: str | Path) -> Path:
                     f"stage {stage.name!r}: {type(network).__name__} has no save_pretrained; build the network "
                     "as a diffusers ModelMixin + ConfigMixin"
                 )
+            if weights_dtype is not None:
+                network = copy.deepcopy(network).to(DTYPES[weights_dtype])
             network.save_pretrained(folder, safe_serialization=True)
             stage.scheduler.save_pretrained(folder)
             stages.append(_stage_config(stage))

@@ -19,6 +19,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor, nn
 
+from legato.diffusion.augmentation import NoiseAugmentation
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
@@ -85,6 +86,8 @@ class ProgressiveDistillation:
         teacher_steps: N, even; the student learns N/2.
         guidance_range: ``(w_min, w_max)`` to draw ``Conditioning.guidance`` per item for a guidance-conditioned
             teacher and student (guided distillation, stage 2).
+        augmentation: a super-resolution stage's noise augmentation: the low-res conditioning is noised per
+            item as in its training, and teacher and student both see it.
     The student is a v-prediction network; the loss is in x_0 space with the paper's truncated-SNR weight
     ``max(SNR, 1)``.
     """
@@ -92,13 +95,18 @@ class ProgressiveDistillation:
     prediction_type = "v_prediction"
 
     def __init__(
-        self, teacher: nn.Module, teacher_steps: int, guidance_range: tuple[float, float] | None = None
+        self,
+        teacher: nn.Module,
+        teacher_steps: int,
+        guidance_range: tuple[float, float] | None = None,
+        augmentation: NoiseAugmentation | None = None,
     ) -> None:
         if teacher_steps < 2 or teacher_steps % 2:
             raise DiffusionError(f"teacher_steps={teacher_steps} must be an even number >= 2")
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_steps = teacher_steps
         self.guidance = _GuidanceRange(*guidance_range) if guidance_range else None
+        self.augmentation = augmentation
 
     def denoiser(self, network: nn.Module, schedule: VPSchedule) -> nn.Module:
         return Denoiser(network, "v_prediction")
@@ -120,6 +128,8 @@ class ProgressiveDistillation:
         t, t_mid, t_end = teacher_grid[2 * j], teacher_grid[2 * j + 1], teacher_grid[2 * j + 2]
         if self.guidance is not None:
             cond = cond.replace(guidance=self.guidance.draw(batch, generator, device))
+        if self.augmentation is not None:
+            cond = self.augmentation.train(cond, schedule, generator)
         noise = draw_noise(x0, generator)
         a_t, s_t = _alpha_sigma(schedule, t, x0)
         z = a_t * x0 + s_t * noise

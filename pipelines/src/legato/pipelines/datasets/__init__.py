@@ -1,0 +1,99 @@
+"""Datasets for the bundled models, built from real material that installs offline, reproducible from a seed.
+
+::
+
+    python -m legato.pipelines.datasets music data/music      # music21 tunes through a GM SoundFont
+    python -m legato.pipelines.datasets video data/video      # clips over scikit-image's photos
+
+A dataset folder holds ``arrays.npz`` (the samples as uint8 and their integer attributes), ``meta.json``
+(captions, attribute names, how it was built) and ``text.safetensors`` (each caption's text embedding, so
+that training needs no text encoder). `load` gives the samples in [-1, 1] with their embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from legato.codec import atomic_output
+
+ARRAYS, META, TEXT = "arrays.npz", "meta.json", "text.safetensors"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    samples: (
+        Tensor  # (N, C, ...) float in [-1, 1]: mel images (N, 1, n_mels, frames) or clips (N, 3, T, H, W)
+    )
+    text: Tensor  # (N, L, D) each sample's caption embedding
+    captions: list[str]  # each sample's caption
+    labels: dict[str, Tensor]  # attribute -> (N,) class index (see meta["attributes"])
+    held_out: Tensor  # (N,) bool
+    meta: dict
+
+    def split(self, held_out: bool) -> Dataset:
+        keep = self.held_out == held_out
+        return Dataset(self.samples[keep], self.text[keep], [c for c, k in zip(self.captions, keep.tolist(), strict=False) if k],
+                       {k: v[keep] for k, v in self.labels.items()}, self.held_out[keep], self.meta)  # fmt: skip
+
+
+def save(data: dict, folder: str | os.PathLike[str], text_encoder: str | None = None) -> Path:
+    """Write a dataset built by `build_music` / `build_video`, and its caption embeddings."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+    meta = {k: v for k, v in data.items() if not isinstance(v, np.ndarray)}
+    with atomic_output(folder / ARRAYS) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    if text_encoder is None:  # keep the folder's embeddings, which must be of these very captions
+        old = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+        if old.get("captions") != meta["captions"] or not (folder / TEXT).is_file():
+            raise ValueError(
+                f"{folder} has no text embeddings of these captions; pass text_encoder (e.g. "
+                "'all-MiniLM-L6-v2') to compute them"
+            )
+        meta["text_encoder"] = old["text_encoder"]
+    else:
+        from legato.pipelines.text import TextEncoder
+
+        embeddings = TextEncoder(text_encoder)(meta["captions"]).to(torch.float16).contiguous()
+        with atomic_output(folder / TEXT) as tmp:
+            save_file({"embeddings": embeddings}, str(tmp))
+        meta["text_encoder"] = text_encoder
+    with atomic_output(folder / META) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load(folder: str | os.PathLike[str]) -> Dataset:
+    folder = Path(folder)
+    for name in (ARRAYS, META, TEXT):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder / name} is missing; build the dataset with "
+                f"`python -m legato.pipelines.datasets {{music,video}} {folder}`"
+            )
+    meta = json.loads((folder / META).read_text())
+    with np.load(folder / ARRAYS) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    key = "mel" if "mel" in arrays else "video"
+    samples = torch.from_numpy(arrays.pop(key)).float() / 127.5 - 1.0
+    if key == "mel":
+        samples = samples[:, None]
+    caption_index = torch.from_numpy(arrays.pop("caption"))
+    embeddings = load_file(str(folder / TEXT))["embeddings"].float()
+    return Dataset(
+        samples=samples,
+        text=embeddings[caption_index],
+        captions=[meta["captions"][i] for i in caption_index.tolist()],
+        labels={name: torch.from_numpy(arrays[name]).long() for name in meta["attributes"]},
+        held_out=torch.from_numpy(arrays["held_out"]).bool(),
+        meta=meta,
+    )

@@ -1,0 +1,142 @@
+"""The video dataset: short clips made from the real photos that scikit-image ships.
+
+Each clip moves a virtual camera over one photo (pan left or right, zoom in or out, rotate) or moves an
+object over it (a ball rolling across), at a slow or fast speed, from a crop position drawn from the seed.
+Captions say what was done: "slow zoom into a cat", "fast pan left over a coffee cup". The held-out split
+is by source photo *and* motion: for each photo one motion is held out, so every photo and every motion is
+in the training split, but no held-out (photo, motion) pair is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# skimage.data function -> what the caption calls it; all ship inside the scikit-image wheel.
+SUBJECTS = {
+    "chelsea": "a cat",
+    "coffee": "a coffee cup",
+    "astronaut": "an astronaut",
+    "rocket": "a rocket",
+    "hubble_deep_field": "galaxies",
+    "immunohistochemistry": "stained cells",
+    "colorwheel": "a color wheel",
+    "brick": "a brick wall",
+}
+MOTIONS = ("pan left", "pan right", "zoom in", "zoom out", "rotate", "ball")
+SPEEDS = {"slow": 0.5, "fast": 1.0}
+
+
+def caption(subject: str, motion: str, speed: str) -> str:
+    what = SUBJECTS[subject]
+    return {
+        "pan left": f"{speed} pan left over {what}",
+        "pan right": f"{speed} pan right over {what}",
+        "zoom in": f"{speed} zoom into {what}",
+        "zoom out": f"{speed} zoom out from {what}",
+        "rotate": f"{speed} rotation of {what}",
+        "ball": f"a red ball rolling {'slowly' if speed == 'slow' else 'fast'} across {what}",
+    }[motion]
+
+
+def photo(subject: str) -> Tensor:
+    """The photo as a float RGB tensor ``(3, H, W)`` in [0, 1]."""
+    import skimage.data
+
+    image = np.asarray(getattr(skimage.data, subject)())
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return torch.from_numpy(image[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1)
+
+
+def held_out_motion(subject_index: int) -> int:
+    return subject_index % len(MOTIONS)
+
+
+def clip(image: Tensor, motion: str, speed: str, frames: int, size: int, rng: np.random.Generator) -> Tensor:
+    """One clip ``(3, frames, size, size)`` in [0, 1]: the camera (a square crop of half to 0.7 of the
+    photo's short side, moved, rotated and scaled per frame) sampled bilinearly from ``image``, reflected
+    at its borders."""
+    _, h, w = image.shape
+    short = min(h, w)
+    half = rng.uniform(0.5, 0.7) * short / 2  # half the crop's side, pixels
+    amount = SPEEDS[speed] * rng.uniform(0.8, 1.2)
+    cx = rng.uniform(half, w - half)
+    cy = rng.uniform(half, h - half)
+    s = torch.linspace(0.0, 1.0, frames)
+    shift = torch.zeros(frames)
+    scale = torch.ones(frames)
+    angle = torch.zeros(frames)
+    if motion in ("pan left", "pan right"):  # the camera moves 0.8 crop sides (fast), the view slides
+        travel = 0.6 * amount * 2 * half
+        cx = w / 2
+        shift = (s - 0.5) * travel * (1 if motion == "pan right" else -1)
+    elif motion == "zoom in":  # the crop shrinks: the view magnifies
+        scale = 1.0 - 0.5 * amount * s
+    elif motion == "zoom out":
+        scale = 1.0 - 0.5 * amount * (1 - s)
+    elif motion == "rotate":
+        angle = s * amount * math.pi / 2
+    theta = torch.zeros(frames, 2, 3)
+    sx, sy = half / (w / 2), half / (h / 2)  # the crop in grid_sample's [-1, 1] coordinates
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta[:, 0, 0], theta[:, 0, 1] = cos * sx, -sin * sx * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * sy * w / h, cos * sy
+    theta[:, 0, 2] = (cx + shift) / (w / 2) - 1
+    theta[:, 1, 2] = cy / (h / 2) - 1
+    grid = F.affine_grid(theta, (frames, 3, size, size), align_corners=False)
+    video = F.grid_sample(image.expand(frames, -1, -1, -1), grid, mode="bilinear",
+                          padding_mode="reflection", align_corners=False)  # fmt: skip
+    if motion == "ball":
+        video = _ball(video, amount, rng)
+    return video.clamp(0, 1).permute(1, 0, 2, 3).contiguous()
+
+
+def _ball(video: Tensor, amount: float, rng: np.random.Generator) -> Tensor:
+    frames, _, size, _ = video.shape
+    radius = size * rng.uniform(0.1, 0.14)
+    y0 = rng.uniform(0.3, 0.7) * size
+    direction = 1 if rng.random() < 0.5 else -1
+    travel = (0.4 + 0.5 * amount) * size
+    xs = size / 2 + direction * (torch.linspace(-0.5, 0.5, frames) * travel)
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    dist = ((xx[None] - xs[:, None, None]) ** 2 + (yy[None] - y0) ** 2).sqrt()
+    alpha = (radius + 0.5 - dist).clamp(0, 1)[:, None]  # antialiased disc
+    shade = (1.0 - 0.35 * (((yy - y0 + radius * 0.4) / radius) ** 2).clamp(0, 1))[None, None]
+    red = torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1) * shade
+    return video * (1 - alpha) + red * alpha
+
+
+def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int = 0) -> dict:
+    """The dataset as arrays: ``video`` (N, 3, frames, size, size) uint8, per-clip ``subject`` and
+    ``motion`` (indices into `SUBJECTS` and `MOTIONS`), ``speed``, ``caption`` (index into ``captions``) and
+    ``held_out`` (bool)."""
+    rng = np.random.default_rng(seed)
+    subjects = list(SUBJECTS)
+    captions: dict[str, int] = {}
+    rows: dict[str, list] = {k: [] for k in ("video", "subject", "motion", "speed", "caption", "held_out")}
+    for si, subject in enumerate(subjects):
+        image = photo(subject)
+        for mi, motion in enumerate(MOTIONS):
+            for _ in range(clips_per_pair):
+                speed = "slow" if rng.random() < 0.5 else "fast"
+                video = clip(image, motion, speed, frames, size, rng)
+                rows["video"].append((video * 255).round().to(torch.uint8).numpy())
+                rows["subject"].append(si)
+                rows["motion"].append(mi)
+                rows["speed"].append(list(SPEEDS).index(speed))
+                rows["caption"].append(captions.setdefault(caption(subject, motion, speed), len(captions)))
+                rows["held_out"].append(mi == held_out_motion(si))
+    arrays = {k: np.stack(v) if k == "video" else np.asarray(v) for k, v in rows.items()}
+    return {
+        **arrays,
+        "captions": list(captions),
+        "attributes": {"subject": subjects, "motion": list(MOTIONS)},
+        "frames": frames,
+        "size": size,
+        "seed": seed,
+    }

@@ -1,0 +1,237 @@
+"""The bundled models: their recipes, and the one command that trains, distils and exports them.
+
+::
+
+    python -m legato.pipelines.datasets music data/music
+    python -m legato.pipelines.bundled train music --data data/music --runs runs/music --device cuda
+    python -m legato.pipelines.bundled export music --runs runs/music --models models
+
+``train`` fits every stage of the cascade (or the one named by ``--stage``; stages are independent, so they
+can train in parallel processes) on the dataset's training split with the project's `Trainer`, then
+distils it: progressive distillation (Salimans & Ho) halves the stage's sampling steps per round, the first
+round of the base stage from its classifier-free-guided predictions (a fixed guidance scale, so the student
+needs one forward per step). Every run checkpoints into ``runs/<stage>[-<steps>]`` and resumes exactly
+where it stopped: the same command continues an interrupted training. ``export`` assembles
+``models/<kind>-default`` (the teachers) and ``models/<kind>-fast`` (the students), weights in float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from legato.cascade import Cascade
+from legato.codec import SMALL
+from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
+from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
+from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
+from legato.pipelines.build import music_cascade, video_cascade
+from legato.pipelines.datasets import load
+from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
+
+TEXT_DIM = 384  # all-MiniLM-L6-v2
+MAX_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one bundled cascade is built, trained and distilled."""
+
+    build: Callable[[], Cascade]
+    train_steps: tuple[int, ...]  # per stage
+    fast_steps: tuple[int, ...]  # per stage: the fast cascade's sampling steps
+    distill_rounds: tuple[int, ...]  # per stage: each halves the steps (0: the teacher at fast_steps)
+    distill_steps: int  # optimizer steps per distillation round
+    batch_size: tuple[int, ...]  # per stage
+    learning_rate: float = 3e-4
+    distill_learning_rate: float = 1e-4
+
+
+# Step counts fit one 9-minute run of all five stages at once on one H100 (models/README.md has the times).
+RECIPES: dict[str, Recipe] = {
+    # base 32x128 mel (2.05 s of 16 kHz audio at half resolution) -> x2 SR -> 64x256 (4.1 s), SMALL preset
+    "music": Recipe(
+        build=lambda: music_cascade(
+            SMALL,
+            window=256,
+            text_dim=TEXT_DIM,
+            channels=(64, 128, 128),
+            sr_channels=(32, 64),
+            steps=(32, 16),
+            guidance_scale=3.0,
+            batch_size=(8, 4),
+        ),
+        train_steps=(1800, 1100),
+        fast_steps=(8, 8),
+        distill_rounds=(2, 0),
+        distill_steps=250,
+        batch_size=(32, 32),
+    ),
+    # base 8 frames of 32x32 -> temporal x2 -> 16 frames -> spatial x2 -> 16 frames of 64x64
+    "video": Recipe(
+        build=lambda: video_cascade(
+            frames=16,
+            size=64,
+            text_dim=TEXT_DIM,
+            channels=(64, 128),
+            sr_channels=(32, 64),
+            steps=(32, 16, 16),
+            guidance_scale=3.0,
+            batch_size=(8, 4, 4),
+        ),
+        train_steps=(1400, 1600, 500),
+        fast_steps=(8, 8, 8),
+        distill_rounds=(2, 0, 0),
+        distill_steps=150,
+        batch_size=(32, 32, 32),
+    ),
+}
+
+
+def null_text(batch: int = 1) -> Conditioning:
+    """The guidance null: the empty prompt is all-zero token embeddings (`TextEncoder` pads with zeros)."""
+    return Conditioning(text=torch.zeros(batch, MAX_TOKENS, TEXT_DIM))
+
+
+def _items(cascade: Cascade, index: int, samples: Tensor, text: Tensor) -> TensorItems:
+    stage = cascade.stages[index]
+    x = cascade.downsample(index, samples)
+    return TensorItems(x, text=text) if stage.is_base else stage.sr.items(x, text=text)
+
+
+def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_dropout: float,
+            device: str) -> TrainConfig:  # fmt: skip
+    return TrainConfig(
+        steps=steps, batch_size=recipe.batch_size[index], learning_rate=lr, cond_dropout=cond_dropout,
+        ema_decay=0.999 if steps >= 1000 else 0.99, lr_schedule="cosine", warmup_steps=min(200, steps // 10),
+        checkpoint_every=250, log_every=50, progress=False, seed=seed,
+        mixed_precision="bf16" if device.startswith("cuda") else "no",
+    )  # fmt: skip
+
+
+def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str) -> None:
+    """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
+    checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout)."""
+    recipe = RECIPES[kind]
+    cascade = recipe.build()
+    index = [s.name for s in cascade.stages].index(name)
+    stage = cascade.stages[index]
+    train = load(data).split(held_out=False)
+    items = _items(cascade, index, train.samples, train.text)
+    schedule = VPSchedule.from_scheduler(stage.scheduler)
+    augmentation = None if stage.is_base else stage.sr.augmentation
+    if (
+        stage.steps >> recipe.distill_rounds[index] != recipe.fast_steps[index]
+        and recipe.distill_rounds[index]
+    ):
+        raise ValueError(
+            f"{kind}/{name}: {recipe.distill_rounds[index]} rounds from {stage.steps} steps do not "
+            f"reach fast_steps={recipe.fast_steps[index]}"
+        )
+    started = time.time()
+    trainer = Trainer(
+        stage.denoiser.network, schedule, Objective(stage.denoiser.output_type, augmentation=augmentation),
+        items, _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, device),
+        Path(runs) / name, device=device,
+    )  # fmt: skip
+    trainer.fit()
+    network = trainer.trained_network()
+    trainer.export()
+    print(
+        f"{kind}/{name}: trained {recipe.train_steps[index]} steps in {time.time() - started:.0f} s",
+        flush=True,
+    )
+    teacher: nn.Module = Denoiser(network, stage.denoiser.output_type)
+    if stage.is_base and stage.guidance_scale != 1.0:
+        teacher = ClassifierFreeGuidance(
+            teacher, null_text().map(lambda v: v.to(device)), scale=stage.guidance_scale
+        )
+    steps = stage.steps
+    for round_ in range(recipe.distill_rounds[index]):
+        started = time.time()
+        objective = ProgressiveDistillation(teacher.to(device), steps, augmentation=augmentation)
+        trainer = Trainer(
+            student_from(network), schedule, objective, items,
+            _config(recipe, index, recipe.distill_steps, recipe.distill_learning_rate, 100 + round_, 0.0, device),
+            Path(runs) / f"{name}-{steps // 2}", device=device,
+        )  # fmt: skip
+        trainer.fit()
+        network = trainer.trained_network()
+        trainer.export()
+        teacher = Denoiser(network, "v_prediction")
+        steps //= 2
+        print(f"{kind}/{name}: distilled to {steps} steps in {time.time() - started:.0f} s", flush=True)
+
+
+def assemble(kind: str, runs: str | Path) -> tuple[Cascade, Cascade]:
+    """The trained default cascade and its distilled fast twin, from the runs' exported networks."""
+    recipe = RECIPES[kind]
+    cascade = recipe.build()
+    default, fast = [], []
+    for index, stage in enumerate(cascade.stages):
+        cls = type(stage.denoiser.network)
+        network = (
+            cls.from_pretrained(Path(runs) / stage.name / "model", low_cpu_mem_usage=False).float().eval()
+        )
+        default.append(replace(stage, denoiser=Denoiser(network, stage.denoiser.output_type)))
+        steps = recipe.fast_steps[index]
+        if recipe.distill_rounds[index]:
+            folder = Path(runs) / f"{stage.name}-{steps}" / "model"
+            student = cls.from_pretrained(folder, low_cpu_mem_usage=False).float().eval()
+            fast.append(replace(stage, denoiser=Denoiser(student, "v_prediction"), steps=steps,
+                                guidance_scale=1.0, scheduler=student_scheduler(stage.scheduler.config)))  # fmt: skip
+        else:
+            fast.append(replace(stage, steps=steps))
+    return replace(cascade, stages=tuple(default)), replace(cascade, stages=tuple(fast))
+
+
+def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:
+    """Write ``models/<kind>-default`` and ``models/<kind>-fast`` (float16 weights) as pipeline folders."""
+    from legato.pipelines import MusicPipeline, VideoPipeline
+
+    text = TextEncoder(DEFAULT_TEXT_ENCODER, max_tokens=MAX_TOKENS)
+    written = []
+    for variant, cascade in zip(("default", "fast"), assemble(kind, runs), strict=True):
+        pipe = (
+            MusicPipeline(cascade, SMALL, text)
+            if kind == "music"
+            else VideoPipeline(cascade, fps=8, text=text)
+        )
+        written.append(pipe.save_pretrained(Path(models) / f"{kind}-{variant}", weights_dtype="float16"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m legato.pipelines.bundled", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train and distil a cascade's stages (resumes)")
+    train.add_argument("kind", choices=sorted(RECIPES))
+    train.add_argument("--data", required=True)
+    train.add_argument("--runs", required=True)
+    train.add_argument("--stage", help="one stage only (default: all, one after another)")
+    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    out = sub.add_parser("export", help="write models/<kind>-default and models/<kind>-fast")
+    out.add_argument("kind", choices=sorted(RECIPES))
+    out.add_argument("--runs", required=True)
+    out.add_argument("--models", default="models")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        names = [s.name for s in RECIPES[args.kind].build().stages]
+        for name in [args.stage] if args.stage else names:
+            if name not in names:
+                parser.error(f"--stage {name!r}: the {args.kind} cascade has stages {names}")
+            train_stage(args.kind, name, args.data, args.runs, args.device)
+    else:
+        for path in export(args.kind, args.runs, args.models):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

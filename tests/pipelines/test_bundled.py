@@ -1,0 +1,73 @@
+"""The bundled models and verifiers in models/: they load, they generate, and the verifiers see real data."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from legato.codec import SMALL
+from legato.pipelines.datasets.music import build_music
+from legato.pipelines.datasets.video import build_video
+from legato.pipelines.evaluate import model_evaluations
+from legato.pipelines.verify import Verifier, frechet_distance, score
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_frechet_distance_matches_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 4, generator=g)
+    b = torch.randn(4000, 4, generator=g) * 2 + torch.tensor([1.0, 0, 0, 0])
+    # N(0, I) vs N(m, 4I): |m|^2 + tr(I + 4I - 2 * 2I) = 1 + 4
+    assert frechet_distance(a, b) == pytest.approx(5.0, abs=0.25)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_music_verifier_hears_instrument_and_style_of_fresh_renders():
+    # pieces rendered with a new seed (new instruments and tempi): the shipped verifier was never shown these
+    data = build_music(SMALL, window=256, per_style=3, renders=1, held_out=0.0, seed=11)
+    samples = torch.from_numpy(data["mel"]).float()[:, None] / 127.5 - 1
+    labels = {k: torch.from_numpy(data[k]) for k in ("style", "instrument", "tempo")}
+    accuracy = score(
+        Verifier.from_pretrained(MODELS / "verifiers" / "music", low_cpu_mem_usage=False), samples, labels
+    )
+    chance = {"style": 1 / 4, "instrument": 1 / 4, "tempo": 1 / 3}
+    assert accuracy["instrument"] > 0.8
+    assert all(accuracy[k] > chance[k] + 0.15 for k in chance), accuracy
+
+
+def test_video_verifier_sees_subject_and_motion_of_fresh_clips():
+    data = build_video(frames=16, size=64, clips_per_pair=1, seed=11)
+    samples = torch.from_numpy(data["video"]).float() / 127.5 - 1
+    labels = {k: torch.from_numpy(np.asarray(data[k])) for k in ("subject", "motion")}
+    accuracy = score(
+        Verifier.from_pretrained(MODELS / "verifiers" / "video", low_cpu_mem_usage=False), samples, labels
+    )
+    assert accuracy["subject"] > 0.8, accuracy
+    assert accuracy["motion"] > 0.5, accuracy
+
+
+@pytest.mark.parametrize("kind", ["music", "video"])
+def test_fast_model_uses_at_least_4x_fewer_evaluations(kind):
+    from legato.pipelines.text import load_pipeline_cascade
+
+    default, _ = load_pipeline_cascade(MODELS / f"{kind}-default", kind, "cpu")
+    fast, _ = load_pipeline_cascade(MODELS / f"{kind}-fast", kind, "cpu")
+    assert model_evaluations(default) >= 4 * model_evaluations(fast)
+    assert all(s.steps <= 8 for s in fast.stages)
+    # float16 on disk, float32 in memory
+    assert all(p.dtype == torch.float32 for s in fast.stages for p in s.denoiser.network.parameters())
+
+
+def test_bundled_music_fast_generates_a_clip(tmp_path):
+    from legato.codec import read_audio
+    from legato.pipelines import MusicPipeline
+
+    pipe = MusicPipeline.from_pretrained(MODELS / "music-fast")
+    clip = pipe(["a reel on violin, fast tempo, in A major"], seeds=[0])[0]
+    clip.save(tmp_path / "reel.wav")
+    audio, sr = read_audio(tmp_path / "reel.wav")
+    assert sr == SMALL.sample_rate
+    assert audio.shape[-1] == pytest.approx(4.1 * sr, rel=0.02)
+    assert 0.01 < float(audio.pow(2).mean().sqrt()) < 0.9

@@ -1,0 +1,62 @@
+"""The main job's gallery: index.html over real job outputs, every link pointing at a file that is there."""
+
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+
+from legato.pipelines.gallery import write_gallery
+from legato.pipelines.main_job import main as main_job
+
+from .conftest import MUSIC_PROMPTS
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "src" in attrs or "href" in attrs:
+            self.tags.append((tag, attrs.get("src") or attrs["href"]))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_main_job_writes_outputs_manifests_and_a_gallery(music_model, video_model, tmp_path, capsys):
+    out = tmp_path / "outputs"
+    prompt = "<b>" + MUSIC_PROMPTS[0]  # markup in a prompt is shown as text, not run
+    specs = {
+        "music": {"kind": "music", "model": str(music_model), "output": str(out / "music"),
+                  "items": [{"id": "m1", "prompt": prompt, "seed": 1}, {"id": "m2", "prompt": MUSIC_PROMPTS[1]}]},
+        "video": {"kind": "video", "model": str(video_model), "soundtrack": str(music_model),
+                  "output": str(out / "video"), "items": [{"id": "v1", "prompt": "a camera move over a photo"}]},
+    }  # fmt: skip
+    paths = []
+    for name, spec in specs.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        paths.append(str(path))
+    main_job([*paths, "--output", str(out)])
+    assert "open " + str((out / "index.html").resolve()) in capsys.readouterr().out
+    page = (out / "index.html").read_text()
+    parser = _Links()
+    parser.feed(page)
+    kinds = {tag for tag, _ in parser.tags}
+    assert {"audio", "img", "video", "a"} <= kinds
+    for _, link in parser.tags:
+        assert (out / link).is_file(), link
+    assert {link for tag, link in parser.tags if tag == "audio"} == {"music/m1.wav", "music/m2.wav"}
+    assert "&lt;b&gt;" in page
+    assert prompt not in page
+    assert prompt in "".join(parser.text)
+    main_job([*paths, "--output", str(out)])  # a second run: nothing regenerated, the same page
+    assert (out / "index.html").read_text() == page
+
+
+def test_gallery_without_jobs_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run a job into"):
+        write_gallery(tmp_path)

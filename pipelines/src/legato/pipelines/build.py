@@ -112,6 +112,14 @@ def video_cascade(
     return Cascade((base, temporal, spatial))
 
 
+def stage_items(cascade: Cascade, index: int, samples: Tensor, text: Tensor) -> TensorItems:
+    """Stage ``index``'s training items from final-resolution ``samples`` and their text embeddings: the
+    base stage's downsampled samples, or a super-resolution stage's (downsampled, full) pairs."""
+    stage = cascade.stages[index]
+    x = cascade.downsample(index, samples)
+    return TensorItems(x, text=text) if stage.is_base else stage.sr.items(x, text=text)
+
+
 def train_cascade(
     cascade: Cascade,
     samples: Tensor,
@@ -136,8 +144,7 @@ def train_cascade(
         )
     trained = []
     for index, stage in enumerate(cascade.stages):
-        x = cascade.downsample(index, samples)
-        items = TensorItems(x, text=text) if stage.is_base else stage.sr.items(x, text=text)
+        items = stage_items(cascade, index, samples, text)
         objective = Objective(
             stage.denoiser.output_type, augmentation=None if stage.is_base else stage.sr.augmentation
         )

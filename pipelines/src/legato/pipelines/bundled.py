@@ -24,14 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from legato.cascade import Cascade
 from legato.codec import SMALL
 from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
 from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
-from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
-from legato.pipelines.build import music_cascade, video_cascade
+from legato.diffusion.training import Objective, TrainConfig, Trainer
+from legato.pipelines.build import music_cascade, stage_items, video_cascade
 from legato.pipelines.datasets import load
 from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
@@ -99,12 +99,6 @@ def null_text(batch: int = 1) -> Conditioning:
     return Conditioning(text=torch.zeros(batch, MAX_TOKENS, TEXT_DIM))
 
 
-def _items(cascade: Cascade, index: int, samples: Tensor, text: Tensor) -> TensorItems:
-    stage = cascade.stages[index]
-    x = cascade.downsample(index, samples)
-    return TensorItems(x, text=text) if stage.is_base else stage.sr.items(x, text=text)
-
-
 def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_dropout: float,
             device: str) -> TrainConfig:  # fmt: skip
     return TrainConfig(
@@ -123,7 +117,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     index = [s.name for s in cascade.stages].index(name)
     stage = cascade.stages[index]
     train = load(data).split(held_out=False)
-    items = _items(cascade, index, train.samples, train.text)
+    items = stage_items(cascade, index, train.samples, train.text)
     schedule = VPSchedule.from_scheduler(stage.scheduler)
     augmentation = None if stage.is_base else stage.sr.augmentation
     if (

@@ -28,6 +28,8 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_audio
+from legato.codec.master import Mastering, master
+from legato.codec.vocoder import Vocoder
 from legato.diffusion import Conditioning, invert
 from legato.pipelines.outputs import AudioClip
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
@@ -58,7 +60,10 @@ class MusicPipeline:
     """A mel-spectrogram cascade with its spectrogram parameters and text encoder.
 
     ``executor`` runs the cascade (`LocalExecutor` by default; a ``RayExecutor`` spreads its stages over a
-    Ray cluster with the same results); ``n_iter`` Griffin-Lim iterations invert the mel to audio.
+    Ray cluster with the same results). The mel becomes audio through ``vocoder`` (a `Vocoder` trained on
+    these spectrogram parameters) where there is one, else through NNLS + ``n_iter`` Griffin-Lim
+    iterations; ``mastering`` (a `Mastering`: output rate, stereo, loudness, true peak) finishes each clip,
+    or is skipped where None (mono at the model's rate).
     """
 
     cascade: Cascade
@@ -66,28 +71,62 @@ class MusicPipeline:
     text: TextEncoder
     executor: Executor = field(default_factory=LocalExecutor)
     n_iter: int = 32
+    vocoder: Vocoder | None = None
+    mastering: Mastering | None = None
+
+    def __post_init__(self) -> None:
+        if self.vocoder is not None:
+            self.vocoder.check_params(self.params)
 
     # -- files ---------------------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str | None = None, executor: Executor | None = None
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        executor: Executor | None = None,
+        inversion: str = "auto",
+        mastering: Mastering | None = None,
     ) -> MusicPipeline:
+        """Load a cascade folder. ``inversion``: "auto" (the folder's vocoder where its ``cascade.json``
+        names one, else Griffin-Lim), "griffin-lim", or the path of a `Vocoder` folder."""
         cascade, text = load_pipeline_cascade(path, "music", device)
         meta = cascade.metadata
         params = SpectrogramParams.from_dict(meta["spectrogram"])
-        return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32))
+        where = {"auto": meta.get("vocoder"), "griffin-lim": None}.get(inversion, inversion)
+        vocoder = None
+        if where is not None:
+            folder = Path(path) / where if inversion == "auto" else Path(where)
+            if not (folder / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"vocoder folder {folder} has no config.json; pass inversion='griffin-lim' or the folder "
+                    "of a Vocoder saved with save_pretrained"
+                )
+            vocoder = Vocoder.from_pretrained(
+                folder, torch_dtype=torch.float32, low_cpu_mem_usage=False
+            ).eval()
+        return cls(
+            cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32), vocoder, mastering
+        )
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
+        """The cascade folder; a vocoder goes into its ``vocoder/`` sub-folder and is named in cascade.json."""
         meta = {
-            **self.cascade.metadata,
+            **{k: v for k, v in self.cascade.metadata.items() if k != "vocoder"},
             "pipeline": "music",
             "spectrogram": self.params.to_dict(),
             "text_encoder": self.text.name,
             "max_tokens": self.text.max_tokens,
             "n_iter": self.n_iter,
         }
-        return replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
+        if self.vocoder is not None:
+            meta["vocoder"] = "vocoder"
+        out = replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
+        if self.vocoder is not None:
+            self.vocoder.save_pretrained(Path(path) / "vocoder")
+        return out
 
     # -- geometry ------------------------------------------------------------------------------------------
 
@@ -181,9 +220,16 @@ class MusicPipeline:
     def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
         """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
         unit = ((mel.float() + 1) / 2).clamp(0, 1)
-        codec = self.codec
-        audio = codec.audio(codec.from_unit(unit), n_iter=self.n_iter, length=samples)
-        return AudioClip(audio.clamp(-1, 1), self.params.sample_rate, unit, self.params, prompt, seed)
+        if self.vocoder is not None:
+            with torch.inference_mode():
+                audio = self.vocoder(unit.to(self.vocoder.device), length=samples).float().cpu()
+        else:
+            codec = self.codec
+            audio = codec.audio(codec.from_unit(unit), n_iter=self.n_iter, length=samples)
+        rate, measured = self.params.sample_rate, None
+        if self.mastering is not None:
+            audio, rate, measured = master(audio, rate, self.mastering, seed=seed)
+        return AudioClip(audio.clamp(-1, 1), rate, unit, self.params, prompt, seed, measured)
 
     def encode(self, audio: Tensor | str | Path) -> Tensor:
         """Audio ``(C, N)`` at the pipeline's sample rate (or a file) -> its mel image in [-1, 1]."""

@@ -20,7 +20,8 @@ from legato.video import write_video
 @dataclass(frozen=True, eq=False)
 class AudioClip:
     """A generated clip: ``audio`` ``(C, N)`` in [-1, 1] at ``sample_rate``, its ``mel`` image form
-    ``(C, n_mels, frames)`` in [0, 1], and the prompt and seed that made it."""
+    ``(C, n_mels, frames)`` in [0, 1], the prompt and seed that made it, and where it was mastered
+    (`legato.codec.master`) its measured ``loudness_lufs`` and ``true_peak_dbtp``."""
 
     audio: Tensor
     sample_rate: int
@@ -28,6 +29,7 @@ class AudioClip:
     params: SpectrogramParams
     prompt: str
     seed: int
+    measured: dict | None = None
 
     @property
     def seconds(self) -> float:

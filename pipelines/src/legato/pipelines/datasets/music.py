@@ -16,6 +16,7 @@ held-out piece is in the training split.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,46 @@ def render(
     return stereo.mean(axis=1).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Render:
+    """One rendering of a piece: mono float32 audio at RMS -20 dBFS and what it was made of."""
+
+    piece: int  # index into the pieces
+    held_out: bool
+    instrument: int  # index into INSTRUMENTS
+    tempo: int  # index into TEMPI
+    caption: str
+    audio: np.ndarray
+
+
+def render_pieces(
+    sample_rate: int, seconds: float, *, per_style: int = 240, renders: int = 2, held_out: float = 0.1,
+    seed: int = 0,
+) -> tuple[list[Piece], Iterator[Render]]:  # fmt: skip
+    """The pieces, and a stream of their renderings (``renders`` per piece, ``seconds`` long each), in the
+    order and with the random draws that `build_music` uses: one seed gives the same audio everywhere."""
+    rng = np.random.default_rng(seed)
+    pieces = corpus_pieces(per_style)
+    held = {
+        p.id for style in STYLES for p in _held_out([q for q in pieces if q.style == style], held_out, rng)
+    }
+    instruments, tempi = list(INSTRUMENTS), list(TEMPI)
+
+    def stream() -> Iterator[Render]:
+        for index, piece in enumerate(pieces):
+            for _ in range(renders):
+                instrument = int(rng.integers(len(instruments)))
+                tempo = int(rng.integers(len(tempi)))
+                bpm = float(rng.uniform(*TEMPI[tempi[tempo]]))
+                notes, key = piece_notes(piece.path, seconds * bpm / 60.0)
+                audio = render(notes, INSTRUMENTS[instruments[instrument]], bpm, sample_rate, seconds + 0.1)
+                audio = audio / max(float(np.sqrt(np.mean(audio**2))), 1e-4) * 0.1  # RMS -20 dBFS
+                caption = f"a {piece.style} on {instruments[instrument]}, {tempi[tempo]} tempo, in {key}"
+                yield Render(index, piece.id in held, instrument, tempo, caption, np.clip(audio, -1, 1))
+
+    return pieces, stream()
+
+
 def build_music(
     params: SpectrogramParams,
     *,
@@ -116,45 +157,35 @@ def build_music(
     """The dataset as arrays: ``mel`` (N, n_mels, window) uint8, per-window ``style``, ``instrument``,
     ``tempo`` (indices into `STYLES`, `INSTRUMENTS`, `TEMPI`), ``caption`` (index into ``captions``),
     ``piece`` (index into ``pieces``) and ``held_out`` (bool)."""
-    rng = np.random.default_rng(seed)
     codec = MelCodec(params)
     seconds = window * params.hop_length / params.sample_rate
-    pieces = corpus_pieces(per_style)
-    held = {
-        p.id for style in STYLES for p in _held_out([q for q in pieces if q.style == style], held_out, rng)
-    }
-    instruments, tempi = list(INSTRUMENTS), list(TEMPI)
+    pieces, stream = render_pieces(
+        params.sample_rate, windows_per_render * seconds, per_style=per_style, renders=renders,
+        held_out=held_out, seed=seed,
+    )  # fmt: skip
     captions: dict[str, int] = {}
-    rows: dict[str, list] = {k: [] for k in ("mel", "style", "instrument", "tempo", "caption", "piece")}
-    for index, piece in enumerate(pieces):
-        for _ in range(renders):
-            instrument = int(rng.integers(len(instruments)))
-            tempo = int(rng.integers(len(tempi)))
-            bpm = float(rng.uniform(*TEMPI[tempi[tempo]]))
-            quarters = windows_per_render * seconds * bpm / 60.0
-            notes, key = piece_notes(piece.path, quarters)
-            audio = render(notes, INSTRUMENTS[instruments[instrument]], bpm, params.sample_rate,
-                           windows_per_render * seconds + 0.1)  # fmt: skip
-            audio = audio / max(float(np.sqrt(np.mean(audio**2))), 1e-4) * 0.1  # same loudness (RMS -20 dBFS)
-            unit = codec.to_unit(codec.mel(torch.from_numpy(np.clip(audio, -1, 1))))
-            caption = f"a {piece.style} on {instruments[instrument]}, {tempi[tempo]} tempo, in {key}"
-            for w in range(windows_per_render):
-                image = unit[:, w * window : (w + 1) * window]
-                if image.shape[1] < window or float(image.mean()) < 0.15:  # ran out of notes: silence
-                    continue
-                rows["mel"].append((image * 255).round().to(torch.uint8).numpy())
-                rows["style"].append(STYLES.index(piece.style))
-                rows["instrument"].append(instrument)
-                rows["tempo"].append(tempo)
-                rows["caption"].append(captions.setdefault(caption, len(captions)))
-                rows["piece"].append(index)
-    arrays = {k: np.stack(v) if k == "mel" else np.asarray(v, dtype=np.int64) for k, v in rows.items()}
-    arrays["held_out"] = np.asarray([pieces[i].id in held for i in arrays["piece"]])
+    names = ("mel", "style", "instrument", "tempo", "caption", "piece", "held_out")
+    rows: dict[str, list] = {k: [] for k in names}
+    for r in stream:
+        unit = codec.to_unit(codec.mel(torch.from_numpy(r.audio)))
+        for w in range(windows_per_render):
+            image = unit[:, w * window : (w + 1) * window]
+            if image.shape[1] < window or float(image.mean()) < 0.15:  # ran out of notes: silence
+                continue
+            rows["mel"].append((image * 255).round().to(torch.uint8).numpy())
+            rows["style"].append(STYLES.index(pieces[r.piece].style))
+            rows["instrument"].append(r.instrument)
+            rows["tempo"].append(r.tempo)
+            rows["caption"].append(captions.setdefault(r.caption, len(captions)))
+            rows["piece"].append(r.piece)
+            rows["held_out"].append(r.held_out)
+    arrays = {k: np.stack(v) if k == "mel" else np.asarray(v) for k, v in rows.items()}
+    arrays = {k: v.astype(np.int64) if k not in ("mel", "held_out") else v for k, v in arrays.items()}
     return {
         **arrays,
         "captions": list(captions),
         "pieces": [p.id for p in pieces],
-        "attributes": {"style": list(STYLES), "instrument": instruments, "tempo": tempi},
+        "attributes": {"style": list(STYLES), "instrument": list(INSTRUMENTS), "tempo": list(TEMPI)},
         "params": params.to_json(),
         "window": window,
         "seed": seed,

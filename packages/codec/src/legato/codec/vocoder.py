@@ -1,0 +1,130 @@
+"""A neural vocoder: mel image -> waveform, the second inversion path beside Griffin-Lim.
+
+`Vocoder` follows Vocos (Siuzdak 2023, "Vocos: Closing the gap between time-domain and Fourier-based neural
+vocoders"): a ConvNeXt backbone (Liu et al. 2022) runs at the *frame* rate of the mel spectrogram and a head
+predicts each frame's complex STFT (log-magnitude and phase), which an inverse STFT turns into audio. No
+layer runs at the sample rate, so it is hundreds of times faster than real time on a CPU, and it learns the
+magnitude detail that 64 mel bands do not keep (NNLS + Griffin-Lim can only smear it).
+
+Its input is the codec's unit image (``MelCodec.to_unit``, what the diffusion models produce); the
+`SpectrogramParams` it was trained with travel in its config and are checked against the codec it decodes
+for. `spectral_loss` is what it is trained on (multi-resolution STFT: Yamamoto et al. 2020, Parallel
+WaveGAN, plus a log-mel term).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import Tensor, nn
+
+from legato.codec.errors import CodecError
+from legato.codec.mel import check_finite
+from legato.codec.params import SpectrogramParams
+
+RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution STFT loss
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv over frames -> LayerNorm -> pointwise MLP (GELU) -> layer scale, residual. ``(B, D, T)``."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int, layer_scale: float) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = rearrange(self.depthwise(x), "b d t -> b t d")
+        h = self.down(nn.functional.gelu(self.up(self.norm(h)))) * self.gamma
+        return x + rearrange(h, "b t d -> b d t")
+
+
+class Vocoder(ModelMixin, ConfigMixin):
+    """Mel unit image ``(B, n_mels, frames)`` in [0, 1] -> waveform ``(B, (frames - 1) * hop_length)``.
+
+    Args:
+        spectrogram: the `SpectrogramParams` (as a dict) of the mel images it decodes; its STFT geometry is
+            also the output's (frame ``k`` of the mel is frame ``k`` of the predicted STFT).
+        dim, hidden, layers, kernel: the ConvNeXt backbone's width, MLP width, depth and kernel (frames).
+    """
+
+    @register_to_config
+    def __init__(
+        self, spectrogram: dict, dim: int = 192, hidden: int = 576, layers: int = 8, kernel: int = 7
+    ) -> None:
+        super().__init__()
+        params = SpectrogramParams.from_dict(spectrogram)
+        self.embed = nn.Conv1d(params.n_mels, dim, kernel, padding=kernel // 2)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, kernel, 1.0 / layers) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 2 * params.n_freqs)
+        window = getattr(torch, f"{params.window}_window")(params.win_length)
+        self.register_buffer("window", window, persistent=False)
+
+    @property
+    def params(self) -> SpectrogramParams:
+        return SpectrogramParams.from_dict(self.config.spectrogram)
+
+    def check_params(self, params: SpectrogramParams) -> None:
+        """Raise unless mel images made with ``params`` are what this vocoder was trained to decode."""
+        if params != self.params:
+            raise CodecError(
+                f"this vocoder decodes mel images of {self.params.to_json()}, not {params.to_json()}; use "
+                "Griffin-Lim (vocoder=None) for these, or a vocoder trained on them"
+            )
+
+    def spectrum(self, unit: Tensor) -> Tensor:
+        """``(B, n_mels, frames)`` -> ``(B, n_freqs, frames)`` complex STFT."""
+        h = self.embed(unit * 2 - 1)
+        h = rearrange(self.norm(rearrange(h, "b d t -> b t d")), "b t d -> b d t")
+        for block in self.blocks:
+            h = block(h)
+        out = self.head(self.final_norm(rearrange(h, "b d t -> b t d"))).float()
+        log_mag, phase = rearrange(out, "b t (two f) -> two b f t", two=2)
+        return torch.polar(log_mag.clamp(max=8.0).exp(), phase)  # exp(8) ~ 3000: above any real bin
+
+    def forward(self, unit: Tensor, length: int | None = None) -> Tensor:
+        """``(..., n_mels, frames)`` unit image -> ``(..., length)`` waveform (default ``(frames - 1) * hop``)."""
+        p = self.params
+        if unit.ndim < 2 or unit.shape[-2] != p.n_mels:
+            raise CodecError(
+                f"vocoder input of shape {tuple(unit.shape)}: expected (..., {p.n_mels}, frames) mel images"
+            )
+        check_finite(unit, "mel image")
+        batch_shape, frames = unit.shape[:-2], unit.shape[-1]
+        flat = unit.reshape(-1, p.n_mels, frames).to(self.dtype)
+        length = (frames - 1) * p.hop_length if length is None else length
+        audio = torch.istft(
+            self.spectrum(flat), p.n_fft, p.hop_length, p.win_length, self.window.float(), center=True,
+            length=length,
+        )  # fmt: skip
+        return audio.reshape(*batch_shape, length)
+
+
+def _stft_magnitude(audio: Tensor, n_fft: int, hop: int) -> Tensor:
+    window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
+    return torch.stft(audio, n_fft, hop, window=window, center=True, return_complex=True).abs()
+
+
+def spectral_loss(reference: Tensor, estimate: Tensor, mel_basis: Tensor | None = None) -> Tensor:
+    """Per-item multi-resolution STFT loss of ``(B, N)`` waveforms: spectral convergence + L1 log magnitude at
+    each of `RESOLUTIONS`, averaged, plus the L1 distance of log mels (``mel_basis`` ``(n_freqs, n_mels)`` at
+    the middle resolution) where given. ``(B,)``."""
+    reference, estimate = reference.float(), estimate.float()
+    total = reference.new_zeros(reference.shape[0])
+    for n_fft, hop in RESOLUTIONS:
+        ref, est = _stft_magnitude(reference, n_fft, hop), _stft_magnitude(estimate, n_fft, hop)
+        convergence = (ref - est).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1).clamp_min(1e-7)
+        log_l1 = (ref.clamp_min(1e-5).log() - est.clamp_min(1e-5).log()).abs().flatten(1).mean(dim=1)
+        total = total + (convergence + log_l1) / len(RESOLUTIONS)
+        if mel_basis is not None and n_fft == mel_basis.shape[0] * 2 - 2:
+            mel_ref = (mel_basis.T @ ref).clamp_min(1e-5).log()
+            mel_est = (mel_basis.T @ est).clamp_min(1e-5).log()
+            total = total + (mel_ref - mel_est).abs().flatten(1).mean(dim=1)
+    return total

@@ -1,0 +1,57 @@
+"""The Vocoder model: shapes, save/load through safetensors, parameter checks, and its loss."""
+
+import pytest
+import torch
+
+from legato.codec import SMALL, CodecError, MelCodec
+from legato.codec.testing import harmonic_notes
+from legato.codec.vocoder import Vocoder, spectral_loss
+
+
+def tiny() -> Vocoder:
+    torch.manual_seed(0)
+    return Vocoder(SMALL.to_dict(), dim=32, hidden=64, layers=2).eval()
+
+
+def test_shapes_and_save_load(tmp_path) -> None:
+    vocoder = tiny()
+    unit = torch.rand(2, 3, SMALL.n_mels, 40)
+    with torch.no_grad():
+        audio = vocoder(unit)
+        assert audio.shape == (2, 3, 39 * SMALL.hop_length)
+        assert vocoder(unit[0, 0], length=10_000).shape == (10_000,)
+    vocoder.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+    loaded = Vocoder.from_pretrained(tmp_path, low_cpu_mem_usage=False).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(unit), audio)
+    assert loaded.params == SMALL
+
+
+def test_refuses_other_spectrograms_and_bad_input() -> None:
+    vocoder = tiny()
+    with pytest.raises(CodecError, match="Griffin-Lim"):
+        vocoder.check_params(SMALL.replace(n_mels=80))
+    with pytest.raises(CodecError, match=r"\(\.\.\., 64, frames\)"):
+        vocoder(torch.rand(1, 80, 10))
+    with pytest.raises(CodecError, match="NaN"):
+        vocoder(torch.full((1, 64, 10), float("nan")))
+
+
+def test_spectral_loss_is_zero_for_the_reference_and_learns() -> None:
+    audio = torch.stack([harmonic_notes(1.0, SMALL.sample_rate, seed=s) for s in range(4)])
+    assert torch.allclose(spectral_loss(audio, audio), torch.zeros(4), atol=1e-6)
+    codec, vocoder = MelCodec(SMALL), tiny().train()
+    unit = codec.to_unit(codec.mel(audio))
+    opt = torch.optim.Adam(vocoder.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss = spectral_loss(audio, vocoder(unit, length=audio.shape[-1])).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses

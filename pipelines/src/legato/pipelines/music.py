@@ -31,6 +31,7 @@ from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_aud
 from legato.codec.master import Mastering, master
 from legato.codec.vocoder import Vocoder
 from legato.diffusion import Conditioning, invert
+from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 
@@ -239,6 +240,20 @@ class MusicPipeline:
             )
         codec = self.codec
         return codec.to_unit(codec.mel(audio)) * 2 - 1
+
+    def interpolate(
+        self,
+        prompts: str | Sequence[str],
+        seeds: int | Sequence[int] = (0, 1),
+        *,
+        steps: int = 4,
+        strength: float | None = None,
+        overlap: float | None = None,
+    ) -> Interpolation:
+        """A riff from ``prompts[0]``/``seeds[0]`` to ``prompts[1]``/``seeds[1]`` in ``steps`` clips (text
+        embeddings lerped, starting noise slerped; img2img from the previous step with ``strength``),
+        stitched into one track: see `legato.pipelines.interpolate`."""
+        return interpolate(self, prompts, seeds, steps=steps, strength=strength, overlap=overlap)
 
     # -- editing -------------------------------------------------------------------------------------------
 

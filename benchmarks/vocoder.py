@@ -29,7 +29,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int = 1) -> tuple[torch.Tensor, float]:  # noqa: ANN001
+def timed(fn, device: torch.device, repeats: int = 1) -> tuple[torch.Tensor, float]:
     fn()  # warm-up
     sync(device)
     start = time.perf_counter()

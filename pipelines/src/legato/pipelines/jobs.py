@@ -9,6 +9,7 @@
     formats: [wav, png]
     executor: ray                      # local | ray | ray-data
     resources: {base: {replicas: 1}, sr: {num_cpus: 1}}
+    steps: [16, 8]                     # optional: sampling steps per stage; guidance: base-stage scale
     items:
       - {prompt: "a jig on fiddle", seed: 0, duration: 10}
       - {prompt: "ragtime piano", seed: 1}
@@ -19,7 +20,7 @@ Each item's files are written atomically (a temporary sibling renamed into place
 (``id, seed, prompt, model hash, files, timings``) is appended and synced. Running the same spec again
 skips the items the manifest lists whose files are all there, so a killed job resumes where it stopped and
 no item is written twice; stray temporary files of a killed run are removed first. An output folder made by
-another model (a different hash) is refused instead of mixed.
+another model (a different hash), or with other ``steps``/``guidance``, is refused instead of mixed.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from legato.cascade import Executor, LocalExecutor
+from legato.cascade import Executor, LocalExecutor, Progress
 from legato.codec import AUDIO_FORMATS
 from legato.pipelines.music import MusicPipeline
 from legato.pipelines.video import VideoPipeline
@@ -79,6 +80,10 @@ class JobSpec(BaseModel):
     resources: dict[str, ResourceSpec] = Field(default_factory=dict)
     chunk: int = Field(default=8, ge=1)  # items generated between manifest writes
     device: str | None = None
+    steps: list[Annotated[int, Field(ge=1)]] | None = None  # sampling steps per stage (default: the model's)
+    guidance: float | None = Field(
+        default=None, ge=1
+    )  # the base stage's guidance scale (default: the model's)
 
     @field_validator("formats")
     @classmethod
@@ -97,6 +102,13 @@ class JobSpec(BaseModel):
             raise ValueError("video items take no duration (the model sets the frames); remove duration")
         if self.kind == "music" and self.soundtrack is not None:
             raise ValueError("soundtrack= is for video jobs; remove it from this music job")
+        if self.soundtrack is not None:
+            sound = sorted(f for f, v in VIDEO_FORMATS.items() if v.audio_codec)
+            silent = [f for f in self.resolved_formats if f not in sound]
+            if silent:
+                raise ValueError(
+                    f"formats {silent} cannot carry the soundtrack; use some of {sound}, or no soundtrack"
+                )
         ids = [i for i in self.item_ids]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -180,10 +192,40 @@ def make_executor(spec: JobSpec) -> Executor:
 
 def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPipeline:
     if spec.kind == "music":
-        return MusicPipeline.from_pretrained(spec.model, device=spec.device, executor=executor)
-    return VideoPipeline.from_pretrained(
-        spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack
-    )
+        pipe = MusicPipeline.from_pretrained(spec.model, device=spec.device, executor=executor)
+    else:
+        pipe = VideoPipeline.from_pretrained(
+            spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack
+        )
+    return with_sampling(pipe, spec.steps, spec.guidance)
+
+
+def with_sampling(
+    pipe: MusicPipeline | VideoPipeline, steps: list[int] | None = None, guidance: float | None = None
+) -> MusicPipeline | VideoPipeline:
+    """``pipe`` with ``steps`` sampling steps per stage and ``guidance`` on its base stage (None keeps
+    the model's own)."""
+    stages = pipe.cascade.stages
+    if steps is not None and len(steps) != len(stages):
+        raise ValueError(
+            f"steps={list(steps)} gives {len(steps)} numbers for the {len(stages)} stages "
+            f"{[s.name for s in stages]}; give one per stage"
+        )
+    stages = tuple(replace(s, steps=int(n)) for s, n in zip(stages, steps, strict=True)) if steps else stages
+    if guidance is not None:
+        stages = (replace(stages[0], guidance_scale=float(guidance)), *stages[1:])
+    return replace(pipe, cascade=replace(pipe.cascade, stages=stages))
+
+
+def job_model_id(spec: JobSpec) -> str:
+    """What the manifest records as the model: its hash, and any sampling settings the spec overrides (an
+    output folder is never mixed from two of them)."""
+    tag = model_hash(spec.model)
+    if spec.steps is not None:
+        tag += "+steps=" + ",".join(map(str, spec.steps))
+    if spec.guidance is not None:
+        tag += f"+guidance={spec.guidance:g}"
+    return tag
 
 
 def run_job(
@@ -191,14 +233,16 @@ def run_job(
     *,
     executor: Executor | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> JobResult:
-    """Generate every item of ``spec`` not finished yet; see the module docstring for the guarantees."""
+    """Generate every item of ``spec`` not finished yet; see the module docstring for the guarantees.
+    ``log`` gets a line after each chunk of items, ``progress`` the cascade's (stage, done, total)."""
     started = time.perf_counter()
     output = Path(spec.output)
     output.mkdir(parents=True, exist_ok=True)
     for stray in output.glob(".*.part"):  # temporary files of a run that was killed mid-write
         stray.unlink(missing_ok=True)
-    model = model_hash(spec.model)
+    model = job_model_id(spec)
     done = set()
     for row in read_manifest(output):
         if row.get("model") != model:
@@ -228,9 +272,9 @@ def run_job(
                 seeds = [spec.items[i].seed for i in chunk]
                 t0 = time.perf_counter()
                 if spec.kind == "music":
-                    results = pipe(prompts, seeds=seeds, duration=duration)
+                    results = pipe(prompts, seeds=seeds, duration=duration, progress=progress)
                 else:
-                    results = pipe(prompts, seeds=seeds)
+                    results = pipe(prompts, seeds=seeds, progress=progress)
                 generate = (time.perf_counter() - t0) / len(chunk)
                 for i, result in zip(chunk, results, strict=True):
                     t1 = time.perf_counter()

@@ -1,0 +1,65 @@
+"""The ``legato`` command: parse, validate, call `legato.pipelines`, write files, summarise.
+
+::
+
+    legato generate music "a jig on fiddle" --seed 1 --seed 2 --duration 8     # files + manifest.jsonl
+    legato generate video "slow zoom into a cat" --soundtrack music-fast
+    legato edit music song.wav "a slow chorale on organ" --strength 0.5
+    legato batch job.yaml                                                        # resumable
+    legato job submit job.yaml --address http://HOST:8265 --wait                # the same, as a Ray job
+    legato models; legato demo; legato train music --data data/music; legato serve
+
+Exit codes: 0 ok; 1 failed items or a runtime error; 2 bad usage or input (one line, no traceback); 130
+interrupted. Every command takes ``--help``; most take ``--json``. Commands import the pipelines (torch)
+only when they run, so ``--help`` and ``legato models`` answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from legato.services.cli import batch, edit, generate, jobs, models, serve, train
+
+app = typer.Typer(
+    name="legato",
+    help="Music and video from cascaded diffusion models: generate, edit, batch jobs, Ray jobs, training.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Music and video from cascaded diffusion models: generate, edit, batch jobs, Ray jobs, training.
+
+    Exit codes: 0 ok, 1 failed items or a runtime error, 2 bad usage or input, 130 interrupted.
+    """
+    # Library progress bars (model loading) would interleave with ours; nothing is ever downloaded.
+    quiet = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
+             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
+
+
+app.add_typer(generate.app, name="generate")
+app.add_typer(edit.app, name="edit")
+app.command("batch")(batch.batch)
+app.add_typer(jobs.app, name="job")
+app.command("models")(models.models)
+app.command("demo")(batch.demo)
+app.command("gallery")(batch.gallery)
+app.command("train")(train.train)
+app.command("distill")(train.distill)
+app.command("serve")(serve.serve)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app(prog_name="legato")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,221 @@
+"""What every command shares: exit codes, one-line errors, ``--json`` output, model names, progress bars.
+
+Exit codes: 0 everything done; 1 items failed or a runtime error (a crash, a lost cluster, a failed Ray
+job); 2 bad usage or input (a missing file, an invalid spec, a wrong model, an unknown format); 130
+interrupted. Errors are one line on stderr (``error: ...``), and with ``--json`` also a JSON object on
+stdout; ``LEGATO_DEBUG=1`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Every Legato package's own error type is a ValueError (CodecError, DiffusionError, VideoError; pydantic's
+# ValidationError too), so these say "bad input" without services importing below pipelines.
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (no progress bars), for scripts.")
+]
+
+
+class CliError(Exception):
+    """An error the command explains in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    raise CliError(message, code)
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line; pydantic validation errors as ``field: problem; ...``."""
+    from pydantic import ValidationError
+
+    invalid = err if isinstance(err, ValidationError) else err.__cause__
+    text = str(err)
+    if isinstance(invalid, ValidationError):
+        problems = "; ".join(
+            ".".join(map(str, e["loc"])) + ": " * bool(e["loc"]) + e["msg"].removeprefix("Value error, ")
+            for e in invalid.errors()
+        )
+        title = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", invalid.title).lower()  # JobSpec -> job spec
+        head = text.splitlines()[0].rstrip(":") if invalid is not err else f"invalid {title}"
+        return f"{head}: {problems}"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
+
+
+def report(message: str, code: int, as_json: bool) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if as_json:
+        print(json.dumps({"ok": False, "error": message, "exit_code": code}), flush=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command, turning exceptions into a one-line message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json", False))
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: the parser reports them
+            raise
+        except KeyboardInterrupt:
+            report("interrupted; run the same command again to resume", EXIT_INTERRUPTED, as_json)
+        except CliError as err:
+            report(err.message, err.code, as_json)
+        except USAGE_ERRORS as err:
+            debug(err)
+            report(one_line(err), EXIT_USAGE, as_json)
+        except Exception as err:
+            debug(err)
+            report(f"{type(err).__name__}: {one_line(err)}", EXIT_FAILED, as_json)
+
+    return wrapper
+
+
+def debug(err: BaseException) -> None:
+    if os.environ.get("LEGATO_DEBUG"):
+        traceback.print_exception(err, file=sys.stderr)
+
+
+def emit(data: dict, as_json: bool) -> None:
+    """Print a command's result as JSON on stdout (``--json``); the human summary is the caller's."""
+    if as_json:
+        print(json.dumps(data, default=str), flush=True)
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def out_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)  # paths and summaries stay whole lines
+
+
+def status(text: str, enabled: bool):
+    """A rich spinner on stderr while a step without its own progress runs (nothing when disabled)."""
+    return err_console().status(text) if enabled else contextlib.nullcontext()
+
+
+# --- models: a folder, or a name in the models folders ---------------------------------------------------
+
+
+def checkout_models() -> Path:
+    """``models/`` of the checkout this package is installed from (editable installs)."""
+    return Path(__file__).resolve().parents[5] / "models"
+
+
+def model_dirs(extra: list[Path] | None = None) -> list[Path]:
+    """Where model names are looked up: ``extra``, ``$LEGATO_MODELS`` (``:``-separated), ``./models`` and
+    the checkout's ``models/``; existing folders only, each once."""
+    env = [Path(p) for p in os.environ.get("LEGATO_MODELS", "").split(os.pathsep) if p]
+    found: list[Path] = []
+    for folder in [*(extra or []), *env, Path("models"), checkout_models()]:
+        folder = folder.expanduser().resolve()
+        if folder.is_dir() and folder not in found:
+            found.append(folder)
+    return found
+
+
+def read_cascade(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "cascade.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        fail(f"{folder / 'cascade.json'} cannot be read ({err}); is {folder} a model folder?")
+
+
+def resolve_model(value: str | None, kind: str | None) -> tuple[Path, dict]:
+    """A model folder (absolute) and its cascade.json, from a folder or a name like ``music-fast``; the
+    default is ``<kind>-default``, and a ``kind`` other than the folder's is refused (None: any kind)."""
+    value = value or f"{kind}-default"
+    path = Path(value).expanduser()
+    if not (path / "cascade.json").is_file():
+        if path.exists():
+            fail(f"{path} is not a model folder (no cascade.json); `legato models` lists the models")
+        named = [d / value for d in model_dirs() if (d / value / "cascade.json").is_file()]
+        if "/" in value or not named:
+            where = ", ".join(map(str, model_dirs())) or "no models folder found"
+            fail(f"no model {value!r}: not a folder, nor a name in {where}; `legato models` lists them")
+        path = named[0]
+    config = read_cascade(path)
+    found = config.get("metadata", {}).get("pipeline")
+    if kind is not None and found != kind:
+        fail(f"{path} is a {found} model, not a {kind} one; choose a {kind} model (`legato models`)")
+    return path.resolve(), config
+
+
+def parse_steps(text: str | None, config: dict) -> list[int] | None:
+    """``--steps``: one number for every stage, or one per stage (``32,16``)."""
+    if text is None:
+        return None
+    names = [s["name"] for s in config["stages"]]
+    try:
+        steps = [int(part) for part in text.split(",")]
+    except ValueError:
+        fail(f"--steps {text!r}: give whole numbers, one for every stage or one per stage {names}")
+    if len(steps) == 1:
+        steps = steps * len(names)
+    if len(steps) != len(names) or min(steps) < 1:
+        fail(f"--steps {text!r}: give one positive number, or one per stage {names}")
+    return steps
+
+
+# --- progress ---------------------------------------------------------------------------------------------
+
+
+class JobBars:
+    """Rich bars on stderr for a job: items finished (from `run_job`'s log lines) and the stage at work
+    (the cascade's progress callback). Disabled: every call is a no-op."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bars = Progress(
+            TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err_console(), disable=not enabled,
+        )  # fmt: skip
+        self.items = self.bars.add_task("items", total=total)
+        self.stage_task = self.bars.add_task("loading", total=None)
+
+    def __enter__(self) -> JobBars:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def log(self, line: str) -> None:
+        match = re.match(r"(\d+)/(\d+) items", line)
+        if match:
+            self.bars.update(self.items, completed=int(match[1]), total=int(match[2]))
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        self.bars.update(self.stage_task, description=f"stage {name}", completed=done, total=total)
+
+    def finish(self, done: int) -> None:
+        """The job is over: ``done`` items are there (skipped ones too); a stage bar that never ran goes."""
+        self.bars.update(self.items, completed=done)
+        if self.bars.tasks[self.stage_task].total is None:
+            self.bars.update(self.stage_task, visible=False)

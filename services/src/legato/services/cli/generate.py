@@ -1,0 +1,182 @@
+"""``legato generate music|video``: prompts and seeds -> a job spec -> files, a manifest, a summary.
+
+Each (prompt, seed) pair becomes one item of a `JobSpec` whose id names its files (a slug of the prompt, the
+seed, and a short hash), so generating into the same folder again skips what is there and adds the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from legato.services.cli.common import JsonOption, fail, handle_errors, parse_steps, resolve_model
+
+app = typer.Typer(
+    help="Generate music clips or videos from prompts (files + manifest.jsonl; a re-run skips what is done).",
+    no_args_is_help=True,
+)
+
+Prompts = Annotated[
+    list[str],
+    typer.Argument(help="One or more prompts; each is generated once per --seed.", show_default=False),
+]
+Seeds = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--seed", "-s", help="A seed (repeat for several: every prompt x every seed).", show_default="0"
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A model folder, or a name in models/ (music-fast...).",
+        show_default="<kind>-default",
+    ),
+]
+Steps = Annotated[
+    str | None,
+    typer.Option(
+        help="Sampling steps: one number for every stage, or one per stage (32,16).",
+        show_default="the model's",
+    ),
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        min=1.0,
+        help="Classifier-free guidance scale of the base stage (1 = none).",
+        show_default="the model's",
+    ),
+]
+Formats = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format", "-f", help="File format, repeatable.", show_default="wav + png (music), mp4 (video)"
+    ),
+]
+Out = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Output folder.", show_default="outputs/generate-<kind>")
+]
+Device = Annotated[
+    str | None,
+    typer.Option(help="Where the model runs: cpu, cuda, cuda:1...", show_default="the model's, cpu"),
+]
+Executor = Annotated[
+    Literal["local", "ray", "ray-data"],
+    typer.Option(help="local: this process; ray: stage actors on a Ray cluster; ray-data: Ray Data batches."),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster for --executor ray (e.g. 10.0.0.5:6379).",
+        show_default="$RAY_ADDRESS or a new local one",
+    ),
+]
+
+
+def item_id(prompt: str, seed: int, duration: float | None) -> str:
+    """A file name for an item: readable, and different for a different prompt, seed or duration."""
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48].strip("-") or "item"
+    digest = hashlib.sha256(f"{prompt}\0{seed}\0{duration}".encode()).hexdigest()[:6]
+    return f"{slug}-s{seed}-{digest}"
+
+
+def items(prompts: list[str], seeds: list[int] | None, duration: float | None = None) -> list[dict]:
+    pairs = dict.fromkeys((p, s) for p in prompts for s in seeds or [0])  # repeated pairs once, in order
+    if any(not p.strip() for p, _ in pairs):
+        fail("a prompt is empty; give each prompt some words")
+    found = []
+    for prompt, seed in pairs:
+        item = {"id": item_id(prompt, seed, duration), "prompt": prompt, "seed": seed}
+        if duration is not None:
+            item["duration"] = duration
+        found.append(item)
+    return found
+
+
+def generate(kind: str, prompts: list[str], *, seeds, duration, model, soundtrack, steps, guidance, formats,
+             out, device, executor, address, as_json) -> None:  # fmt: skip
+    path, config = resolve_model(model, kind)
+    spec = {
+        "kind": kind,
+        "model": str(path),
+        "output": str((out or Path("outputs") / f"generate-{kind}").resolve()),
+        "items": items(prompts, seeds, duration),
+        "formats": formats or None,
+        "executor": executor,
+        "device": device,
+        "steps": parse_steps(steps, config),
+        "guidance": guidance,
+    }
+    if soundtrack is not None:
+        spec["soundtrack"] = str(resolve_model(soundtrack, "music")[0])
+    from legato.services.cli.run import load_spec, print_summary, run_spec
+
+    job = load_spec(spec)
+    summary = run_spec(job, as_json=as_json, address=address, title=f"{kind} from {path.name}")
+    raise typer.Exit(print_summary(summary, as_json))
+
+
+@app.command("music")
+@handle_errors
+def music(
+    prompts: Prompts,
+    seed: Seeds = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            "-d",
+            min=0.1,
+            max=600,
+            help="Seconds per clip; longer than the model's window continues window by window.",
+            show_default="one window",
+        ),
+    ] = None,
+    model: Model = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    formats: Formats = None,
+    out: Out = None,
+    device: Device = None,
+    executor: Executor = "local",
+    address: Address = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Music clips: audio files (wav, flac, mp3, ogg) and their mel spectrogram images (png)."""
+    generate("music", prompts, seeds=seed, duration=duration, model=model, soundtrack=None, steps=steps,
+             guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
+             as_json=as_json)  # fmt: skip
+
+
+@app.command("video")
+@handle_errors
+def video(
+    prompts: Prompts,
+    seed: Seeds = None,
+    model: Model = None,
+    soundtrack: Annotated[
+        str | None,
+        typer.Option(
+            help="A music model (folder or name, e.g. music-fast) for a soundtrack as long as the video."
+        ),
+    ] = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    formats: Formats = None,
+    out: Out = None,
+    device: Device = None,
+    executor: Executor = "local",
+    address: Address = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Videos (mp4, webm, gif) of the model's length and size, optionally with a generated soundtrack."""
+    generate("video", prompts, seeds=seed, duration=None, model=model, soundtrack=soundtrack, steps=steps,
+             guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
+             as_json=as_json)  # fmt: skip

@@ -1,0 +1,105 @@
+"""``legato models``: the cascades in the models folders, summarised from cascade.json and the model card.
+
+Reads only files (no weights, no torch), so it answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from legato.services.cli.common import JsonOption, emit, handle_errors, model_dirs, out_console
+
+
+def card_summary(folder: Path) -> str:
+    """The first paragraph of the model card (README.md) after its title, or ''."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return ""
+    paragraphs = [p.strip() for p in card.read_text().split("\n\n") if p.strip()]
+    text = next((p for p in paragraphs if not p.startswith(("#", "```", "-", "|"))), "")
+    return " ".join(text.split())
+
+
+def describe(folder: Path) -> dict | None:
+    """A cascade folder's summary, or None when ``folder`` holds no cascade.json."""
+    try:
+        config = json.loads((folder / "cascade.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    meta = config.get("metadata", {})
+    stages = []
+    for stage in config.get("stages", []):
+        sr = stage.get("sr") or {}
+        stages.append({
+            "name": stage["name"], "steps": stage["steps"], "guidance": stage.get("guidance_scale", 1.0),
+            "shape": stage.get("shape"), "space": sr.get("space"), "time": sr.get("time"),
+        })  # fmt: skip
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return {
+        "name": folder.name,
+        "path": str(folder.resolve()),
+        "kind": meta.get("pipeline"),
+        "stages": stages,
+        "evaluations": sum(s["steps"] * (2 if s["guidance"] != 1.0 else 1) for s in stages),
+        "text_encoder": meta.get("text_encoder"),
+        "fps": meta.get("fps"),
+        "sample_rate": (meta.get("spectrogram") or {}).get("sample_rate"),
+        "megabytes": round(size / 2**20, 1),
+        "summary": card_summary(folder),
+    }
+
+
+def find_models(extra: list[Path]) -> list[dict]:
+    """Every cascade in the models folders (and in ``extra`` folders, or ``extra`` cascades themselves)."""
+    found, seen = [], set()
+    for root in model_dirs(extra):
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+            info = describe(folder)
+            if info is not None and info["path"] not in seen:
+                seen.add(info["path"])
+                found.append(info)
+    return found
+
+
+def stage_text(stage: dict) -> str:
+    if stage["shape"]:
+        size = "x".join(map(str, stage["shape"]))
+    else:
+        size = " ".join(f"{axis} x{stage[axis]}" for axis in ("space", "time") if (stage[axis] or 1) > 1)
+    guidance = f", guidance {stage['guidance']:g}" if stage["guidance"] != 1.0 else ""
+    return f"{stage['name']} {size} ({stage['steps']} steps{guidance})"
+
+
+@handle_errors
+def models(
+    path: Annotated[
+        list[Path] | None,
+        typer.Option("--path", "-p", help="Another folder of models (or a model folder); repeatable."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the bundled and local models: kind, stages, steps, size, and the model card's summary."""
+    for folder in path or []:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--path {folder} is not a folder")
+    found = find_models(list(path or []))
+    if as_json:
+        emit({"ok": True, "folders": [str(p) for p in model_dirs(list(path or []))], "models": found}, True)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    for column in ("name", "kind", "stages", "evals", "MB", "summary"):
+        table.add_column(column, overflow="fold")
+    for m in found:
+        table.add_row(escape(m["name"]), m["kind"] or "?", escape("\n".join(map(stage_text, m["stages"]))),
+                      str(m["evaluations"]), f"{m['megabytes']:g}", escape(m["summary"]))  # fmt: skip
+    console = out_console()
+    console.print(table)
+    where = ", ".join(str(p) for p in model_dirs(list(path or [])))
+    console.print(f"{len(found)} models in {where}; use a name or a path with --model", markup=False)

@@ -1,0 +1,84 @@
+"""Bad input: exit code 2 and one ``error:`` line that names the problem, never a traceback."""
+
+import pytest
+import yaml
+
+from .conftest import assert_clean_error, invoke, legato
+
+
+@pytest.fixture
+def files(tmp_path, models):
+    (tmp_path / "not-audio.wav").write_text("this is text, not audio")
+    spec = {
+        "kind": "music",
+        "model": "music-tiny",
+        "output": str(tmp_path / "out"),
+        "items": [{"prompt": "x"}],
+    }
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({**spec, "colour": "red"}))
+    (tmp_path / "formats.yaml").write_text(yaml.safe_dump({**spec, "formats": ["mp4"]}))
+    (tmp_path / "broken.yaml").write_text("kind: [music")
+    (tmp_path / "video.yaml").write_text(yaml.safe_dump({**spec, "kind": "video"}))  # a music model
+    return tmp_path
+
+
+CASES = [
+    (["generate", "music", "x", "-m", "nope"], "no model 'nope'"),
+    (["generate", "music", "x", "-m", "video-tiny"], "is a video model, not a music one"),
+    (["generate", "music", "x", "-m", "music-tiny", "-f", "mp4"], "formats ['mp4'] are not music formats"),
+    (["generate", "music", "x", "-m", "music-tiny", "--steps", "1,2,3"], "one per stage ['base', 'sr']"),
+    (["generate", "music", "x", "-m", "music-tiny", "--steps", "many"], "give whole numbers"),
+    (["generate", "music", "  ", "-m", "music-tiny"], "a prompt is empty"),
+    (
+        ["generate", "video", "x", "-m", "video-tiny", "--soundtrack", "music-tiny", "-f", "gif"],
+        "cannot carry",
+    ),
+    (["generate", "video", "x", "-m", "video-tiny", "--soundtrack", "video-tiny"], "not a music one"),
+    (["batch", "{tmp}/missing.yaml"], "cannot read job spec"),
+    (["batch", "{tmp}/typo.yaml"], "colour: Extra inputs are not permitted"),
+    (["batch", "{tmp}/formats.yaml"], "formats ['mp4'] are not music formats"),
+    (["batch", "{tmp}/broken.yaml"], "does not parse"),
+    (["batch", "{tmp}/video.yaml"], "is a music model, not a video one"),
+    (["edit", "music", "{tmp}/missing.wav", "x", "-m", "music-tiny"], "is not a file"),
+    (
+        ["edit", "music", "{tmp}/not-audio.wav", "x", "-m", "music-tiny", "--start", "1"],
+        "needs both --start and --end",
+    ),
+    (
+        ["edit", "music", "{tmp}/not-audio.wav", "x", "--strength", "0.5", "--source-prompt", "y"],
+        "choose one mode",
+    ),
+    (
+        ["edit", "music", "{tmp}/not-audio.wav", "x", "-m", "music-tiny", "-o", "{tmp}/e.mp4"],
+        "not music formats",
+    ),
+    (["edit", "music", "{tmp}/not-audio.wav", "x", "-m", "music-tiny"], "not-audio.wav"),  # the codec's error
+    (["job", "status", "some-id"], "give --address"),
+    (["job", "submit", "{tmp}/typo.yaml", "--address", "http://127.0.0.1:9"], "colour"),
+    (["train", "music", "--data", "{tmp}/no-data"], "is not a folder"),
+    (["train", "music", "--data", "{tmp}", "--steps", "3"], "go with --from"),
+    (
+        ["distill", "music-tiny", "--data", "{tmp}", "-o", "{tmp}/s", "--stage", "nope"],
+        "has stages ['base', 'sr']",
+    ),
+    (["models", "--path", "{tmp}/nowhere"], "is not a folder"),
+    (["gallery", "{tmp}"], "has no <job>/manifest.jsonl"),
+    (["serve", "--model", "nope"], "no model 'nope'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CASES)]
+)
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, files, cli_env):
+    result = invoke(*[a.format(tmp=files) for a in args], env=cli_env)
+    assert_clean_error(result, 2, message)
+    assert not (files / "out").exists()
+
+
+def test_as_a_user_runs_it_no_traceback_reaches_the_terminal(files, cli_env):
+    # the subprocess path: the installed script, the real interpreter exit code
+    assert_clean_error(legato("edit", "music", str(files / "not-audio.wav"), "x", "-m", "music-tiny",
+                              env=cli_env), 2, "not-audio.wav")  # fmt: skip
+    unreachable = legato("job", "list", "--address", "http://127.0.0.1:9")
+    assert_clean_error(unreachable, 1, "cannot reach the Ray dashboard")

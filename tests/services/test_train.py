@@ -1,0 +1,83 @@
+"""``legato train`` / ``legato distill`` on a dataset folder from the datasets builder: new model folders that
+load and generate, and runs that resume from their checkpoints."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from .conftest import invoke, legato
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """The music dataset builder at the tiny model's size: 32 mel bands x 64 frames, one piece per style."""
+    from legato.codec import SMALL
+    from legato.pipelines.datasets import save
+    from legato.pipelines.datasets.music import build_music
+
+    data = build_music(SMALL.replace(n_mels=32), window=64, per_style=1, renders=1, windows_per_render=1,
+                       held_out=0.0)  # fmt: skip
+    return save(data, tmp_path_factory.mktemp("data") / "music", "all-MiniLM-L6-v2")
+
+
+def weights(folder):
+    return load_file(str(folder / "base" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_fine_tune_writes_a_new_model_and_a_rerun_resumes(dataset, models, tmp_path, cli_env):
+    out, runs = tmp_path / "tuned", tmp_path / "runs"
+    args = ["train", "music", "--data", str(dataset), "--from", "music-tiny", "--out", str(out), "--runs", str(runs),
+            "--batch-size", "4", "--device", "cpu", "--json"]  # fmt: skip
+    first = legato(*args, "--steps", "2", env=cli_env)
+    assert first.code == 0, first.stderr
+    summary = first.json()
+    assert (summary["mode"], summary["items"], summary["resumed"]) == ("fine-tune", 4, {})
+    before, after = weights(models / "music-tiny"), weights(out)
+    assert any((before[k].float() - after[k].float()).abs().max() > 0 for k in before)  # it trained
+    again = invoke(*args, "--steps", "3", env=cli_env)
+    assert again.code == 0, again.stderr
+    assert again.json()["resumed"] == {"base": 2, "sr": 2}  # continued from the checkpoints at step 2
+    rows = [json.loads(line) for line in (runs / "base" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows][-1] == 3
+    assert (
+        invoke("generate", "music", "a jig", "-m", str(out), "-o", str(tmp_path / "clips"), env=cli_env).code
+        == 0
+    )
+
+
+def test_distill_halves_the_base_stage_steps_and_the_student_generates(dataset, tmp_path, cli_env):
+    out = tmp_path / "student"
+    result = invoke("distill", "music-tiny", "--data", str(dataset), "--out", str(out), "--steps", "2",
+                    "--batch-size", "4", "--runs", str(tmp_path / "runs"), "--device", "cpu", "--json", env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert result.json()["steps"] == 1
+    base = json.loads((out / "cascade.json").read_text())["stages"][0]
+    assert (base["steps"], base["guidance_scale"]) == (1, 1.0)  # guidance folded into the student
+    clips = tmp_path / "clips"
+    assert (
+        invoke("generate", "music", "a reel", "-m", str(out), "-o", str(clips), "--json", env=cli_env).code
+        == 0
+    )
+    assert len(list(clips.glob("*.wav"))) == 1
+
+
+def test_the_bundled_recipe_refuses_what_only_fine_tuning_takes(dataset, cli_env):
+    result = invoke("train", "music", "--data", str(dataset), "--out", "x", env=cli_env)
+    assert result.code == 2
+    assert "go with --from" in result.stderr
+    bad = invoke(
+        "train",
+        "video",
+        "--data",
+        str(dataset),
+        "--from",
+        "video-tiny",
+        "--out",
+        "x",
+        "--steps",
+        "1",
+        env=cli_env,
+    )
+    assert bad.code == 2
+    assert "holds samples of shape (1, 32, 64), the model makes (3, 8, 16, 16)" in bad.stderr

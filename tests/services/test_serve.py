@@ -1,0 +1,273 @@
+"""The online service (legato.services.serve) on a real local Ray cluster, over HTTP on loopback.
+
+One server per module: tiny untrained music and video cascades, two CPUs, ``main(blocking=False)``. The
+tests talk to it as a client would (urllib), decode what it returns with av, and compare a clip with the
+same request run by `MusicPipeline` in this process.
+"""
+
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from legato.services.serve import APP_NAME, Limits, build_app, main
+from legato.services.serve.client import Client, ClientError, load
+
+LIMITS = Limits(max_prompts=4, max_duration=8.0, max_body_bytes=2048, max_active_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Untrained tiny cascades saved as pipeline folders: music (1 s windows), video (8 frames of 16 px)."""
+    from legato.codec import SMALL
+    from legato.pipelines import MusicPipeline, TextEncoder, VideoPipeline
+    from legato.pipelines.build import music_cascade, video_cascade
+
+    root, text = tmp_path_factory.mktemp("models"), TextEncoder()
+    params = SMALL.replace(n_mels=32)
+    music = music_cascade(params, window=64, text_dim=text.dim, channels=(16, 32), sr_channels=(16, 32),
+                          steps=(4, 2), batch_size=(4, 2))  # fmt: skip
+    video = video_cascade(frames=8, size=16, text_dim=text.dim, channels=(16, 32), sr_channels=(8, 16),
+                          steps=(2, 2, 2), batch_size=(4, 2, 2))  # fmt: skip
+    return {
+        "music": MusicPipeline(music, params, text).save_pretrained(root / "music"),
+        "video": VideoPipeline(video, 8.0, text).save_pretrained(root / "video"),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_models, tmp_path_factory):
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():  # another module's cluster: this one needs its own
+        ray.shutdown()
+    ray.init(
+        num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        _node_ip_address="127.0.0.1", log_to_driver=False,
+    )  # fmt: skip
+    try:
+        url = main("127.0.0.1", free_port(), models=tiny_models, blocking=False,
+                   limits=LIMITS, jobs_dir=tmp_path_factory.mktemp("jobs"))  # fmt: skip
+        yield Client(url, timeout=120)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
+    """A file's audio as float samples ``(C, N)`` and its sample rate, through av."""
+    with av.open(io.BytesIO(data)) as f:
+        stream = f.streams.audio[0]
+        frames = [frame.to_ndarray() for frame in f.decode(stream)]
+        rate, channels = stream.rate, stream.channels
+    x = np.concatenate(frames, axis=-1).astype(np.float64)
+    x = x.reshape(channels, -1) if x.shape[0] == 1 and channels > 1 else x
+    return (x / 32768 if np.abs(x).max() > 1.5 else x), rate
+
+
+def test_health_lists_models_and_limits(client):
+    health = client.health()
+    assert health["status"] == "ok"
+    assert health["music"]["stages"] == ["base", "sr"]
+    assert health["music"]["sample_rate"] == 16000
+    assert health["video"]["frames"] == 8
+    assert health["video"]["soundtrack"] is True
+    assert health["limits"]["max_prompts"] == LIMITS.max_prompts
+
+
+def test_openapi_lists_the_routes_and_forbids_unknown_fields(client):
+    schema = client.json("GET", "/openapi.json")
+    assert {
+        "/v1/music",
+        "/v1/video",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/files/{name}",
+        "/healthz",
+    } <= set(schema["paths"])
+    music = schema["components"]["schemas"]["MusicRequest"]
+    assert music["additionalProperties"] is False
+    assert "wav" in music["properties"]["format"]["enum"]
+
+
+def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models):
+    from legato.pipelines import MusicPipeline
+
+    job = client.music(prompt="a jig on fiddle", seed=5, duration=2.0)
+    assert job["status"] == "done"
+    assert [f["name"] for f in job["files"]] == ["0000.wav"]
+    audio, rate = decode_audio(client.download(job["files"][0]["url"]))
+    assert rate == 16000
+    assert audio.shape == (1, 32000)
+    # The same request in this process, with the replicas' thread count (one each on two shared CPUs).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipe = MusicPipeline.from_pretrained(tiny_models["music"])
+        local = pipe(["a jig on fiddle"], seeds=[5], duration=2.0)[0]
+    finally:
+        torch.set_num_threads(before)
+    assert np.abs(audio - local.audio.numpy()).max() <= 1.5 / 32768  # equal up to 16-bit rounding
+    assert np.abs(audio).max() > 0.01
+
+
+def test_video_with_soundtrack_is_an_mp4_with_frames_and_sound(client):
+    job = client.video(prompt="a camera move over a photo", seed=1, soundtrack=True)
+    data = client.download(job["files"][0]["url"])
+    with av.open(io.BytesIO(data)) as f:
+        assert len(f.streams.audio) == 1
+        frames = list(f.decode(video=0))
+    assert len(frames) == 8
+    assert (frames[0].width, frames[0].height) == (16, 16)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field", "fix"),
+    [
+        ("/v1/music", {"prompt": "a reel", "sed": 3}, 422, "sed", "remove it"),
+        ("/v1/music", {"prompt": "a reel", "duration": 600}, 422, "duration", "at most 8 s"),
+        ("/v1/music", {"prompt": "a reel", "duration": -1}, 422, "duration", "above 0"),
+        ("/v1/music", {"prompts": ["a"] * 5}, 422, "prompts", "at most 4"),
+        ("/v1/music", {"prompt": "a", "prompts": ["b"]}, 422, "prompt", "exactly one"),
+        ("/v1/music", {"prompts": ["a", "b"], "seed": [1]}, 422, "seed", "one seed per prompt"),
+        ("/v1/music", {"prompt": "a", "format": "aiff"}, 422, "format", "'wav'"),
+        ("/v1/music", {"prompt": "a", "steps": [4]}, 422, "steps", "one number per stage"),
+        ("/v1/music", {"prompt": "a", "guidance": 0.5}, 422, "guidance", "at least 1"),
+        ("/v1/video", {"prompt": "a", "frames": 30}, 422, "frames", "give 8"),
+        ("/v1/music", b"{not json", 422, None, "JSON object"),
+        ("/v1/music", {"prompt": "x" * 3000}, 413, None, "smaller"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_fix(client, path, body, status, field, fix):
+    got, headers, data = client.request("POST", path, body)
+    answer = json.loads(data)
+    assert got == status, answer
+    assert headers["content-type"] == "application/json"
+    assert answer["message"]
+    assert answer["fix"]
+    problems = answer.get("problems") or [answer]
+    if field is not None:
+        assert field in [p["field"] for p in problems], problems
+    assert any(fix in p["fix"] or fix in p.get("problem", "") for p in problems), problems
+
+
+def test_unknown_jobs_files_and_routes_are_json_404s(client):
+    for path in [
+        "/v1/jobs/" + "0" * 32,
+        "/v1/jobs/../../etc",
+        "/v1/jobs/" + "0" * 32 + "/files/x.wav",
+        "/v2",
+    ]:
+        status, _, data = client.request("GET", path)
+        assert status == 404, path
+        assert json.loads(data)["fix"]
+    status, _, data = client.request("GET", "/v1/music")
+    assert status == 405
+    assert json.loads(data)["error"] == "http_405"
+
+
+def test_wait_false_returns_202_then_the_job_is_polled_and_downloaded(client):
+    status, headers, data = client.request("POST", "/v1/music?wait=false",
+                                           {"prompts": ["a reel", "a waltz"], "seed": 7, "format": "mp3"})  # fmt: skip
+    job = json.loads(data)
+    assert status == 202
+    assert job["status"] == "running"
+    assert headers["location"] == f"/v1/jobs/{job['id']}"
+    job = client.wait(job["id"])
+    assert job["status"] == "done"
+    assert [(f["prompt"], f["seed"]) for f in job["files"]] == [
+        ("a reel", 7),
+        ("a waltz", 8),
+    ]
+    audio, rate = decode_audio(client.download(job["files"][1]["url"]))
+    assert rate == 16000
+    assert abs(audio.shape[-1] / rate - 1.024) < 0.1
+
+
+def test_over_max_active_jobs_gets_503_and_the_running_jobs_finish(client):
+    body = {"prompts": ["a long reel"] * 4, "duration": 4.0}
+    answers = [client.request("POST", "/v1/music?wait=false", body) for _ in range(4)]
+    statuses = [a[0] for a in answers]
+    assert statuses[:2] == [202, 202], statuses
+    assert 503 in statuses[2:], statuses
+    shed = next(a for a in answers if a[0] == 503)
+    assert json.loads(shed[2])["error"] == "overloaded"
+    assert shed[1]["retry-after"] == "5"
+    for status, _, data in answers:
+        if status == 202:
+            assert client.wait(json.loads(data)["id"])["status"] == "done"
+
+
+def test_concurrent_requests_each_get_their_own_clip(client):
+    bodies = [{"prompt": f"tune {i % 3}", "seed": i % 3} for i in range(6)]
+    result = load(client.url, bodies, requests=6, concurrency=2, timeout=120)
+    assert result.statuses == {200: 6}
+    assert len(result.latencies) == 6
+    files = {}
+    for job in result.jobs:
+        data = client.download(job["files"][0]["url"])
+        assert decode_audio(data)[0].shape == (1, 63 * 256)  # one window: 64 frames, hop 256
+        files.setdefault(job["request"]["seed"], set()).add(data)
+    assert sorted(files) == [0, 1, 2]
+    assert all(len(v) == 1 for v in files.values())
+    assert len({next(iter(v)) for v in files.values()}) == 3
+
+
+def test_a_bad_setup_fails_before_anything_starts(tiny_models, tmp_path):
+    with pytest.raises(ValueError, match="music_model="):
+        build_app()
+    with pytest.raises(FileNotFoundError, match=r"no cascade\.json"):
+        build_app(tmp_path)
+    with pytest.raises(ValueError, match="no GPUs"):
+        build_app(tiny_models["music"], device="cuda", cluster={"CPU": 2.0})
+    with pytest.raises(ValueError, match="resources names"):
+        build_app(tiny_models["music"], resources={"video": {}}, cluster={"CPU": 2.0})
+
+
+@pytest.mark.slow
+def test_load_32_requests_concurrency_8_answers_200_or_503(client):
+    result = load(client.url, {"prompt": "a reel", "duration": 2.0}, requests=32, concurrency=8, timeout=120)
+    assert sum(result.statuses.values()) == 32
+    assert set(result.statuses) <= {200, 503}
+    assert result.ok >= 1
+    assert all(job["status"] == "done" for job in result.jobs)
+
+
+def test_app_name_is_the_one_main_deploys(client):
+    from ray import serve
+
+    assert APP_NAME in serve.status().applications
+
+
+def test_client_errors_carry_the_body(client):
+    with pytest.raises(ClientError) as err:
+        client.music(prompt="")
+    assert err.value.status == 422
+    assert err.value.body["problems"][0]["field"] == "prompt"
+
+
+def test_models_are_sorted_by_the_kind_their_folders_say(tiny_models, tmp_path):
+    from legato.services.serve.app import by_kind
+
+    assert by_kind({"a": tiny_models["video"], "b": tiny_models["music"]}) == {
+        "music": str(tiny_models["music"]),
+        "video": str(tiny_models["video"]),
+    }
+    with pytest.raises(ValueError, match="both music models"):
+        by_kind([tiny_models["music"], tiny_models["music"]])
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        by_kind([tmp_path])

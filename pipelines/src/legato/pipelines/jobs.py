@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from legato.cascade import Executor, LocalExecutor, Progress
 from legato.codec import AUDIO_FORMATS
+from legato.codec.master import Mastering
 from legato.pipelines.music import MusicPipeline
 from legato.pipelines.video import VideoPipeline
 from legato.video import VIDEO_FORMATS
@@ -65,6 +66,18 @@ class ResourceSpec(BaseModel):
     num_gpus: float | None = Field(default=None, ge=0)
 
 
+class MasteringSpec(BaseModel):
+    """Music jobs' finishing (`legato.codec.master.Mastering`): rate, channels, loudness, true peak."""
+
+    model_config = _STRICT
+
+    sample_rate: int | None = Field(default=44_100, ge=8_000, le=192_000)
+    channels: Literal[1, 2] = 2
+    width: float = Field(default=0.5, ge=0, le=1)
+    loudness: float | None = Field(default=-14.0, gt=-70, lt=0)
+    true_peak: float = Field(default=-1.0, ge=-20, le=0)
+
+
 class JobSpec(BaseModel):
     """What to generate, with which model, how to run it, and where the files go."""
 
@@ -84,6 +97,7 @@ class JobSpec(BaseModel):
     guidance: float | None = Field(
         default=None, ge=1
     )  # the base stage's guidance scale (default: the model's)
+    mastering: MasteringSpec | None = None  # music: 44.1 kHz stereo at -14 LUFS etc.; None: raw model output
 
     @field_validator("formats")
     @classmethod
@@ -100,6 +114,8 @@ class JobSpec(BaseModel):
             raise ValueError(f"formats {bad} are not {self.kind} formats; use some of {allowed}")
         if self.kind == "video" and any(i.duration is not None for i in self.items):
             raise ValueError("video items take no duration (the model sets the frames); remove duration")
+        if self.kind == "video" and self.mastering is not None:
+            raise ValueError("mastering= is for music jobs; remove it from this video job")
         if self.kind == "music" and self.soundtrack is not None:
             raise ValueError("soundtrack= is for video jobs; remove it from this music job")
         if self.soundtrack is not None:
@@ -192,7 +208,10 @@ def make_executor(spec: JobSpec) -> Executor:
 
 def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPipeline:
     if spec.kind == "music":
-        pipe = MusicPipeline.from_pretrained(spec.model, device=spec.device, executor=executor)
+        master = None if spec.mastering is None else Mastering(**spec.mastering.model_dump())
+        pipe = MusicPipeline.from_pretrained(
+            spec.model, device=spec.device, executor=executor, mastering=master
+        )
     else:
         pipe = VideoPipeline.from_pretrained(
             spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack
@@ -225,6 +244,8 @@ def job_model_id(spec: JobSpec) -> str:
         tag += "+steps=" + ",".join(map(str, spec.steps))
     if spec.guidance is not None:
         tag += f"+guidance={spec.guidance:g}"
+    if spec.mastering is not None:
+        tag += "+master=" + json.dumps(spec.mastering.model_dump(), sort_keys=True, separators=(",", ":"))
     return tag
 
 
@@ -286,6 +307,8 @@ def run_job(
                         "files": files, "timings": {"generate_s": round(generate, 4),
                                                     "write_s": round(time.perf_counter() - t1, 4)},
                     }  # fmt: skip
+                    if getattr(result, "measured", None):  # mastered music: loudness, true peak
+                        row["audio"] = result.measured
                     manifest.write(json.dumps(row) + "\n")
                     manifest.flush()
                     os.fsync(manifest.fileno())

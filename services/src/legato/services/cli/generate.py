@@ -101,7 +101,7 @@ def items(prompts: list[str], seeds: list[int] | None, duration: float | None = 
 
 
 def generate(kind: str, prompts: list[str], *, seeds, duration, model, soundtrack, steps, guidance, formats,
-             out, device, executor, address, as_json) -> None:  # fmt: skip
+             out, device, executor, address, as_json, mastering=None) -> None:  # fmt: skip
     path, config = resolve_model(model, kind)
     spec = {
         "kind": kind,
@@ -114,6 +114,8 @@ def generate(kind: str, prompts: list[str], *, seeds, duration, model, soundtrac
         "steps": parse_steps(steps, config),
         "guidance": guidance,
     }
+    if mastering is not None:
+        spec["mastering"] = mastering
     if soundtrack is not None:
         spec["soundtrack"] = str(resolve_model(soundtrack, "music")[0])
     from legato.services.cli.run import load_spec, print_summary, run_spec
@@ -148,11 +150,65 @@ def music(
     executor: Executor = "local",
     address: Address = None,
     as_json: JsonOption = False,
+    master: Annotated[
+        bool,
+        typer.Option(
+            "--master",
+            help="Finish each clip: 44.1 kHz stereo at -14 LUFS, true peak under -1 dBTP (manifest: "
+            "measured loudness).",
+        ),
+    ] = False,
+    loudness: Annotated[
+        float | None,
+        typer.Option(max=-1, min=-69, help="With --master: target loudness in LUFS.", show_default="-14"),
+    ] = None,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(min=8000, max=192000, help="With --master: output sample rate.", show_default="44100"),
+    ] = None,
+    mono: Annotated[
+        bool, typer.Option("--mono", help="With --master: one channel instead of stereo.")
+    ] = False,
+    interpolate: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=64,
+            help="Riff: N steps from the first prompt/seed to the second, stitched into one track "
+            "(text lerped, noise slerped).",
+            show_default="off",
+        ),
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="With --interpolate: img2img each step from the previous one at this strength.",
+        ),
+    ] = None,
 ) -> None:
     """Music clips: audio files (wav, flac, mp3, ogg) and their mel spectrogram images (png)."""
+    if (loudness is not None or sample_rate is not None or mono) and not master:
+        fail("--loudness, --sample-rate and --mono finish clips: add --master")
+    mastering = None
+    if master:
+        mastering = {"channels": 1 if mono else 2}
+        if loudness is not None:
+            mastering["loudness"] = loudness
+        if sample_rate is not None:
+            mastering["sample_rate"] = sample_rate
+    if interpolate is not None:
+        from legato.services.cli.riff import riff
+
+        riff(prompts, seed, steps=interpolate, strength=strength, model=model, mastering=mastering, out=out,
+             device=device, as_json=as_json)  # fmt: skip
+        return
+    if strength is not None:
+        fail("--strength is for --interpolate; add --interpolate N")
     generate("music", prompts, seeds=seed, duration=duration, model=model, soundtrack=None, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json)  # fmt: skip
+             as_json=as_json, mastering=mastering)  # fmt: skip
 
 
 @app.command("video")

@@ -1,0 +1,43 @@
+"""``legato generate music --master`` and ``--interpolate``: mastered files and riffs, read back through av."""
+
+import json
+
+from legato.codec import read_audio
+from legato.codec.master import integrated_loudness, true_peak
+
+from .conftest import assert_clean_error, legato
+
+
+def test_mastered_clips_land_on_the_loudness_target_and_the_manifest_says_so(tmp_path, cli_env):
+    out = tmp_path / "mastered"
+    result = legato("generate", "music", "a jig on fiddle", "--seed", "1", "--duration", "2", "-m", "music-tiny",
+                    "--master", "--loudness", "-16", "-f", "flac", "-o", str(out), env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    (row,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    audio, rate = read_audio(out / row["files"][0], channels=2)
+    assert rate == 44_100
+    assert audio.shape == (2, 88_200)
+    assert abs(integrated_loudness(audio, rate) + 16.0) <= 0.5
+    assert true_peak(audio, rate) <= -0.95  # -1 dBTP, plus 16-bit rounding of the file
+    assert abs(row["audio"]["loudness_lufs"] + 16.0) <= 0.5
+    assert "+master=" in row["model"]  # a folder never mixes mastered and raw clips
+
+
+def test_a_riff_writes_one_track_and_its_steps(tmp_path, cli_env):
+    out = tmp_path / "riffs"
+    result = legato("generate", "music", "a jig on fiddle", "a low drone", "--seed", "0", "--seed", "1",
+                    "--interpolate", "3", "-m", "music-tiny", "-o", str(out), "--json", env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert len(summary["steps"]) == 3
+    track, rate = read_audio(summary["track"])
+    step, _ = read_audio(summary["steps"][0])
+    assert rate == 16_000
+    assert track.shape[-1] > 2 * step.shape[-1]  # three windows crossfaded by a quarter of one
+
+
+def test_riff_and_mastering_options_are_checked(tmp_path, cli_env):
+    bad = legato("generate", "music", "a", "b", "c", "--interpolate", "3", "-m", "music-tiny", env=cli_env)
+    assert_clean_error(bad, 2, "two ends")
+    bad = legato("generate", "music", "a", "--loudness", "-10", "-m", "music-tiny", env=cli_env)
+    assert_clean_error(bad, 2, "--master")

@@ -8,6 +8,7 @@ import yaml
 from legato.pipelines.gallery import write_gallery
 from legato.pipelines.main_job import main as main_job
 
+from . import browser
 from .conftest import MUSIC_PROMPTS
 
 
@@ -26,7 +27,9 @@ class _Links(HTMLParser):
         self.text.append(data)
 
 
-def test_main_job_writes_outputs_manifests_and_a_gallery(music_model, video_model, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def main_job_run(music_model, video_model, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("main-job")
     out = tmp_path / "outputs"
     prompt = "<b>" + MUSIC_PROMPTS[0]  # markup in a prompt is shown as text, not run
     specs = {
@@ -41,7 +44,11 @@ def test_main_job_writes_outputs_manifests_and_a_gallery(music_model, video_mode
         path.write_text(yaml.safe_dump(spec))
         paths.append(str(path))
     main_job([*paths, "--output", str(out)])
-    assert "open " + str((out / "index.html").resolve()) in capsys.readouterr().out
+    return out, paths, prompt
+
+
+def test_main_job_writes_outputs_manifests_and_a_gallery(main_job_run, capsys):
+    out, paths, prompt = main_job_run
     page = (out / "index.html").read_text()
     parser = _Links()
     parser.feed(page)
@@ -54,7 +61,30 @@ def test_main_job_writes_outputs_manifests_and_a_gallery(music_model, video_mode
     assert prompt not in page
     assert prompt in "".join(parser.text)
     main_job([*paths, "--output", str(out)])  # a second run: nothing regenerated, the same page
+    assert "open " + str((out / "index.html").resolve()) in capsys.readouterr().out
     assert (out / "index.html").read_text() == page
+    assert " s</div>" in page  # each card's timings from the manifest
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_the_gallery_plays_in_headless_chromium(main_job_run, tmp_path):
+    out, _, _ = main_job_run
+    seen = browser.inspect(out / "index.html", tmp_path / "gallery.png")
+    print(seen)
+    assert seen["errors"] == []
+    assert sorted(m["src"] for m in seen["media"]) == ["music/m1.wav", "music/m2.wav", "video/v1.mp4"]
+    for m in seen["media"]:  # every player decoded its file's metadata: a playable source of the right length
+        assert m["ok"], m
+        assert m["error"] is None, m
+        assert m["duration"] > 0.5, m
+    assert seen["images"]
+    assert all(i["ok"] for i in seen["images"]), seen["images"]
+    shot = tmp_path / "gallery.png"
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L")
+    assert pixels.size == (1280, 1600)
+    assert max(pixels.getextrema()) - min(pixels.getextrema()) > 100  # a rendered page, not a blank one
 
 
 def test_gallery_without_jobs_says_what_to_do(tmp_path):

@@ -26,7 +26,7 @@ h2 { margin-top: 2rem; } .grid { display: flex; flex-wrap: wrap; gap: 1rem; }
 
 def _card(folder: str, row: dict) -> str:
     parts = [f'<div class="card"><div class="prompt">{html.escape(str(row.get("prompt", "")))}</div>',
-             f'<div class="meta">id {html.escape(str(row["id"]))} &middot; seed {row.get("seed")}</div>']  # fmt: skip
+             f'<div class="meta">id {html.escape(str(row["id"]))} &middot; seed {row.get("seed")}{_timing(row)}</div>']  # fmt: skip
     for name in row["files"]:
         src = html.escape(f"{folder}/{name}", quote=True)
         suffix = Path(name).suffix.lower()
@@ -68,3 +68,10 @@ if __name__ == "__main__":  # python -m legato.pipelines.gallery outputs
     import sys
 
     print(write_gallery(sys.argv[1] if len(sys.argv) > 1 else "outputs"))
+
+
+def _timing(row: dict) -> str:
+    """`` · 1.23 s`` from the manifest's timings (generation plus writing), or nothing where it has none."""
+    timings = row.get("timings") or {}
+    seconds = sum(v for v in timings.values() if isinstance(v, int | float))
+    return f" &middot; {seconds:.2f} s" if timings else ""

@@ -13,6 +13,8 @@ The main flow::
 Importing this package does not import Ray; `legato.pipelines.ray_executor` does.
 """
 
+from legato.codec.master import Mastering
+from legato.pipelines.interpolate import Interpolation
 from legato.pipelines.jobs import JobResult, JobSpec, run_job
 from legato.pipelines.music import MusicPipeline
 from legato.pipelines.outputs import AudioClip, VideoClip
@@ -22,8 +24,10 @@ from legato.pipelines.video import VideoPipeline
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "AudioClip",
+    "Interpolation",
     "JobResult",
     "JobSpec",
+    "Mastering",
     "MusicPipeline",
     "TextEncoder",
     "VideoClip",

@@ -42,6 +42,7 @@ from legato.cascade import Executor, LocalExecutor, Progress
 from legato.codec import AUDIO_FORMATS
 from legato.codec.master import Mastering
 from legato.pipelines.music import MusicPipeline
+from legato.pipelines.text import check_prompt
 from legato.pipelines.video import VideoPipeline
 from legato.video import VIDEO_FORMATS
 
@@ -52,10 +53,15 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 class ItemSpec(BaseModel):
     model_config = _STRICT
 
-    prompt: str = Field(min_length=1)
-    seed: int = 0
+    prompt: str
+    seed: int = Field(default=0, ge=0, lt=2**63)
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     duration: float | None = Field(default=None, gt=0, le=600)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return check_prompt(value)
 
 
 class ResourceSpec(BaseModel):

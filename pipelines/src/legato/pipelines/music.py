@@ -26,7 +26,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor
 
-from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
+from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
 from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_audio
 from legato.codec.master import Mastering, master
 from legato.codec.vocoder import Vocoder
@@ -106,7 +106,10 @@ class MusicPipeline:
                     "of a Vocoder saved with save_pretrained"
                 )
             vocoder = Vocoder.from_pretrained(
-                folder, torch_dtype=torch.float32, low_cpu_mem_usage=False
+                require_safetensors(folder),
+                torch_dtype=torch.float32,
+                low_cpu_mem_usage=False,
+                use_safetensors=True,
             ).eval()
         return cls(
             cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32), vocoder, mastering

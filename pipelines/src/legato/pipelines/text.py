@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,12 +67,32 @@ class TextEncoder:
     def __call__(self, prompts: Sequence[str]) -> Tensor:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError(f"prompts must be a list of strings, got {prompts!r}")
+        for p in prompts:
+            check_prompt(p)
         tokens = self.model.encode(list(prompts), output_value="token_embeddings", convert_to_tensor=False)
         out = torch.zeros(len(prompts), self.max_tokens, self.dim)
         for row, emb in zip(out, tokens, strict=True):
             n = min(self.max_tokens, emb.shape[0])
             row[:n] = emb[:n].float().cpu()
         return out
+
+
+MAX_PROMPT_CHARS = 2000
+
+
+def check_prompt(prompt: str) -> str:
+    """Refuse a prompt that is empty, longer than `MAX_PROMPT_CHARS`, or holds control characters."""
+    if not prompt.strip():
+        raise ValueError("a prompt is empty; describe the music or video in a few words")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(
+            f"a prompt is {len(prompt)} characters long (at most {MAX_PROMPT_CHARS}); the text encoder reads "
+            "only its first few words anyway: shorten it"
+        )
+    bad = sorted({f"U+{ord(c):04X}" for c in prompt if unicodedata.category(c) == "Cc" and c not in "\t\n"})
+    if bad:
+        raise ValueError(f"a prompt holds control characters {bad}; remove them (plain text only)")
+    return prompt
 
 
 def load_pipeline_cascade(path, kind: str, device: str | None):

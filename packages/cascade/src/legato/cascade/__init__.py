@@ -27,7 +27,7 @@ from legato.cascade.cascade import (
     finish,
     run_batch,
 )
-from legato.cascade.pretrained import CASCADE_FILE, load_cascade, save_cascade
+from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "check_run",
     "finish",
     "load_cascade",
+    "require_safetensors",
     "run_batch",
     "save_cascade",
     "stage_seed",

@@ -98,7 +98,12 @@ def load_cascade(
         raise FileNotFoundError(
             f"{root} holds no {CASCADE_FILE}; pass a folder written by Cascade.save_pretrained (e.g. models/music-default)"
         )
-    config = json.loads(file.read_text())
+    try:
+        config = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise DiffusionError(
+            f"{file} is not valid JSON ({err}); restore it, or save the cascade again with save_pretrained"
+        ) from err
     if config.get("format") != FORMAT:
         raise DiffusionError(f"{file}: format {config.get('format')!r} is not {FORMAT!r}")
     stages = tuple(_stage_from(root / s["name"], s, device) for s in config["stages"])
@@ -159,10 +164,36 @@ def _network_class(spec: str) -> type[nn.Module]:
     return cls
 
 
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def require_safetensors(folder: str | Path) -> Path:
+    """Refuse a weights folder that holds pickled weights (which run code when loaded) instead of safetensors,
+    with how to convert them; Legato loads only safetensors. Returns the folder."""
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")):
+        return folder
+    pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLES) if folder.is_dir() else []
+    if pickles:
+        name = pickles[0]
+        raise DiffusionError(
+            f"{folder} holds pickled weights {pickles} and no .safetensors; Legato loads only safetensors (a pickle "
+            'can run code when loaded). If you trust the file, convert it once: python -c "import torch; from '
+            "safetensors.torch import save_file; save_file(torch.load('"
+            f"{folder / name}', weights_only=True), '{folder / 'diffusion_pytorch_model.safetensors'}')\""
+        )
+    raise FileNotFoundError(f"{folder} holds no .safetensors weights; save the model with save_pretrained()")
+
+
 def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
-    network = _network_class(spec["network"]).from_pretrained(folder, low_cpu_mem_usage=False).eval()
+    require_safetensors(folder)
+    network = (
+        _network_class(spec["network"])
+        .from_pretrained(folder, low_cpu_mem_usage=False, use_safetensors=True)
+        .eval()
+    )
     scheduler_config = json.loads((folder / "scheduler_config.json").read_text())
     scheduler_cls = getattr(diffusers, scheduler_config["_class_name"], None)
     if scheduler_cls is None:

@@ -23,8 +23,7 @@ def riff(prompts: list[str], seeds: list[int] | None, *, steps: int, strength: f
             "give two prompts and/or two --seed values"
         )
     path, _ = resolve_model(model, "music")
-    from legato.codec.master import Mastering
-    from legato.pipelines.music import MusicPipeline
+    from legato.pipelines import Mastering, MusicPipeline
 
     start = time.perf_counter()
     pipe = MusicPipeline.from_pretrained(

@@ -92,6 +92,9 @@ def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[s
     return Placement(cpus, tuple(gpus), tuple(r.replicas for r in spec), threads)
 
 
+RESTARTS = 3  # per stage actor
+
+
 class StageWorker:
     """Holds one stage (its model on its device) and runs batches of it; a Ray actor class."""
 
@@ -132,7 +135,10 @@ class RayExecutor:
             shared = ray.put(cascade)
             remote = ray.remote(StageWorker)
             for index in range(len(cascade.stages)):
-                options = {"num_cpus": placement.cpus[index], "num_gpus": placement.gpus[index]}
+                # A killed actor (or its worker process) is restarted and its unfinished calls are run again:
+                # the same items and seeds, so the same outputs (tests/pipelines/test_ray_faults.py).
+                options = {"num_cpus": placement.cpus[index], "num_gpus": placement.gpus[index],
+                           "max_restarts": RESTARTS, "max_task_retries": RESTARTS}  # fmt: skip
                 self._actors[index] = [
                     remote.options(**options).remote(shared, index, placement.threads[index])
                     for _ in range(placement.replicas[index])

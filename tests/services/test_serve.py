@@ -150,6 +150,8 @@ def test_video_with_soundtrack_is_an_mp4_with_frames_and_sound(client):
         ("/v1/video", {"prompt": "a", "frames": 30}, 422, "frames", "give 8"),
         ("/v1/music", b"{not json", 422, None, "JSON object"),
         ("/v1/music", {"prompt": "x" * 3000}, 413, None, "smaller"),
+        ("/v1/music", {"prompt": "ragtime\u001b[31m piano"}, 422, "prompt", "plain text only"),
+        ("/v1/music", {"prompts": ["a jig", "   "]}, 422, "prompts.1", "describe the music"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem_and_the_fix(client, path, body, status, field, fix):

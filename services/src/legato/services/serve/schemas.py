@@ -9,6 +9,7 @@ what went wrong, and how to fix it.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
@@ -187,6 +188,9 @@ def check_limits(
         elif not p.strip():
             add("prompt" if request.prompt is not None else f"prompts.{i}", "the prompt is blank",
                 "describe the music or video to make")  # fmt: skip
+        elif any(unicodedata.category(c) == "Cc" and c not in "\t\n" for c in p):
+            add("prompt" if request.prompt is not None else f"prompts.{i}", "the prompt holds control characters",
+                "remove them: plain text only")  # fmt: skip
     if isinstance(request.seed, list) and len(request.seed) != len(prompts):
         add("seed", f"{len(request.seed)} seeds for {len(prompts)} prompts",
             "give one seed per prompt, or a single number")  # fmt: skip

@@ -9,13 +9,13 @@ what went wrong, and how to fix it.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from legato.pipelines.jobs import AUDIO_FORMATS, VIDEO_FORMATS
+from legato.pipelines.text import check_prompt
 
 # The formats a request may name: derived from the writers' own tables, so the schema cannot drift from them.
 MUSIC_FORMATS = (*sorted(AUDIO_FORMATS), "png")  # png: the clip's mel spectrogram image
@@ -188,9 +188,11 @@ def check_limits(
         elif not p.strip():
             add("prompt" if request.prompt is not None else f"prompts.{i}", "the prompt is blank",
                 "describe the music or video to make")  # fmt: skip
-        elif any(unicodedata.category(c) == "Cc" and c not in "\t\n" for c in p):
-            add("prompt" if request.prompt is not None else f"prompts.{i}", "the prompt holds control characters",
-                "remove them: plain text only")  # fmt: skip
+        else:
+            try:
+                check_prompt(p)  # control characters: the pipelines' own rule
+            except ValueError as err:
+                add("prompt" if request.prompt is not None else f"prompts.{i}", str(err), "plain text only")
     if isinstance(request.seed, list) and len(request.seed) != len(prompts):
         add("seed", f"{len(request.seed)} seeds for {len(prompts)} prompts",
             "give one seed per prompt, or a single number")  # fmt: skip

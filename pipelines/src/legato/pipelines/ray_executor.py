@@ -125,6 +125,7 @@ class RayExecutor:
         self.resources = resources or {}
         self._actors: dict[int, list[Any]] = {}
         self._cascade: Cascade | None = None
+        self._shared: Any = None
 
     def actors(self, cascade: Cascade) -> dict[int, list[Any]]:
         import ray
@@ -132,7 +133,8 @@ class RayExecutor:
         if self._cascade is not cascade:
             self.shutdown()
             placement = plan(cascade, self.resources, ray.cluster_resources())
-            shared = ray.put(cascade)
+            # Held for the actors' lifetime: a restarted actor rebuilds itself from this same object.
+            shared = self._shared = ray.put(cascade)
             remote = ray.remote(StageWorker)
             for index in range(len(cascade.stages)):
                 # A killed actor (or its worker process) is restarted and its unfinished calls are run again:
@@ -213,7 +215,7 @@ class RayExecutor:
         for group in self._actors.values():
             for actor in group:
                 ray.kill(actor)
-        self._actors, self._cascade = {}, None
+        self._actors, self._cascade, self._shared = {}, None, None
 
 
 # --- Ray Data --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ the images go through, and scores the vocoder's audio with `legato.codec.vocoder
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -78,6 +79,16 @@ def segments(renders: list[Tensor], length: int, hop: int) -> Tensor:
     return cut[cut.pow(2).mean(dim=1).sqrt() > 1e-3][:, None]
 
 
+@functools.lru_cache(maxsize=4)
+def _loss_tools(spectrogram: str, device: str) -> tuple[MelCodec, Tensor]:
+    """The codec that makes a segment's mel image and the 128-band mel basis of the loss, built once per
+    (params, device) rather than every step (the codec's filterbank inverse is an SVD)."""
+    codec = MelCodec(SpectrogramParams.from_json(spectrogram)).to(device)
+    rate = codec.params.sample_rate
+    fb = torchaudio.functional.melscale_fbanks(513, 0.0, rate / 2, 128, rate, "slaney", "slaney").to(device)
+    return codec, fb
+
+
 @dataclass(frozen=True)
 class VocoderObjective:
     """Per-segment loss of a `Vocoder`: its audio from the segment's (8-bit rounded) mel image vs the segment.
@@ -92,14 +103,11 @@ class VocoderObjective:
     ) -> Tensor:
         audio = x0[:, 0].float()
         with torch.no_grad(), torch.autocast(audio.device.type, enabled=False):
-            codec = MelCodec(SpectrogramParams.from_json(self.spectrogram)).to(audio.device)
+            codec, fb = _loss_tools(self.spectrogram, str(audio.device))
             unit = codec.to_unit(codec.mel(audio))
             if self.quantize:  # the images models make are continuous; the dataset's are 8-bit
                 noise = torch.rand(unit.shape, generator=generator, device=unit.device)
                 unit = (unit + (noise - 0.5) / 255).clamp(0, 1)
-            fb = torchaudio.functional.melscale_fbanks(
-                513, 0.0, codec.params.sample_rate / 2, 128, codec.params.sample_rate, "slaney", "slaney"
-            ).to(audio.device)
         return spectral_loss(audio, network(unit, length=audio.shape[-1]), fb)
 
     def denoiser(self, network: nn.Module, schedule) -> nn.Module:

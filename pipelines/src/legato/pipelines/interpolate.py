@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from legato.cascade import Item, stage_seed
+from legato.cascade import Item
 from legato.codec import crossfade_concat
 from legato.diffusion import Conditioning, randn
 from legato.pipelines.outputs import AudioClip
@@ -72,9 +72,7 @@ def interpolate(
     device = torch.device(base.device)
 
     def noise(seed: int) -> Tensor:
-        return randn(
-            (1, *base.shape), [torch.Generator(device).manual_seed(stage_seed(seed, 0))], device=device
-        )
+        return randn((1, *base.shape), base.generators([seed], 0), device=device)
 
     def mix(t: float) -> Tensor:  # exact at the ends (lerp's a + t (b - a) is not b at t = 1)
         return text[0] if t == 0 else text[1] if t == 1 else torch.lerp(text[0], text[1], t)

@@ -122,7 +122,7 @@ class Stage:
                 f"stage {self.name!r} is a super-resolution stage: give it the previous stage's outputs"
             )
         device, dtype = torch.device(self.device), DTYPES[self.dtype]
-        gens = [torch.Generator(device).manual_seed(stage_seed(s, index)) for s in seeds]
+        gens = self.generators(seeds, index)
         cond = cond.map(lambda v: v.to(device, dtype) if v.is_floating_point() else v.to(device))
         if self.sr is not None and (noise is not None or init is not None or mask is not None):
             raise DiffusionError(f"stage {self.name!r}: noise=, init= and mask= edit base stages only")
@@ -147,6 +147,11 @@ class Stage:
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
                                        generator=gens, cond=cond, frames=self.frames, mask=mask, known=known)  # fmt: skip
         return out.float().cpu()
+
+    def generators(self, seeds: Sequence[int], index: int) -> list[torch.Generator]:
+        """Each item's generator at stage ``index`` on this stage's device: a base stage's starting noise is
+        the first draw from it (``randn((1, *shape), [g])``), so callers can rebuild that noise."""
+        return [torch.Generator(torch.device(self.device)).manual_seed(stage_seed(s, index)) for s in seeds]
 
     def outpainting(
         self, shape: tuple[int, ...], prefixes: Sequence[Tensor | None] | None, device: torch.device

@@ -22,7 +22,7 @@ def commands(group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], o
 
 COMMANDS = commands(typer.main.get_command(app))
 EXPECTED = {
-    ("generate", "music"), ("generate", "video"), ("edit", "music"), ("batch",), ("job", "submit"),
+    ("generate", "music"), ("generate", "video"), ("edit", "music"), ("edit", "video"), ("batch",), ("job", "submit"),
     ("job", "status"), ("job", "logs"), ("job", "stop"), ("job", "list"), ("models",), ("demo",),
     ("gallery",), ("train",), ("distill",), ("serve",),
 }  # fmt: skip

@@ -1,4 +1,4 @@
-"""``legato edit music``: the command gives what `MusicPipeline`'s edits give, as files."""
+"""``legato edit music|video``: the command gives what the pipelines' edits give, as files."""
 
 import pytest
 import torch
@@ -51,3 +51,54 @@ def test_img2img_and_inversion_write_the_song_length(mode, options, song, tmp_pa
     assert result.json()["mode"] == mode
     audio = probe(out)["audio"]
     assert abs(audio["count"] - 32_000) < 256
+
+
+@pytest.fixture
+def movie(tmp_path):
+    """A real 12 fps, 24x20 mp4 of a pan over a photo (not the model's 8 fps, 16x16)."""
+    import skimage.data
+
+    from legato.video import camera_move, write_video
+
+    photo = torch.tensor(skimage.data.astronaut(), dtype=torch.float32).permute(2, 0, 1) / 255
+    frames = camera_move(photo, 18, 24, start=(-0.5, 0.0), end=(0.5, 0.0))[..., 2:22, :]
+    return write_video(tmp_path / "pan.mp4", frames.transpose(0, 1), fps=12)
+
+
+def test_inpainting_a_video_masked_region_matches_the_pipeline(movie, tmp_path, models, cli_env):
+    from PIL import Image
+
+    from legato.pipelines import VideoPipeline
+    from legato.video import read_video
+
+    mask = tmp_path / "mask.png"
+    Image.fromarray((torch.arange(16)[None].expand(16, 16) >= 8).numpy().astype("uint8") * 255).save(mask)
+    out = tmp_path / "patched.webm"
+    result = legato("edit", "video", str(movie), "a rocket", "-m", "video-tiny", "--mask", str(mask), "--start", "0.5",
+                    "--end", "1.0", "-o", str(out), "--json", env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert result.json()["mode"] == "inpainting"
+    streams = probe(out)
+    assert streams["video"]["count"] == 12  # 18 frames at 12 fps = 1.5 s = 12 frames at 8 fps
+    assert streams["video"]["size"] == (16, 16)
+    pipe = VideoPipeline.from_pretrained(models / "video-tiny")
+    expected = pipe.inpaint(movie, "a rocket", 0.5, 1.0, mask=mask).frames
+    written = read_video(out).frames.transpose(0, 1)
+    assert (written - expected).abs().mean() < 0.03  # VP9's loss
+    original = (pipe.encode(movie) + 1) / 2
+    assert torch.equal(expected[:, :4], original[:, :4])  # before 0.5 s: kept
+    assert torch.equal(expected[..., :8], original[..., :8])  # the mask's black left half: kept
+    assert not torch.equal(expected[:, 4:8, :, 8:], original[:, 4:8, :, 8:])
+
+
+@pytest.mark.parametrize(("mode", "options"), [("img2img", ["--strength", "0.5"]),
+                                               ("inversion", ["--source-prompt", "a photo"])])  # fmt: skip
+def test_video_img2img_and_inversion_write_the_videos_length(mode, options, movie, tmp_path, cli_env):
+    result = invoke(
+        "edit", "video", str(movie), "a rocket", "-m", "video-tiny", *options, "--json", env=cli_env
+    )
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary["mode"] == mode
+    assert summary["video_seconds"] == 1.5
+    assert probe(summary["files"][0])["video"]["count"] == 12

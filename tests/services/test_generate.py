@@ -62,6 +62,16 @@ def test_generate_music_writes_audio_and_spectrograms_and_a_rerun_skips_them(tmp
     assert all(Path(f).is_file() for item in summary["items"] for f in item["files"])
 
 
+def test_generate_video_longer_than_the_models_window(tmp_path, cli_env):
+    out = tmp_path / "long"
+    result = invoke("generate", "video", "a camera move over a photo", "-m", "video-tiny", "--frames", "13",
+                    "--steps", "1", "-o", str(out), "--json", env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    (item,) = result.json()["items"]
+    assert probe(Path(item["files"][0]))["video"]["count"] == 13
+    assert item["id"] == item_id("a camera move over a photo", 0, 13)  # the length is part of the name
+
+
 def test_generate_video_with_a_soundtrack_and_fewer_steps(tmp_path, cli_env):
     out = tmp_path / "videos"
     result = legato("generate", "video", "a camera move over a photo", "-m", "video-tiny", "--soundtrack", "music-tiny",

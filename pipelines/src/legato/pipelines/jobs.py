@@ -56,7 +56,8 @@ class ItemSpec(BaseModel):
     prompt: str
     seed: int = Field(default=0, ge=0, lt=2**63)
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    duration: float | None = Field(default=None, gt=0, le=600)
+    duration: float | None = Field(default=None, gt=0, le=600)  # music: seconds (default: one window)
+    frames: int | None = Field(default=None, ge=1, le=10_000)  # video: frames (default: one window)
 
     @field_validator("prompt")
     @classmethod
@@ -119,7 +120,9 @@ class JobSpec(BaseModel):
         if bad:
             raise ValueError(f"formats {bad} are not {self.kind} formats; use some of {allowed}")
         if self.kind == "video" and any(i.duration is not None for i in self.items):
-            raise ValueError("video items take no duration (the model sets the frames); remove duration")
+            raise ValueError("video items take no duration; give frames (a number of frames) instead")
+        if self.kind == "music" and any(i.frames is not None for i in self.items):
+            raise ValueError("music items take no frames; give duration (seconds) instead")
         if self.kind == "video" and self.mastering is not None:
             raise ValueError("mastering= is for music jobs; remove it from this video job")
         if self.kind == "music" and self.soundtrack is not None:
@@ -287,12 +290,12 @@ def run_job(
     executor = executor or make_executor(spec)
     pipe = load_pipeline(spec, executor)
     written: list[str] = []
-    # Items of one duration run together; chunks bound how much a kill can lose.
-    groups: dict[float | None, list[int]] = {}
+    # Items of one length run together; chunks bound how much a kill can lose.
+    groups: dict[tuple[float | None, int | None], list[int]] = {}
     for i in todo:
-        groups.setdefault(spec.items[i].duration, []).append(i)
+        groups.setdefault((spec.items[i].duration, spec.items[i].frames), []).append(i)
     with open(output / MANIFEST, "a") as manifest:
-        for duration, positions in groups.items():
+        for (duration, frames), positions in groups.items():
             for lo in range(0, len(positions), spec.chunk):
                 chunk = positions[lo : lo + spec.chunk]
                 prompts = [spec.items[i].prompt for i in chunk]
@@ -301,7 +304,7 @@ def run_job(
                 if spec.kind == "music":
                     results = pipe(prompts, seeds=seeds, duration=duration, progress=progress)
                 else:
-                    results = pipe(prompts, seeds=seeds, progress=progress)
+                    results = pipe(prompts, seeds=seeds, frames=frames, progress=progress)
                 generate = (time.perf_counter() - t0) / len(chunk)
                 for i, result in zip(chunk, results, strict=True):
                     t1 = time.perf_counter()

@@ -11,34 +11,30 @@ The cascade works on mel "images" in [-1, 1] (``2 * unit - 1`` of `legato.codec.
 time as width. Any duration comes from windows of the cascade's fixed width: window ``k`` is generated with
 the last ``overlap`` frames of window ``k - 1`` as a prefix that every stage keeps (outpainting), so the
 join is the model continuing the music, and the whole spectrogram is then inverted to audio at once, so the
-phase runs on across joins. Edits (img2img, DDIM inversion with a new prompt, inpainting a time range) run
-window by window on longer input and are joined by crossfades of the mel images.
+phase runs on across joins (`legato.pipelines.windows`). Edits (img2img, DDIM inversion with a new prompt,
+inpainting a time range or a mask) run window by window and are joined by crossfades of the mel images
+(`legato.pipelines.editing`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler
 from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
-from legato.codec import MelCodec, SpectrogramParams, crossfade_concat, read_audio
+from legato.codec import MelCodec, SpectrogramParams, read_audio
 from legato.codec.master import Mastering, master
 from legato.codec.vocoder import Vocoder
-from legato.diffusion import Conditioning, invert
+from legato.diffusion import Conditioning
+from legato.pipelines.editing import Editing
 from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
-
-
-def window_seed(seed: int, window: int) -> int:
-    """The seed of window ``window`` of a long clip (window 0 keeps the item's own seed)."""
-    return int(seed) if window == 0 else (int(seed) * 1_000_033 + 104_729 * window) % (2**63 - 1)
+from legato.pipelines.windows import continue_windows, overlap_positions, window_seed
 
 
 def as_lists(prompts: str | Sequence[str], seeds: int | Sequence[int] | None) -> tuple[list[str], list[int]]:
@@ -57,7 +53,7 @@ def as_lists(prompts: str | Sequence[str], seeds: int | Sequence[int] | None) ->
 
 
 @dataclass(frozen=True, eq=False)
-class MusicPipeline:
+class MusicPipeline(Editing):
     """A mel-spectrogram cascade with its spectrogram parameters and text encoder.
 
     ``executor`` runs the cascade (`LocalExecutor` by default; a ``RayExecutor`` spreads its stages over a
@@ -144,28 +140,18 @@ class MusicPipeline:
         return self.cascade.output_shape()[-1]
 
     @property
-    def factor(self) -> int:
-        """How much the base stage's width is scaled up by the super-resolution stages."""
-        return math.prod(s.sr.space for s in self.cascade.stages[1:])
-
-    @property
     def window_seconds(self) -> float:
         return self.params.seconds(self.window)
 
     def overlap_frames(self, overlap: float | None) -> int:
-        """``overlap`` seconds as frames, rounded to a multiple of `factor` (default: a quarter window)."""
-        frames = (
-            self.window // 4
-            if overlap is None
-            else round(overlap * self.params.sample_rate / self.params.hop_length)
-        )
-        frames = max(self.factor, frames // self.factor * self.factor)
-        if frames >= self.window:
+        """``overlap`` seconds as frames, rounded to a multiple of the stages' factor (default: a quarter
+        window)."""
+        try:
+            return overlap_positions(self.cascade, None if overlap is None else round(overlap * self.rate))
+        except ValueError as err:
             raise ValueError(
-                f"overlap={overlap} s is {frames} frames, not shorter than the {self.window}-frame window "
-                f"({self.window_seconds:.2f} s); use about a quarter of the window"
-            )
-        return frames
+                f"overlap={overlap} s: {err} ({self.window_seconds:.2f} s); use about a quarter of it"
+            ) from None
 
     # -- generation ----------------------------------------------------------------------------------------
 
@@ -206,20 +192,10 @@ class MusicPipeline:
             if not duration > 0:
                 raise ValueError(f"duration={duration!r} must be a positive number of seconds")
             total = self.params.num_frames(round(duration * self.params.sample_rate))
-        items = self.items(prompts, seeds)
-        mels = self.executor.run(self.cascade, items, progress=progress)
-        if total <= self.window:
-            return [m[..., :total] for m in mels]
         keep = self.overlap_frames(overlap)
-        windows = math.ceil((total - keep) / (self.window - keep))
-        for k in range(1, windows):
-            items = [
-                replace(item, seed=window_seed(seed, k), prefix=mel[..., -keep:].contiguous())
-                for item, seed, mel in zip(items, seeds, mels, strict=True)
-            ]
-            new = self.executor.run(self.cascade, items, progress=progress)
-            mels = [torch.cat([m, n[..., keep:]], dim=-1) for m, n in zip(mels, new, strict=True)]
-        return [m[..., :total] for m in mels]
+        return continue_windows(
+            self.executor, self.cascade, self.items(prompts, seeds), total, keep, progress
+        )
 
     def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
         """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
@@ -258,76 +234,16 @@ class MusicPipeline:
         stitched into one track: see `legato.pipelines.interpolate`."""
         return interpolate(self, prompts, seeds, steps=steps, strength=strength, overlap=overlap)
 
-    # -- editing -------------------------------------------------------------------------------------------
+    # -- editing (legato.pipelines.editing) -----------------------------------------------------------------
 
-    def edit(
-        self, audio: Tensor | str | Path, prompt: str, *, strength: float = 0.6, seed: int = 0
-    ) -> AudioClip:
-        """img2img (SDEdit): noise the song's base-stage mel to ``strength`` of the schedule and denoise it
-        towards ``prompt``; 0 keeps the input, 1 ignores it."""
-        return self._edit(audio, prompt, seed, lambda low, masks: dict(init=low, strength=strength))
+    @property
+    def rate(self) -> float:
+        """Mel frames per second."""
+        return self.params.sample_rate / self.params.hop_length
 
-    def invert_edit(
-        self, audio: Tensor | str | Path, source_prompt: str, prompt: str, *, seed: int = 0
-    ) -> AudioClip:
-        """DDIM-inversion edit: invert the song under ``source_prompt`` (unguided), then sample from that
-        latent with DDIM under ``prompt``; with ``prompt == source_prompt`` and no guidance it rebuilds it."""
-        base = self.cascade.stages[0]
-        source = Conditioning(text=self.text([source_prompt]).to(base.device))
+    def _load(self, audio: Tensor | str | Path) -> Tensor:
+        """What an edit starts from: a mel image ``(C, n_mels, frames)`` in [-1, 1] as is, else `encode`."""
+        return audio if isinstance(audio, Tensor) and audio.ndim == 3 else self.encode(audio)
 
-        def latent(low: Tensor, masks: None) -> dict:
-            src = Conditioning(text=source.text.expand(low.shape[0], -1, -1))
-            noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src)
-            return dict(noise=noise)
-
-        ddim = replace(base, scheduler=DDIMScheduler.from_config(base.scheduler.config))
-        return self._edit(audio, prompt, seed, latent, base=ddim)
-
-    def inpaint(
-        self, audio: Tensor | str | Path, prompt: str, start: float, end: float, *, seed: int = 0
-    ) -> AudioClip:
-        """Regenerate the time range ``[start, end)`` seconds under ``prompt``; the rest is kept."""
-        mel = self.encode(audio)
-        frames = mel.shape[-1]
-        lo, hi = (round(t * self.params.sample_rate / self.params.hop_length) for t in (start, end))
-        if not 0 <= lo < hi <= frames:
-            raise ValueError(
-                f"start={start}, end={end} s select no frames of a {self.params.seconds(frames):.2f} s song; "
-                "give 0 <= start < end <= its length"
-            )
-        region = torch.zeros(1, frames)
-        region[..., lo:hi] = 1
-        return self._edit(mel, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region)
-
-    def _edit(self, audio, prompt, seed, how, *, base=None, region: Tensor | None = None) -> AudioClip:
-        """Edit a song window by window: each window's base-stage mel (the song downsampled) is re-sampled
-        by the base stage with the options ``how(low, masks)`` returns, then the SR stages add detail.
-        Windows are joined by crossfades of the mel images; outside ``region`` (inpainting) the frames are
-        the input's."""
-        mel = audio if isinstance(audio, Tensor) and audio.ndim == 3 else self.encode(audio)
-        frames, w = mel.shape[-1], self.window
-        keep = self.overlap_frames(None)
-        hop = w - keep
-        count = max(1, math.ceil((frames - keep) / hop))
-        pad = keep + count * hop - frames
-
-        def windowed(x: Tensor, value: float) -> Tensor:
-            x = torch.nn.functional.pad(x, (0, pad), value=value)
-            return torch.stack([x[..., k * hop : k * hop + w] for k in range(count)])
-
-        seeds = [window_seed(seed, k) for k in range(count)]
-        text = self.text([prompt] * count)
-        items = [Item(f"{k:04d}", s, Conditioning(text=text[k])) for k, s in enumerate(seeds)]
-        low = torch.stack([self.cascade.prefix_at(0, x) for x in windowed(mel, -1.0)])
-        masks = None
-        if region is not None:  # generate a base column where any of the frames it covers is in the region
-            masks = torch.nn.functional.max_pool1d(windowed(region, 0.0), self.factor)[:, :, None]
-        base = base or self.cascade.stages[0]
-        edited = base.run(None, Conditioning(text=text), seeds, 0, **how(low, masks))
-        outs = list(edited)
-        if len(self.cascade.stages) > 1:
-            outs = self.executor.run(self.cascade, items, start=1, inputs=outs)
-        joined = crossfade_concat(outs, keep)[..., :frames]
-        if region is not None:
-            joined = torch.where(region[:, None] > 0, joined, mel)
-        return self.clip(joined, prompt, seed, (frames - 1) * self.params.hop_length)
+    def _finish(self, mel: Tensor, prompt: str, seed: int) -> AudioClip:
+        return self.clip(mel, prompt, seed, (mel.shape[-1] - 1) * self.params.hop_length)

@@ -6,8 +6,13 @@
     videos = pipe(["slow zoom into a cat"], seeds=[0])
     videos[0].save("cat.mp4")          # H.264 with the generated AAC soundtrack
 
+    longer = pipe(["slow zoom into a cat"], frames=48)   # windows continued from their last frames
+    edited = pipe.edit("cat.mp4", "a rocket at night", strength=0.5)      # also invert_edit, inpaint
+
 The cascade's samples are ``(C, T, H, W)`` in [-1, 1]; its ``metadata["fps"]`` is the output frame rate.
-A soundtrack comes from a `MusicPipeline` given the same prompt and seed, as long as the video.
+More frames than one window come window by window, each continuing the last quarter of the one before
+(`legato.pipelines.windows`); edits come from `legato.pipelines.editing`, as for music. A soundtrack comes
+from a `MusicPipeline` given the same prompt and seed, as long as the video.
 """
 
 from __future__ import annotations
@@ -16,15 +21,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.diffusion import Conditioning
+from legato.pipelines.editing import Editing
 from legato.pipelines.music import MusicPipeline, as_lists
 from legato.pipelines.outputs import VideoClip
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
+from legato.pipelines.windows import continue_windows, overlap_positions
+from legato.video import Video, read_video
 
 
 @dataclass(frozen=True, eq=False)
-class VideoPipeline:
+class VideoPipeline(Editing):
     """A video cascade, its frame rate and text encoder, and optionally a music pipeline for soundtracks."""
 
     cascade: Cascade
@@ -60,7 +71,13 @@ class VideoPipeline:
 
     @property
     def frames(self) -> int:
+        """Frames per window (the cascade's output length)."""
         return self.cascade.output_shape()[1]
+
+    @property
+    def rate(self) -> float:
+        """Frames per second (editing's time axis)."""
+        return self.fps
 
     def items(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Item]:
         text = self.text(prompts)
@@ -71,17 +88,53 @@ class VideoPipeline:
         prompts: str | Sequence[str],
         *,
         seeds: int | Sequence[int] | None = None,
+        frames: int | None = None,
         soundtrack: bool = True,
         progress: Progress | None = None,
     ) -> list[VideoClip]:
-        """One video per prompt; with a soundtrack pipeline (and ``soundtrack``), each gets music as long
-        as it is."""
+        """One video per prompt, ``frames`` long (default: one window); with a soundtrack pipeline (and
+        ``soundtrack``), each gets music as long as it is."""
         prompts, seeds = as_lists(prompts, seeds)
-        videos = self.executor.run(self.cascade, self.items(prompts, seeds), progress=progress)
+        total = self.frames if frames is None else frames
+        if not isinstance(total, int) or total < 1:
+            raise ValueError(f"frames={frames!r}; give a positive whole number of frames")
+        keep = overlap_positions(self.cascade, None)
+        items = self.items(prompts, seeds)
+        videos = continue_windows(self.executor, self.cascade, items, total, keep, progress)
         music = [None] * len(prompts)
         if soundtrack and self.soundtrack is not None:
-            music = self.soundtrack(prompts, seeds=seeds, duration=self.frames / self.fps)
+            music = self.soundtrack(prompts, seeds=seeds, duration=total / self.fps)
         return [
             VideoClip(((v + 1) / 2).clamp(0, 1), self.fps, p, s, m)
             for v, p, s, m in zip(videos, prompts, seeds, music, strict=True)
         ]
+
+    # -- editing (legato.pipelines.editing) -----------------------------------------------------------------
+
+    def encode(self, video: Video | Tensor | str | Path) -> Tensor:
+        """A video (a file, a `Video`, or frames ``(T, 3, H, W)`` in [0, 1] at the pipeline's frame rate) as
+        a sample of this cascade: ``(3, T, H, W)`` in [-1, 1], re-timed to its fps (nearest frame) and
+        scaled and centre-cropped to its frame size."""
+        if isinstance(video, Tensor):
+            video = Video(video, self.fps)
+        elif not isinstance(video, Video):
+            video = read_video(video, with_audio=False)
+        frames = video.frames.float()
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"video frames of shape {tuple(frames.shape)}; give (T, 3, H, W) in [0, 1]")
+        fps = video.fps or self.fps  # a file without a frame rate: taken as the pipeline's
+        count = max(1, int(frames.shape[0] * self.fps / fps + 1e-6))
+        frames = frames[(torch.arange(count) * fps / self.fps).long().clamp_max(frames.shape[0] - 1)]
+        height, width = self.cascade.output_shape()[-2:]
+        scale = max(height / frames.shape[-2], width / frames.shape[-1])
+        size = (max(height, round(frames.shape[-2] * scale)), max(width, round(frames.shape[-1] * scale)))
+        frames = torch.nn.functional.interpolate(frames, size=size, mode="bilinear", antialias=True)
+        top, left = (size[0] - height) // 2, (size[1] - width) // 2
+        frames = frames[..., top : top + height, left : left + width]
+        return (frames.clamp(0, 1) * 2 - 1).transpose(0, 1).contiguous()
+
+    def _load(self, video: Video | Tensor | str | Path) -> Tensor:
+        return self.encode(video)
+
+    def _finish(self, video: Tensor, prompt: str, seed: int) -> VideoClip:
+        return VideoClip(((video + 1) / 2).clamp(0, 1), self.fps, prompt, seed)

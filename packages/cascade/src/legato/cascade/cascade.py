@@ -30,9 +30,10 @@ class Item:
     """One unit of work: an id (file names, manifests), a seed, and unbatched conditioning (e.g. a prompt's
     text embedding ``(L, D)``).
 
-    ``prefix`` continues earlier output: the known beginning ``(C, ..., P)`` of this item's final output
-    along its last axis (the time axis of a mel spectrogram). Every stage keeps it (each at its own
-    resolution, see `Cascade.prefix_at`) and generates the rest: windowed continuation by outpainting.
+    ``prefix`` continues earlier output: the known beginning of this item's final output along its time
+    axis (`Cascade.time_axis`: ``(C, H, P)`` of a mel spectrogram, ``(C, P, H, W)`` of a video). Every stage
+    keeps it (each at its own resolution, see `Cascade.prefix_at`) and generates the rest: windowed
+    continuation by outpainting.
     """
 
     id: str
@@ -84,6 +85,21 @@ class Cascade:
             shape = stage.sr.high_shape(shape, stage.frames)
         return shape[1:]
 
+    @property
+    def time_axis(self) -> int:
+        """The time axis of an item's output: the last of a ``(C, H, W)`` image (a mel spectrogram's frames),
+        ``T`` of a ``(C, T, H, W)`` video; negative, so it also indexes batches."""
+        return -1 if len(self.stages[0].shape) == 3 else -3
+
+    def factors(self, index: int = 0) -> tuple[int, ...]:
+        """Per axis of an item, how much larger the final output is than stage ``index``'s: ``(1, S, S)``
+        for images, ``(1, T, S, S)`` for videos (``S``, ``T``: the later stages' space and time factors)."""
+        later = self.stages[index + 1 :]
+        space = math.prod(s.sr.space for s in later)
+        if self.time_axis == -1:
+            return (1, space, space)
+        return (1, math.prod(s.sr.time for s in later), space, space)
+
     def downsample(self, index: int, x: Tensor) -> Tensor:
         """Final outputs ``(B, C, ...)`` brought to stage ``index``'s resolution: downsampled through the
         super-resolution stages after it (training data for each stage, prefixes of continuations)."""
@@ -92,12 +108,12 @@ class Cascade:
         return x
 
     def prefix_at(self, index: int, prefix: Tensor) -> Tensor:
-        """A prefix of the final output ``(C, ..., P)`` at stage ``index``'s resolution (``P`` must divide by
-        the later stages' factors)."""
-        factor = math.prod(s.sr.space for s in self.stages[index + 1 :])
-        if prefix.shape[-1] % factor:
+        """A prefix of the final output (``P`` positions along `time_axis`) at stage ``index``'s resolution
+        (``P`` must divide by the later stages' time factor)."""
+        factor = self.factors(index)[self.time_axis]
+        if prefix.shape[self.time_axis] % factor:
             raise DiffusionError(
-                f"a prefix of {prefix.shape[-1]} positions does not divide by x{factor}, the factor of the "
+                f"a prefix of {prefix.shape[self.time_axis]} positions does not divide by x{factor}, the factor of the "
                 f"stages after {self.stages[index].name!r}; make the overlap a multiple of it"
             )
         return self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result

@@ -110,8 +110,8 @@ class Stage:
         """Outputs ``(B, ...)`` for a batch: ``inputs`` are the previous stage's outputs (None for a base
         stage), ``cond`` the batched conditioning, ``seeds`` the items' seeds, ``index`` this stage's index
         in its cascade. ``prefixes`` (one per item, or None) are known beginnings of the items' outputs along
-        the last axis (``(C, ..., P)``, the time axis of a mel spectrogram), which the stage keeps and
-        continues (outpainting). Returns float32 on the CPU.
+        the time axis (the last of ``(C, H, W)`` images, ``T`` of ``(C, T, H, W)`` videos), which the stage
+        keeps and continues (outpainting). Returns float32 on the CPU.
 
         Editing, for base stages: ``noise`` replaces the seeded starting noise (e.g. a DDIM-inverted latent),
         ``init``/``strength`` run img2img, ``mask``/``known`` inpaint (see `legato.diffusion.sample`)."""
@@ -156,21 +156,28 @@ class Stage:
     def outpainting(
         self, shape: tuple[int, ...], prefixes: Sequence[Tensor | None] | None, device: torch.device
     ) -> tuple[Tensor | None, Tensor | None]:
-        """``(mask, known)`` for `sample` that keep each item's prefix, or ``(None, None)`` without any."""
+        """``(mask, known)`` for `sample` that keep each item's prefix, or ``(None, None)`` without any.
+        ``shape`` is the batch's ``(B, C, H, W)`` or ``(B, C, T, H, W)``; prefixes run along its time axis."""
         if prefixes is None or all(p is None for p in prefixes):
             return None, None
-        mask = torch.ones(shape[0], 1, *(1,) * (len(shape) - 3), shape[-1], device=device)
+        axis = -1 if len(shape) == 4 else -3  # Cascade.time_axis
+        length = shape[axis]
+        mask_shape = [1] * len(shape)
+        mask_shape[0], mask_shape[axis] = shape[0], length
+        mask = torch.ones(mask_shape, device=device)
         known = torch.zeros(shape, device=device)
         for b, prefix in enumerate(prefixes):
             if prefix is None:
                 continue
-            if tuple(prefix.shape[:-1]) != shape[1:-1] or not 0 < prefix.shape[-1] < shape[-1]:
+            fits = list(shape[1:])
+            fits[axis] = prefix.shape[axis] if prefix.ndim == len(fits) else -1
+            if list(prefix.shape) != fits or not 0 < prefix.shape[axis] < length:
                 raise DiffusionError(
                     f"stage {self.name!r}: a prefix of shape {tuple(prefix.shape)} does not fit outputs of "
-                    f"shape {shape[1:]}; give (C, ..., P) with 0 < P < {shape[-1]}"
+                    f"shape {shape[1:]}; give the same shape with 0 < P < {length} positions along its time axis"
                 )
-            known[b, ..., : prefix.shape[-1]] = prefix.to(device)
-            mask[b, ..., : prefix.shape[-1]] = 0
+            known[b].narrow(axis, 0, prefix.shape[axis]).copy_(prefix)
+            mask[b].narrow(axis, 0, prefix.shape[axis]).zero_()
         return mask, known
 
     def guided(self, cond: Conditioning, batch: int) -> tuple[nn.Module, Conditioning]:

@@ -1,8 +1,9 @@
-"""``legato edit music``: an audio file -> `MusicPipeline.edit` / ``invert_edit`` / ``inpaint`` -> files.
+"""``legato edit music|video``: a song or a video -> `edit` / ``invert_edit`` / ``inpaint`` -> files.
 
 One mode per call: img2img (``--strength``, the default), DDIM inversion under a description of the input
-(``--source-prompt``), or inpainting a time range (``--start``/``--end``; the rest is kept exactly).
-Video pipelines have no edits, so there is no ``edit video``.
+(``--source-prompt``), or inpainting a time range (``--start``/``--end``) and/or a mask image (``--mask``;
+the rest is kept exactly). Both kinds share the pipelines' one editing implementation
+(`legato.pipelines.editing`), so both take the same options.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from legato.services.cli.common import (
     status,
 )
 
-app = typer.Typer(help="Edit a song with a music model: img2img, DDIM inversion, or inpainting a time range.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Edit a song or a video with a model: img2img, DDIM inversion, or inpainting a time range or a mask.",
+    no_args_is_help=True,
+)
+DEFAULT_SUFFIX = {"music": ".wav", "video": ".mp4"}
 
 
 def check_formats(kind: str, paths: list[Path]) -> None:
@@ -39,48 +43,61 @@ def check_formats(kind: str, paths: list[Path]) -> None:
     )
 
 
+Prompt = Annotated[
+    str, typer.Argument(help="What the edit (or the region) should become.", show_default=False)
+]
+Strength = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="img2img: how much to change, 0 keeps the input, 1 ignores it.",
+        show_default="0.6",
+    ),
+]
+SourcePrompt = Annotated[
+    str | None, typer.Option(help="DDIM inversion: a description of the input; resampled under PROMPT.")
+]
+Start = Annotated[
+    float | None, typer.Option(min=0.0, help="Inpainting: start of the range to regenerate, s.")
+]
+End = Annotated[float | None, typer.Option(min=0.0, help="Inpainting: end of the range to regenerate, s.")]
+Seed = Annotated[int, typer.Option("--seed", "-s", help="Seed of the edit's noise.")]
+Steps = Annotated[
+    str | None,
+    typer.Option(help="Sampling steps: one for every stage, or one per stage.", show_default="the model's"),
+]
+Guidance = Annotated[
+    float | None, typer.Option(min=1.0, help="Base-stage guidance scale.", show_default="the model's")
+]
+Device = Annotated[str | None, typer.Option(help="cpu, cuda...", show_default="the model's, cpu")]
+
+
 @app.command("music")
 @handle_errors
 def music(
     audio: Annotated[
         Path, typer.Argument(help="The song to edit (wav, flac, mp3, ogg...).", show_default=False)
     ],
-    prompt: Annotated[
-        str, typer.Argument(help="What the edited song (or region) should be.", show_default=False)
-    ],
-    strength: Annotated[
-        float | None,
+    prompt: Prompt,
+    strength: Strength = None,
+    source_prompt: SourcePrompt = None,
+    start: Start = None,
+    end: End = None,
+    mask: Annotated[
+        Path | None,
         typer.Option(
-            min=0.0,
-            max=1.0,
-            help="img2img: how much to change, 0 keeps the song, 1 ignores it.",
-            show_default="0.6",
+            help="Inpainting: an image over the mel spectrogram (bands x frames, any size), white where to "
+            "regenerate; with --start/--end, within that range."
         ),
     ] = None,
-    source_prompt: Annotated[
-        str | None,
-        typer.Option(help="DDIM inversion: a description of the input song; resampled under PROMPT."),
-    ] = None,
-    start: Annotated[
-        float | None, typer.Option(min=0.0, help="Inpainting: start of the range to regenerate, s.")
-    ] = None,
-    end: Annotated[
-        float | None, typer.Option(min=0.0, help="Inpainting: end of the range to regenerate, s.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the edit's noise.")] = 0,
+    seed: Seed = 0,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="A music model folder or name.", show_default="music-default"),
     ] = None,
-    steps: Annotated[
-        str | None,
-        typer.Option(
-            help="Sampling steps: one for every stage, or one per stage.", show_default="the model's"
-        ),
-    ] = None,
-    guidance: Annotated[
-        float | None, typer.Option(min=1.0, help="Base-stage guidance scale.", show_default="the model's")
-    ] = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
     out: Annotated[
         list[Path] | None,
         typer.Option(
@@ -90,40 +107,98 @@ def music(
             show_default="<song>-edited.wav",
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda...", show_default="the model's, cpu")] = None,
+    device: Device = None,
     as_json: JsonOption = False,
 ) -> None:
     """Edit AUDIO towards PROMPT with one of three modes (img2img, inversion, inpainting)."""
-    if not audio.is_file():
-        fail(f"{audio} is not a file; give the song to edit")
+    edit("music", audio, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
+         seed=seed, model=model, steps=steps, guidance=guidance, out=out, device=device, as_json=as_json)  # fmt: skip
+
+
+@app.command("video")
+@handle_errors
+def video(
+    source: Annotated[
+        Path, typer.Argument(help="The video to edit (mp4, webm, gif...).", show_default=False)
+    ],
+    prompt: Prompt,
+    strength: Strength = None,
+    source_prompt: SourcePrompt = None,
+    start: Start = None,
+    end: End = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            help="Inpainting: an image (any size, scaled to the frames), white where to regenerate in every "
+            "frame; with --start/--end, within that range."
+        ),
+    ] = None,
+    seed: Seed = 0,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="A video model folder or name.", show_default="video-default"),
+    ] = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    out: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file, repeatable; the suffix is the format (.mp4, .webm, .gif).",
+            show_default="<video>-edited.mp4",
+        ),
+    ] = None,
+    device: Device = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Edit SOURCE towards PROMPT (re-timed to the model's frame rate and cropped to its frame size) with one
+    of three modes (img2img, inversion, inpainting)."""
+    edit("video", source, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
+         seed=seed, model=model, steps=steps, guidance=guidance, out=out, device=device, as_json=as_json)  # fmt: skip
+
+
+def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start, end, mask, seed, model, steps,
+         guidance, out, device, as_json) -> None:  # fmt: skip
+    """One edit of ``source`` with a ``kind`` pipeline, its files and summary."""
+    if not source.is_file():
+        fail(f"{source} is not a file; give the {'song' if kind == 'music' else 'video'} to edit")
     if (start is None) != (end is None):
-        fail("inpainting needs both --start and --end (seconds)")
+        fail("inpainting a time range needs both --start and --end (seconds)")
+    if mask is not None and not mask.is_file():
+        fail(f"--mask {mask} is not a file; give an image, white where to regenerate")
     modes = [m for m, on in (("img2img", strength is not None), ("inversion", source_prompt is not None),
-                             ("inpainting", start is not None)) if on]  # fmt: skip
+                             ("inpainting", start is not None or mask is not None)) if on]  # fmt: skip
     if len(modes) > 1:
-        fail(f"choose one mode, got {' and '.join(modes)}: --strength, --source-prompt, or --start/--end")
+        fail(
+            f"choose one mode, got {' and '.join(modes)}: --strength, --source-prompt, or --start/--end/--mask"
+        )
     mode = modes[0] if modes else "img2img"
-    outputs = out or [Path(f"{audio.stem}-edited.wav")]
-    check_formats("music", outputs)
-    path, config = resolve_model(model, "music")
-    from legato.pipelines import MusicPipeline
+    outputs = out or [Path(f"{source.stem}-edited{DEFAULT_SUFFIX[kind]}")]
+    check_formats(kind, outputs)
+    path, config = resolve_model(model, kind)
+    from legato.pipelines import MusicPipeline, VideoPipeline
     from legato.pipelines.jobs import with_sampling
 
+    pipeline = MusicPipeline if kind == "music" else VideoPipeline
     started = time.perf_counter()
-    with status(f"{mode} of {audio.name} with {path.name}", enabled=not as_json):
+    with status(f"{mode} of {source.name} with {path.name}", enabled=not as_json):
         pipe = with_sampling(
-            MusicPipeline.from_pretrained(path, device=device), parse_steps(steps, config), guidance
+            pipeline.from_pretrained(path, device=device), parse_steps(steps, config), guidance
         )
         if mode == "inpainting":
-            clip = pipe.inpaint(audio, prompt, start, end, seed=seed)
+            result = pipe.inpaint(source, prompt, start, end, mask=mask, seed=seed)
         elif mode == "inversion":
-            clip = pipe.invert_edit(audio, source_prompt, prompt, seed=seed)
+            result = pipe.invert_edit(source, source_prompt, prompt, seed=seed)
         else:
-            clip = pipe.edit(audio, prompt, strength=0.6 if strength is None else strength, seed=seed)
-        files = [str(clip.save(p).resolve()) for p in outputs]
+            result = pipe.edit(source, prompt, strength=0.6 if strength is None else strength, seed=seed)
+        files = [str(result.save(p).resolve()) for p in outputs]
     seconds = time.perf_counter() - started
-    emit({"ok": True, "mode": mode, "input": str(audio.resolve()), "prompt": prompt, "seed": seed,
-          "model": str(path), "files": files, "audio_seconds": round(clip.seconds, 3),
+    length = result.seconds if kind == "music" else result.frames.shape[1] / result.fps
+    emit({"ok": True, "mode": mode, "input": str(source.resolve()), "prompt": prompt, "seed": seed,
+          "model": str(path), "files": files, f"{'audio' if kind == 'music' else 'video'}_seconds": round(length, 3),
           "seconds": round(seconds, 3)}, as_json)  # fmt: skip
     if not as_json:
-        print(f"{mode}: {clip.seconds:.2f} s of audio in {seconds:.1f} s -> {', '.join(files)}")
+        print(
+            f"{mode}: {length:.2f} s of {'audio' if kind == 'music' else 'video'} in {seconds:.1f} s -> {', '.join(files)}"
+        )

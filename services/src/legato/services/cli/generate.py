@@ -80,34 +80,37 @@ Address = Annotated[
 ]
 
 
-def item_id(prompt: str, seed: int, duration: float | None) -> str:
-    """A file name for an item: readable, and different for a different prompt, seed or duration."""
+def item_id(prompt: str, seed: int, length: float | None) -> str:
+    """A file name for an item: readable, and different for a different prompt, seed or length (a music
+    item's duration, a video's frames)."""
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48].strip("-") or "item"
-    digest = hashlib.sha256(f"{prompt}\0{seed}\0{duration}".encode()).hexdigest()[:6]
+    digest = hashlib.sha256(f"{prompt}\0{seed}\0{length}".encode()).hexdigest()[:6]
     return f"{slug}-s{seed}-{digest}"
 
 
-def items(prompts: list[str], seeds: list[int] | None, duration: float | None = None) -> list[dict]:
+def items(
+    prompts: list[str], seeds: list[int] | None, length: float | None = None, key: str = "duration"
+) -> list[dict]:
     pairs = dict.fromkeys((p, s) for p in prompts for s in seeds or [0])  # repeated pairs once, in order
     if any(not p.strip() for p, _ in pairs):
         fail("a prompt is empty; give each prompt some words")
     found = []
     for prompt, seed in pairs:
-        item = {"id": item_id(prompt, seed, duration), "prompt": prompt, "seed": seed}
-        if duration is not None:
-            item["duration"] = duration
+        item = {"id": item_id(prompt, seed, length), "prompt": prompt, "seed": seed}
+        if length is not None:
+            item[key] = length
         found.append(item)
     return found
 
 
-def generate(kind: str, prompts: list[str], *, seeds, duration, model, soundtrack, steps, guidance, formats,
+def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack, steps, guidance, formats,
              out, device, executor, address, as_json, mastering=None) -> None:  # fmt: skip
     path, config = resolve_model(model, kind)
     spec = {
         "kind": kind,
         "model": str(path),
         "output": str((out or Path("outputs") / f"generate-{kind}").resolve()),
-        "items": items(prompts, seeds, duration),
+        "items": items(prompts, seeds, length, "duration" if kind == "music" else "frames"),
         "formats": formats or None,
         "executor": executor,
         "device": device,
@@ -206,7 +209,7 @@ def music(
         return
     if strength is not None:
         fail("--strength is for --interpolate; add --interpolate N")
-    generate("music", prompts, seeds=seed, duration=duration, model=model, soundtrack=None, steps=steps,
+    generate("music", prompts, seeds=seed, length=duration, model=model, soundtrack=None, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
              as_json=as_json, mastering=mastering)  # fmt: skip
 
@@ -216,6 +219,17 @@ def music(
 def video(
     prompts: Prompts,
     seed: Seeds = None,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            "--frames",
+            "-n",
+            min=1,
+            max=10_000,
+            help="Frames per video; more than the model's window continue window by window.",
+            show_default="one window",
+        ),
+    ] = None,
     model: Model = None,
     soundtrack: Annotated[
         str | None,
@@ -233,6 +247,6 @@ def video(
     as_json: JsonOption = False,
 ) -> None:
     """Videos (mp4, webm, gif) of the model's length and size, optionally with a generated soundtrack."""
-    generate("video", prompts, seeds=seed, duration=None, model=model, soundtrack=soundtrack, steps=steps,
+    generate("video", prompts, seeds=seed, length=frames, model=model, soundtrack=soundtrack, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
              as_json=as_json)  # fmt: skip

@@ -34,6 +34,7 @@ class Limits:
     max_prompts: int = 8  # prompts (clips or videos) per request
     max_prompt_chars: int = 500
     max_duration: float = 60.0  # seconds of music per clip
+    max_frames: int = 240  # frames per video
     max_steps: int = 100  # sampling steps per stage
     max_guidance: float = 20.0
     max_body_bytes: int = 64 * 1024
@@ -81,7 +82,12 @@ class MusicRequest(_Generate):
 class VideoRequest(_Generate):
     """``POST /v1/video``: one video per prompt."""
 
-    frames: int | None = Field(None, ge=1, description="frames per video; the model fixes it (see /healthz)")
+    frames: int | None = Field(
+        None,
+        ge=1,
+        description="frames per video (default: the model's window, see /healthz; longer videos "
+        "continue window by window)",
+    )
     soundtrack: bool = Field(False, description="add music made from the same prompt and seed")
     format: VideoFormat = Field("mp4", description="file format of each video (gif carries no sound)")
 
@@ -168,9 +174,7 @@ def problems_from_errors(errors: list[dict[str, Any]], fields: list[str]) -> lis
     return out
 
 
-def check_limits(
-    request: MusicRequest | VideoRequest, limits: Limits, stages: list[str], frames: int | None = None
-) -> list[Problem]:
+def check_limits(request: MusicRequest | VideoRequest, limits: Limits, stages: list[str]) -> list[Problem]:
     """Rules across fields and this server's limits: the problems of ``request`` (empty when it is fine)."""
     problems = []
     add = lambda field, problem, fix: problems.append(Problem(field=field, problem=problem, fix=fix))  # noqa: E731
@@ -210,7 +214,11 @@ def check_limits(
     if duration is not None and duration > limits.max_duration:
         add("duration", f"{duration:g} s is over this server's limit of {limits.max_duration:g} s",
             f"ask for at most {limits.max_duration:g} s, or join several clips")  # fmt: skip
-    if isinstance(request, VideoRequest) and request.frames is not None and request.frames != frames:
-        add("frames", f"{request.frames} frames; this model makes {frames}",
-            f"leave frames out, or give {frames}")  # fmt: skip
+    if (
+        isinstance(request, VideoRequest)
+        and request.frames is not None
+        and request.frames > limits.max_frames
+    ):
+        add("frames", f"{request.frames} frames is over this server's limit of {limits.max_frames}",
+            f"ask for at most {limits.max_frames} frames, or join several videos")  # fmt: skip
     return problems

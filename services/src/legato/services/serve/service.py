@@ -94,7 +94,7 @@ class Ingress:
             raise ServiceError(404, "no_model", f"this server runs no {kind} model",
                                f"start the server with {kind}_model=FOLDER (e.g. models/{kind}-default)")  # fmt: skip
         stages = [s.name for s in pipe.cascade.stages]
-        problems = check_limits(request, self.limits, stages, getattr(pipe, "frames", None))
+        problems = check_limits(request, self.limits, stages)
         if isinstance(request, VideoRequest) and request.soundtrack and pipe.soundtrack is None:
             raise ServiceError(422, "no_soundtrack", "this server runs no music model for soundtracks",
                                'send "soundtrack": false, or start the server with music_model= as well')  # fmt: skip
@@ -133,7 +133,7 @@ class Ingress:
             if isinstance(request, MusicRequest):
                 outputs = pipe(prompts, seeds=seeds, duration=request.duration)
             else:
-                outputs = pipe(prompts, seeds=seeds, soundtrack=request.soundtrack)
+                outputs = pipe(prompts, seeds=seeds, frames=request.frames, soundtrack=request.soundtrack)
             files = []
             for i, out in enumerate(outputs):
                 name = f"{i:04d}.{request.format}"

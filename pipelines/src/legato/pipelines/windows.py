@@ -1,0 +1,94 @@
+"""Time windows of a cascade's output: any length from a fixed-length cascade, for music and video alike.
+
+A cascade makes items of one length along its time axis (`Cascade.time_axis`: a mel spectrogram's frames,
+a video's frames). Longer output is made window by window: window ``k`` is generated with the last
+``keep`` positions of window ``k - 1`` as a prefix that every stage keeps (outpainting), so each join is
+the model continuing what came before (`continue_windows`). Edits of long input cut it into overlapping
+windows (`split`) and join the results with crossfades (`join`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from legato.cascade import Cascade, Executor, Item, Progress
+from legato.codec import crossfade_concat
+
+
+def window_seed(seed: int, window: int) -> int:
+    """The seed of window ``window`` of a long item (window 0 keeps the item's own seed)."""
+    return int(seed) if window == 0 else (int(seed) * 1_000_033 + 104_729 * window) % (2**63 - 1)
+
+
+def overlap_positions(cascade: Cascade, overlap: int | None) -> int:
+    """``overlap`` positions along the time axis (default: a quarter window), rounded down to a multiple of
+    the stages' time factor (at least one)."""
+    window = cascade.output_shape()[cascade.time_axis]
+    factor = cascade.factors()[cascade.time_axis]
+    positions = window // 4 if overlap is None else overlap
+    positions = max(factor, positions // factor * factor)
+    if positions >= window:
+        raise ValueError(
+            f"an overlap of {positions} positions is not shorter than the {window}-position window; use "
+            "about a quarter of the window"
+        )
+    return positions
+
+
+def continue_windows(
+    executor: Executor,
+    cascade: Cascade,
+    items: Sequence[Item],
+    total: int,
+    keep: int,
+    progress: Progress | None = None,
+) -> list[Tensor]:
+    """One output per item, ``total`` positions long along the time axis: the first window from the items
+    as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions."""
+    axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
+    outs = executor.run(cascade, items, progress=progress)
+    if total > window:
+        for k in range(1, math.ceil((total - keep) / (window - keep))):
+            batch = [
+                replace(
+                    item, seed=window_seed(item.seed, k), prefix=out.narrow(axis, -keep, keep).contiguous()
+                )
+                for item, out in zip(items, outs, strict=True)
+            ]
+            new = executor.run(cascade, batch, progress=progress)
+            outs = [
+                torch.cat([o, n.narrow(axis, keep, n.shape[axis] - keep)], dim=axis)
+                for o, n in zip(outs, new, strict=True)
+            ]
+    return [o.narrow(axis, 0, min(total, o.shape[axis])) for o in outs]
+
+
+def split(x: Tensor, window: int, keep: int, axis: int, value: float) -> Tensor:
+    """``x`` cut along ``axis`` into windows of ``window`` positions overlapping by ``keep``, stacked on a new
+    first axis; the last window is padded with ``value``."""
+    x = x.movedim(axis, -1)
+    hop = window - keep
+    count = max(1, math.ceil((x.shape[-1] - keep) / hop))
+    x = torch.nn.functional.pad(x, (0, keep + count * hop - x.shape[-1]), value=value)
+    return torch.stack([x[..., k * hop : k * hop + window] for k in range(count)]).movedim(-1, axis)
+
+
+def join(windows: Sequence[Tensor], keep: int, axis: int, length: int) -> Tensor:
+    """The inverse of `split`: windows joined along ``axis`` by crossfades of ``keep`` positions, cut to
+    ``length``."""
+    joined = crossfade_concat([w.movedim(axis, -1) for w in windows], keep)[..., :length]
+    return joined.movedim(-1, axis)
+
+
+def pool(mask: Tensor, factors: Sequence[int]) -> Tensor:
+    """A ``(B, ...)`` mask brought down by ``factors`` per item axis (`Cascade.factors`): a low-res position
+    is on where any position it covers is on. Axes of size 1 (broadcast) stay."""
+    for axis, factor in enumerate(factors, start=1):
+        if factor > 1 and mask.shape[axis] > 1:
+            mask = mask.unflatten(axis, (mask.shape[axis] // factor, factor)).amax(axis + 1)
+    return mask

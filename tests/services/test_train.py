@@ -46,6 +46,37 @@ def test_fine_tune_writes_a_new_model_and_a_rerun_resumes(dataset, models, tmp_p
     )
 
 
+def test_fine_tune_on_two_ray_train_workers(dataset, models, tmp_path, cli_env):
+    """``--workers 2``: each stage trains data-parallel (DDP over gloo) on a local Ray cluster the command
+    starts; the model is rank 0's EMA export, and a resume with another worker count is refused."""
+    from legato.diffusion.training import checkpoint as ckpt
+
+    out, runs = tmp_path / "tuned", tmp_path / "runs"
+    args = ["train", "music", "--data", str(dataset), "--from", "music-tiny", "--out", str(out), "--runs", str(runs),
+            "--batch-size", "2", "--device", "cpu", "--json"]  # fmt: skip
+    first = legato(*args, "--steps", "2", "--workers", "2", env=cli_env, timeout=600)
+    assert first.code == 0, first.stderr
+    assert first.json()["workers"] == 2
+    for stage in ("base", "sr"):
+        latest = ckpt.latest(runs / stage / "checkpoints")
+        assert latest.step == 2
+        assert ckpt.read(latest)[1]["world"] == 2
+        exported = load_file(str(runs / stage / "model" / "diffusion_pytorch_model.safetensors"))
+        written = load_file(str(out / stage / "diffusion_pytorch_model.safetensors"))
+        assert all(
+            (exported[k].half() == written[k].half()).all() for k in exported
+        )  # the model is rank 0's export
+    before, after = weights(models / "music-tiny"), weights(out)
+    assert any((before[k].float() - after[k].float()).abs().max() > 0 for k in before)  # it trained
+    other = invoke(*args, "--steps", "3", env=cli_env)
+    assert other.code != 0
+    assert "same number of workers" in other.stderr
+    assert (
+        invoke("generate", "music", "a jig", "-m", str(out), "-o", str(tmp_path / "clips"), env=cli_env).code
+        == 0
+    )
+
+
 def test_distill_halves_the_base_stage_steps_and_the_student_generates(dataset, tmp_path, cli_env):
     out = tmp_path / "student"
     result = invoke("distill", "music-tiny", "--data", str(dataset), "--out", str(out), "--steps", "2",

@@ -13,6 +13,8 @@ augmentation. Training resumes from each stage's checkpoints, so an interrupted 
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -120,6 +122,17 @@ def stage_items(cascade: Cascade, index: int, samples: Tensor, text: Tensor) -> 
     return TensorItems(x, text=text) if stage.is_base else stage.sr.items(x, text=text)
 
 
+def stage_trainer(
+    stage: Stage, items: TensorItems, config: TrainConfig, out_dir: Path, device: str
+) -> Trainer:
+    """The `Trainer` of one stage (module-level, so Ray Train workers can build it from a partial)."""
+    objective = Objective(
+        stage.denoiser.output_type, augmentation=None if stage.is_base else stage.sr.augmentation
+    )
+    return Trainer(stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler), objective, items, config,
+                   out_dir, device=device)  # fmt: skip
+
+
 def train_cascade(
     cascade: Cascade,
     samples: Tensor,
@@ -134,30 +147,41 @@ def train_cascade(
     checkpoint_every: int = 500,
     device: str = "cpu",
     progress: bool = False,
+    workers: int = 1,
 ) -> Cascade:
     """Train every stage on ``samples`` ``(N, C, ...)`` in [-1, 1] at the cascade's output resolution and
     their prompts' embeddings ``text`` ``(N, L, D)``; stage ``i`` trains ``steps[i]`` steps in
-    ``out_dir/<stage name>`` (resuming from its checkpoints). Returns the cascade with the EMA networks."""
+    ``out_dir/<stage name>`` (resuming from its checkpoints). Returns the cascade with the EMA networks.
+
+    ``workers > 1`` trains each stage data-parallel on that many Ray Train workers (`legato.pipelines.train`;
+    the caller has started or joined a Ray cluster, and ``out_dir`` is on storage every worker reaches);
+    ``batch_size`` is then per worker, and a resume needs the same number of workers."""
     if len(steps) != len(cascade.stages):
         raise ValueError(
             f"steps={list(steps)} gives {len(steps)} step counts for {len(cascade.stages)} stages"
         )
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}; give a whole number of training workers, at least 1")
     trained = []
     for index, stage in enumerate(cascade.stages):
-        items = stage_items(cascade, index, samples, text)
-        objective = Objective(
-            stage.denoiser.output_type, augmentation=None if stage.is_base else stage.sr.augmentation
-        )
         config = TrainConfig(
             steps=steps[index], batch_size=batch_size, learning_rate=learning_rate, cond_dropout=cond_dropout,
             ema_decay=ema_decay, lr_schedule="cosine", warmup_steps=min(100, steps[index] // 10),
-            checkpoint_every=checkpoint_every, log_every=50, progress=progress, seed=index,
+            checkpoint_every=checkpoint_every, log_every=50, progress=progress and workers == 1, seed=index,
         )  # fmt: skip
-        trainer = Trainer(
-            stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler), objective, items, config,
-            Path(out_dir) / stage.name, device=device,
-        )  # fmt: skip
-        trainer.fit()
-        network = trainer.trained_network().cpu()
+        items = stage_items(cascade, index, samples, text)
+        build = functools.partial(stage_trainer, stage, items, config, Path(out_dir) / stage.name, device)
+        if workers == 1:
+            trainer = build()
+            trainer.fit()
+            network = trainer.trained_network().cpu()
+        else:
+            from legato.diffusion.training import checkpoint as ckpt
+            from legato.pipelines.train import train_on_ray
+
+            result = train_on_ray(build, Path(out_dir) / stage.name, num_workers=workers,
+                                  use_gpu=device.startswith("cuda"))  # fmt: skip
+            network = copy.deepcopy(stage.denoiser.network).cpu().eval()
+            ckpt.load_network_weights(network, result.model)
         trained.append(replace(stage, denoiser=Denoiser(network, stage.denoiser.output_type), device="cpu"))
     return replace(cascade, stages=tuple(trained))

@@ -205,12 +205,9 @@ def read_manifest(output: Path) -> list[dict]:
 def make_executor(spec: JobSpec) -> Executor:
     if spec.executor == "local":
         return LocalExecutor()
-    import ray
+    from legato.pipelines.ray_executor import RayDataExecutor, RayExecutor, StageResources, connect
 
-    from legato.pipelines.ray_executor import RayDataExecutor, RayExecutor, StageResources
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    connect()
     resources = {name: StageResources(**r.model_dump()) for name, r in spec.resources.items()}
     return RayExecutor(resources) if spec.executor == "ray" else RayDataExecutor(resources)
 

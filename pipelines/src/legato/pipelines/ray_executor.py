@@ -18,16 +18,27 @@ and a stage that cannot be placed raises `PlacementError` naming it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Item, Progress, batches, check_run, finish, run_batch
 from legato.diffusion import Conditioning
+
+
+def connect(address: str | None = None) -> None:
+    """Join the Ray cluster at ``address`` (default ``$RAY_ADDRESS``), or start a local one where neither is
+    set; nothing where this process is connected already."""
+    if not ray.is_initialized():
+        ray.init(
+            address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False
+        )
 
 
 class PlacementError(RuntimeError):
@@ -128,7 +139,6 @@ class RayExecutor:
         self._shared: Any = None
 
     def actors(self, cascade: Cascade) -> dict[int, list[Any]]:
-        import ray
 
         if self._cascade is not cascade:
             self.shutdown()
@@ -155,7 +165,6 @@ class RayExecutor:
         (``ray.get`` them, or pass them to your own tasks)."""
         span = cascade.span(start, stop)
         check_run(cascade, items, span, inputs)
-        import ray
 
         actors = self.actors(cascade)
         # Upstream: (ref, first position) per batch; the inputs of a run that starts at an SR stage are refs too.
@@ -191,7 +200,6 @@ class RayExecutor:
         inputs: Sequence[Tensor] | None = None,
         progress: Progress | None = None,
     ) -> list[Any]:
-        import ray
 
         span = cascade.span(start, stop)
         refs = self.bind(cascade, items, start=start, stop=stop, inputs=inputs)
@@ -210,7 +218,6 @@ class RayExecutor:
         return finish(cascade, span, outputs)
 
     def shutdown(self) -> None:
-        import ray
 
         for group in self._actors.values():
             for actor in group:
@@ -238,7 +245,6 @@ class _StageMapper:
     """A Ray Data callable class: one stage over numpy batches of rows."""
 
     def __init__(self, cascade: Any, index: int, threads: int) -> None:
-        import ray
 
         # Ray Data passes constructor arguments as given: fetch the shared cascade here.
         cascade = ray.get(cascade) if isinstance(cascade, ray.ObjectRef) else cascade
@@ -268,7 +274,6 @@ def ray_data_run(
     progress: Progress | None = None,
 ) -> list[Any]:
     """The cascade as a Ray Data pipeline: ``map_batches`` per stage, an actor pool per stage, streaming."""
-    import ray
 
     span = cascade.span(start, stop)
     check_run(cascade, items, span, inputs)

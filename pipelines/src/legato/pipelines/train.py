@@ -28,6 +28,7 @@ class RayTrainResult:
     step: int
     metrics: list[dict]  # the rows of out_dir/metrics.jsonl
     checkpoint: Path
+    model: Path  # out_dir/model: the trained (EMA) network in diffusers layout, written by rank 0
 
 
 def train_on_ray(
@@ -64,6 +65,8 @@ def train_on_ray(
             os.chdir(driver_cwd)
         trainer = build()
         trainer.fit()
+        if trainer.rank == 0:
+            trainer.export()
 
     TorchTrainer(
         loop,
@@ -75,4 +78,6 @@ def train_on_ray(
     out = Path(out_dir)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     checkpoints = sorted((out / "checkpoints").glob("step-*"))
-    return RayTrainResult(step=metrics[-1]["step"], metrics=metrics, checkpoint=checkpoints[-1])
+    return RayTrainResult(
+        step=metrics[-1]["step"], metrics=metrics, checkpoint=checkpoints[-1], model=out / "model"
+    )

@@ -4,8 +4,8 @@ command resumes it where it stopped.
 
 - ``train KIND --data D``: the bundled recipe (`legato.pipelines.bundled.train_stage`: train, then the
   recipe's progressive distillation), ``--export`` writes ``<kind>-default`` and ``<kind>-fast``;
-- ``train KIND --data D --from MODEL --steps N,M --out NEW``: fine-tune a model's cascade
-  (`legato.pipelines.build.train_cascade`);
+- ``train KIND --data D --from MODEL --steps N,M --out NEW [--workers W]``: fine-tune a model's cascade
+  (`legato.pipelines.build.train_cascade`), data-parallel on ``W`` Ray Train workers where ``W > 1``;
 - ``distill MODEL --data D --out NEW``: halve a stage's sampling steps per round
   (`legato.pipelines.distill.distill_cascade`).
 """
@@ -93,6 +93,22 @@ def train(
     ] = None,
     runs: Runs = None,
     device: Device = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --from: data-parallel Ray Train workers (DDP; gloo on CPU, NCCL on GPU); "
+            "--batch-size is per worker and a resume needs the same number.",
+        ),
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --workers: the Ray cluster (e.g. 10.0.0.5:6379; --runs must be on storage its nodes "
+            "share).",
+            show_default="$RAY_ADDRESS or a new local one",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a KIND cascade on a dataset folder: the bundled recipe, or a fine-tune with --from."""
@@ -102,8 +118,10 @@ def train(
         )
     started, device = time.perf_counter(), default_device(device)
     if from_model is None:
-        if out is not None or steps is not None:
-            fail("--out and --steps go with --from; the bundled recipe's steps are fixed (use --export)")
+        if out is not None or steps is not None or workers > 1:
+            fail(
+                "--out, --steps and --workers go with --from; the bundled recipe's steps are fixed (use --export)"
+            )
         from legato.pipelines import bundled
 
         runs = runs or Path("runs") / kind
@@ -135,12 +153,17 @@ def train(
         runs = runs or Path("runs") / out.name
         names = [s["name"] for s in config["stages"]]
         before = resumes(runs, names)
+        if workers > 1:
+            from legato.pipelines.ray_executor import connect
+
+            connect(address)
         trained = train_cascade(pipe.cascade, split.samples, split.text, runs, steps=parse_steps(steps, config),
                                 batch_size=batch_size, learning_rate=learning_rate, device=device,
-                                progress=not as_json)  # fmt: skip
+                                progress=not as_json, workers=workers)  # fmt: skip
         saved = replace(pipe, cascade=trained).save_pretrained(out)
         result = {"ok": True, "mode": "fine-tune", "from": str(path), "model": str(saved.resolve()),
-                  "runs": str(runs.resolve()), "resumed": before, "items": len(split.samples)}  # fmt: skip
+                  "runs": str(runs.resolve()), "resumed": before, "items": len(split.samples),
+                  "workers": workers}  # fmt: skip
     result["seconds"] = round(time.perf_counter() - started, 3)
     emit(result, as_json)
     if not as_json:

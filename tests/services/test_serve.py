@@ -219,6 +219,61 @@ def test_over_max_active_jobs_gets_503_and_the_running_jobs_finish(client):
     for status, _, data in answers:
         if status == 202:
             assert client.wait(json.loads(data)["id"])["status"] == "done"
+    # The load has dropped: the service takes work again, and says it is healthy.
+    assert client.health()["status"] == "ok"
+    after = [client.request("POST", "/v1/music?wait=false", body)[0] for _ in range(2)]
+    assert after == [202, 202], after
+
+
+# One bad request through all three surfaces: the HTTP service (4xx, JSON naming the field), the command
+# (exit 2, one error line, no traceback, no file) and the Python API (a typed error), each naming the value.
+SURFACES = [
+    ("control characters", "music", {"prompt": "ragtime\u001b[31m piano"}, "prompt", [], "U+001B"),
+    ("empty prompt", "music", {"prompt": "   "}, "prompt", [], "empty"),
+    ("huge prompt", "music", {"prompt": "a jig " * 1000}, None, [], "characters"),
+    ("absurd duration", "music", {"prompt": "a jig", "duration": 1e9}, "duration", ["--duration", "1e9"], "duration"),
+    ("absurd frames", "video", {"prompt": "a pan", "frames": 10**9}, "frames", ["--frames", "1000000000"], "frames"),
+    ("steps per stage", "music", {"prompt": "a jig", "steps": [1, 2, 3]}, "steps", ["--steps", "1,2,3"], "per stage"),
+    ("guidance under 1", "music", {"prompt": "a jig", "guidance": 0.5}, "guidance", ["--guidance", "0.5"], "guidance"),
+]  # fmt: skip
+
+
+def api_call(kind: str, body: dict, folder: Path):
+    from legato.pipelines import MusicPipeline, VideoPipeline
+    from legato.pipelines.jobs import with_sampling
+
+    pipe = (MusicPipeline if kind == "music" else VideoPipeline).from_pretrained(folder)
+    pipe = with_sampling(pipe, body.get("steps"), body.get("guidance"))
+    length = {"duration": body["duration"]} if "duration" in body else {}
+    if "frames" in body:
+        length = {"frames": body["frames"]}
+    return pipe([body["prompt"]], seeds=[0], **length)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field", "options", "words"), [c[1:] for c in SURFACES], ids=[c[0] for c in SURFACES]
+)
+def test_a_bad_request_is_refused_by_the_service_the_command_and_the_api(
+    client, tiny_models, tmp_path, kind, body, field, options, words
+):
+    from legato.diffusion import DiffusionError
+
+    from .conftest import legato
+
+    status, _, data = client.request("POST", f"/v1/{kind}", body)
+    assert status in (413, 422), (status, data)
+    answer = json.loads(data)
+    if field is not None:
+        assert answer["problems"][0]["field"] == field, answer
+    out = tmp_path / "out"
+    result = legato("generate", kind, body["prompt"], "-m", str(tiny_models[kind]), *options, "-o", str(out))
+    assert result.code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert words in result.stderr, result.stderr
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+    with pytest.raises((ValueError, DiffusionError)) as err:
+        api_call(kind, body, tiny_models[kind])
+    assert words in str(err.value), str(err.value)
 
 
 def test_concurrent_requests_each_get_their_own_clip(client):

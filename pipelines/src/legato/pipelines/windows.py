@@ -10,6 +10,7 @@ windows (`split`) and join the results with crossfades (`join`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -40,6 +41,30 @@ def overlap_positions(cascade: Cascade, overlap: int | None) -> int:
     return positions
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine has free now (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_output_size(cascade: Cascade, count: int, total: int, *, limit: int | None = None) -> None:
+    """Refuse ``count`` outputs of ``total`` positions each whose float32 samples alone would take more than
+    half of ``limit`` (default: the free memory), before any work: an absurd duration, frame count or
+    batch is a clear error, not the machine swapping or a killed process."""
+    shape = list(cascade.output_shape())
+    shape[cascade.time_axis] = total
+    need = 4 * count * math.prod(shape)
+    limit = available_memory() if limit is None else limit
+    if limit is not None and need > limit // 2:
+        unit = "duration" if cascade.time_axis == -1 else "frames"
+        raise ValueError(
+            f"{count} item(s) of {total} positions ({unit}) need {need / 2**30:.1f} GiB for their samples alone, "
+            f"more than half of the {limit / 2**30:.1f} GiB free; ask for a shorter {unit} or fewer items per call"
+        )
+
+
 def continue_windows(
     executor: Executor,
     cascade: Cascade,
@@ -50,6 +75,7 @@ def continue_windows(
 ) -> list[Tensor]:
     """One output per item, ``total`` positions long along the time axis: the first window from the items
     as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions."""
+    check_output_size(cascade, len(items), total)
     axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
     outs = executor.run(cascade, items, progress=progress)
     if total > window:

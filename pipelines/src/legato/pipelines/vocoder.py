@@ -108,7 +108,7 @@ class VocoderObjective:
             if self.quantize:  # the images models make are continuous; the dataset's are 8-bit
                 noise = torch.rand(unit.shape, generator=generator, device=unit.device)
                 unit = (unit + (noise - 0.5) / 255).clamp(0, 1)
-        return spectral_loss(audio, network(unit, length=audio.shape[-1]), fb)
+        return spectral_loss(audio, network(unit, length=audio.shape[-1], refine=0), fb)
 
     def denoiser(self, network: nn.Module, schedule) -> nn.Module:
         return network

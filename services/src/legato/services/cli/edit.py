@@ -73,6 +73,23 @@ Guidance = Annotated[
 Device = Annotated[str | None, typer.Option(help="cpu, cuda...", show_default="the model's, cpu")]
 
 
+def model_option(kind: str):
+    return Annotated[
+        str | None,
+        typer.Option("--model", "-m", help=f"A {kind} model folder or name.", show_default=f"{kind}-default"),
+    ]
+
+
+def out_option(formats: str, default: str):
+    return Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--out", "-o", help=f"Output file, repeatable; the suffix is the format ({formats}).",
+            show_default=default,
+        ),
+    ]  # fmt: skip
+
+
 @app.command("music")
 @handle_errors
 def music(
@@ -92,21 +109,10 @@ def music(
         ),
     ] = None,
     seed: Seed = 0,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="A music model folder or name.", show_default="music-default"),
-    ] = None,
+    model: model_option("music") = None,
     steps: Steps = None,
     guidance: Guidance = None,
-    out: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Output file, repeatable; the suffix is the format (.wav, .flac, .png...).",
-            show_default="<song>-edited.wav",
-        ),
-    ] = None,
+    out: out_option(".wav, .flac, .png...", "<song>-edited.wav") = None,
     device: Device = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -134,21 +140,10 @@ def video(
         ),
     ] = None,
     seed: Seed = 0,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="A video model folder or name.", show_default="video-default"),
-    ] = None,
+    model: model_option("video") = None,
     steps: Steps = None,
     guidance: Guidance = None,
-    out: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Output file, repeatable; the suffix is the format (.mp4, .webm, .gif).",
-            show_default="<video>-edited.mp4",
-        ),
-    ] = None,
+    out: out_option(".mp4, .webm, .gif", "<video>-edited.mp4") = None,
     device: Device = None,
     as_json: JsonOption = False,
 ) -> None:

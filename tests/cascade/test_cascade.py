@@ -1,5 +1,7 @@
 """LocalExecutor: per-item seeds, regrouping between stages, start/stop, guidance, and clear errors."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from diffusers import DDIMScheduler
@@ -77,3 +79,33 @@ def test_bad_cascades_and_runs_say_what_to_do(cascade):
     )
     with pytest.raises(DiffusionError, match="guidance_scale needs text"):
         LocalExecutor().run(Cascade((no_text,)), [Item("a", 0)])
+
+
+def test_a_stage_shared_with_another_cascade_loads_from_its_folder_and_is_part_of_its_identity(tmp_path):
+    """share_stages: a fast variant that runs the default's SR stage keeps one copy of its weights; it loads,
+    generates what the unshared copy did, and the job manifests' model hash follows the shared files."""
+    from legato.cascade import LocalExecutor
+    from legato.cascade.pretrained import share_stages
+    from legato.diffusion import DiffusionError
+    from legato.pipelines.jobs import model_hash
+
+    base, sr = tiny_cascade().stages
+    default = Cascade((base, sr)).save_pretrained(tmp_path / "default")
+    Cascade((base, replace(sr, steps=2))).save_pretrained(tmp_path / "fast")
+    before = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "fast"), tiny_items(2))
+    other = Cascade((replace(base, denoiser=Denoiser(unet(3, False))), sr)).save_pretrained(
+        tmp_path / "other"
+    )
+    with pytest.raises(DiffusionError, match="is not shared"):  # other base weights: refused, nothing removed
+        share_stages(other, default, ["base"])
+    assert (other / "base").is_dir()
+    share_stages(tmp_path / "fast", default, ["sr"])
+    assert not (tmp_path / "fast" / "sr").exists()
+    loaded = Cascade.from_pretrained(tmp_path / "fast")
+    assert loaded.stages[1].steps == 2
+    after = LocalExecutor().run(loaded, tiny_items(2))
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    digest = model_hash(tmp_path / "fast")
+    weights = default / "sr" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert model_hash(tmp_path / "fast") != digest

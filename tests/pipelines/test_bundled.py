@@ -71,3 +71,16 @@ def test_bundled_music_fast_generates_a_clip(tmp_path):
     assert sr == SMALL.sample_rate
     assert audio.shape[-1] == pytest.approx(4.1 * sr, rel=0.02)
     assert 0.01 < float(audio.pow(2).mean().sqrt()) < 0.9
+
+
+def test_the_bundled_weights_stay_under_60_mb_and_each_is_stored_once():
+    """Issue 8's budget, and no duplicated weights: a fast variant names its default's shared stages."""
+    import hashlib
+
+    files = sorted(MODELS.rglob("*.safetensors"))
+    assert sum(f.stat().st_size for f in files) < 60e6, [(f.name, f.stat().st_size) for f in files]
+    digests = [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert len(set(digests)) == len(digests)
+    from legato.cascade.pretrained import cascade_folders
+
+    assert (MODELS / "music-default" / "sr").resolve() in cascade_folders(MODELS / "music-fast")

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from legato.cascade import Cascade
+from legato.cascade.pretrained import share_stages
 from legato.codec import SMALL
 from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
 from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
@@ -198,6 +199,12 @@ def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:
             else VideoPipeline(cascade, fps=8, text=text)
         )
         written.append(pipe.save_pretrained(Path(models) / f"{kind}-{variant}", weights_dtype="float16"))
+    # The fast variant runs the default's undistilled stages with fewer steps: one copy of their weights.
+    recipe = RECIPES[kind]
+    shared = [
+        s.name for s, rounds in zip(recipe.build().stages, recipe.distill_rounds, strict=True) if not rounds
+    ]
+    share_stages(written[1], written[0], shared)
     return written
 
 

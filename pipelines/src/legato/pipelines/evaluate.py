@@ -60,7 +60,11 @@ def bilinear(cascade: Cascade, base: Tensor) -> Tensor:
     return x
 
 
-def evaluate(kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0) -> dict:
+def evaluate(
+    kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0, only: str | None = None
+) -> dict:
+    """Every row (see the module docstring), or with ``only="fast"`` just that model's row, the others taken
+    from the last full run's ``models/quality-<kind>.json`` (same items and seed: checked)."""
     held = load(data).split(held_out=True)
     order = torch.randperm(len(held.samples), generator=torch.Generator().manual_seed(seed))
     prompts, reference = order[:items], order[items:]
@@ -79,6 +83,17 @@ def evaluate(kind: str, *, data: str, models: str, verifier: str, items: int, se
         out = torch.stack(LocalExecutor().run(cascade, work, **kw)).clamp(-1, 1)
         return out, time.perf_counter() - started
 
+    if only is not None:
+        previous = json.loads((Path(models) / f"quality-{kind}.json").read_text())
+        if (previous["items"], previous["seed"]) != (items, seed) or only not in previous["rows"]:
+            raise ValueError(
+                f"the last run scored {previous['items']} items with seed {previous['seed']}; run them all"
+            )
+        rows = previous["rows"]
+        cascade, _ = load_pipeline_cascade(Path(models) / f"{kind}-{only}", kind, "cpu")
+        samples, seconds = run(cascade)
+        rows[only] = row(samples, model_evaluations(cascade), seconds)
+        return ratios({**previous, "rows": rows})
     rows = {"real (ceiling)": row(held.samples[prompts], None, None)}
     default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
     base, base_s = run(default, stop=1)
@@ -92,11 +107,19 @@ def evaluate(kind: str, *, data: str, models: str, verifier: str, items: int, se
     floor = untrained(kind)
     samples, seconds = run(floor)
     rows["untrained (floor)"] = row(samples, model_evaluations(floor), seconds)
+    return ratios(
+        {"kind": kind, "items": items, "reference_items": len(reference), "seed": seed, "rows": rows}
+    )
+
+
+def ratios(result: dict) -> dict:
+    """Each row's accuracy against the ceiling's and the share of the floor-to-ceiling FD gap it closes."""
+    rows = result["rows"]
     ceiling, bottom = rows["real (ceiling)"], rows["untrained (floor)"]
     for r in rows.values():
         r["accuracy_vs_ceiling"] = r["accuracy"]["mean"] / ceiling["accuracy"]["mean"]
         r["fd_gap_closed"] = (bottom["fd"] - r["fd"]) / (bottom["fd"] - ceiling["fd"])
-    return {"kind": kind, "items": items, "reference_items": len(reference), "seed": seed, "rows": rows}
+    return result
 
 
 def table(result: dict) -> str:
@@ -120,9 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="models")
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only", choices=("default", "fast"), help="score this model again, keep the other rows"
+    )
     args = parser.parse_args(argv)
     result = evaluate(args.kind, data=args.data or f"data/{args.kind}", models=args.models,
-                      verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed)  # fmt: skip
+                      verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed,
+                      only=args.only)  # fmt: skip
     out = Path(args.models) / f"quality-{args.kind}.json"
     out.write_text(json.dumps(result, indent=1))
     print(table(result))

@@ -38,7 +38,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from legato.cascade import Executor, LocalExecutor, Progress
+from legato.cascade import CASCADE_FILE, Executor, LocalExecutor, Progress
+from legato.cascade.pretrained import cascade_folders
 from legato.codec import AUDIO_FORMATS
 from legato.codec.master import Mastering
 from legato.pipelines.music import MusicPipeline
@@ -177,14 +178,21 @@ class JobResult:
 
 
 def model_hash(path: str | Path) -> str:
-    """A short hash of a model folder's files (cascade.json, configs, weights), for the manifest."""
+    """A short hash of a model folder's files (cascade.json, configs, weights) and of the folders outside it
+    that it loads (shared stages, a vocoder), for the manifest."""
     digest = hashlib.sha256()
-    root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(str(file.relative_to(root)).encode())
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    root = Path(path).resolve()
+    folders = [root, *cascade_folders(root)]
+    vocoder = json.loads((root / CASCADE_FILE).read_text()).get("metadata", {}).get("vocoder")
+    if vocoder is not None:
+        folders.append((root / vocoder).resolve())
+    outside = sorted({f for f in folders[1:] if not f.is_relative_to(root)})
+    for folder in [root, *outside]:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            digest.update(os.path.relpath(file, root).encode())
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()[:16]
 
 

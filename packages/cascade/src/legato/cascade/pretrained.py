@@ -106,8 +106,54 @@ def load_cascade(
         ) from err
     if config.get("format") != FORMAT:
         raise DiffusionError(f"{file}: format {config.get('format')!r} is not {FORMAT!r}")
-    stages = tuple(_stage_from(root / s["name"], s, device) for s in config["stages"])
+    stages = tuple(_stage_from(stage_folder(root, s), s, device) for s in config["stages"])
     return Cascade(stages, decode=decode, metadata=config.get("metadata", {}))
+
+
+def stage_folder(root: Path, spec: dict[str, Any]) -> Path:
+    """Where a stage's network and scheduler live: ``root/<name>``, or the folder its ``"folder"`` entry
+    names relative to ``root`` (a stage shared with another cascade, e.g. a fast variant's SR stage that
+    is the default's: ``"../music-default/sr"``)."""
+    return root / spec.get("folder", spec["name"])
+
+
+def share_stages(path: str | Path, other: str | Path, names: list[str]) -> None:
+    """Make the cascade folder ``path`` load its stages ``names`` from the cascade folder ``other`` (where
+    their files are byte-identical: checked), removing its own copies: one set of weights on disk for a
+    stage two cascades share (a fast variant that runs the default's SR stage with fewer steps)."""
+    root, source = Path(path), Path(other)
+    file = root / CASCADE_FILE
+    config = json.loads(file.read_text())
+    copies = []
+    for spec in config["stages"]:
+        if spec["name"] not in names:
+            continue
+        mine, theirs = stage_folder(root, spec), source / spec["name"]
+        for f in sorted(p for p in mine.rglob("*") if p.is_file()):
+            twin = theirs / f.relative_to(mine)
+            if not twin.is_file() or _contents(twin) != _contents(f):
+                raise DiffusionError(f"{f} differs from {twin}: stage {spec['name']!r} is not shared")
+        spec["folder"] = os.path.relpath(theirs, root)
+        copies.append(mine)
+    tmp = file.with_name(f".{file.name}.tmp")  # every check passed: point at the shared folders, then
+    tmp.write_text(json.dumps(config, indent=2) + "\n")  # remove the copies (a crash between leaves
+    os.replace(tmp, file)  # a loadable cascade and a spare folder)
+    for folder in copies:
+        shutil.rmtree(folder)
+
+
+def _contents(file: Path) -> bytes | dict:
+    """What a stage file holds: bytes, or a JSON config without where it was loaded from."""
+    if file.suffix == ".json":
+        return {k: v for k, v in json.loads(file.read_text()).items() if k != "_name_or_path"}
+    return file.read_bytes()
+
+
+def cascade_folders(path: str | Path) -> list[Path]:
+    """The stage folders a cascade folder loads from, resolved (what its identity depends on)."""
+    root = Path(path)
+    config = json.loads((root / CASCADE_FILE).read_text())
+    return [stage_folder(root, s).resolve() for s in config["stages"]]
 
 
 def _stage_config(stage: Stage) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 
 Each cascade runs ``--items`` items (prompts from the held-out captions' style) through `LocalExecutor` in
 its stages' own batch sizes, after a warm-up run; music clips also time the mel -> audio inversion
-(Griffin-Lim, ``n_iter`` of the model). ``--untrained`` builds the same architectures and step counts from
+(the model's: its vocoder where its folder names one, else Griffin-Lim; none with ``--untrained``). ``--untrained`` builds the same architectures and step counts from
 the recipes in `legato.pipelines.bundled` with their initial weights: speed does not depend on the weights,
 and no model files or text encoder need to be on the machine (prompts are then random embeddings).
 Printed, from one run: model evaluations per item, seconds, items per second, and fast / default.

@@ -130,9 +130,8 @@ class Editing:
         items = [Item(f"{k:04d}", s, Conditioning(text=text[k])) for k, s in enumerate(seeds)]
         low = torch.stack([cascade.prefix_at(0, w) for w in windows])
         masks = None
-        if (
-            region is not None
-        ):  # generate a base position where any of the positions it covers is in the region
+        if region is not None:
+            # a base position is generated where any of the positions it covers is in the region
             full = region.expand(
                 *[length if i == region.ndim + axis else n for i, n in enumerate(region.shape)]
             )

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from legato.cascade.stage import Stage
+from legato.cascade.stage import Stage, time_axis
 from legato.diffusion import Conditioning
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.training import collate
@@ -87,9 +87,8 @@ class Cascade:
 
     @property
     def time_axis(self) -> int:
-        """The time axis of an item's output: the last of a ``(C, H, W)`` image (a mel spectrogram's frames),
-        ``T`` of a ``(C, T, H, W)`` video; negative, so it also indexes batches."""
-        return -1 if len(self.stages[0].shape) == 3 else -3
+        """The time axis of an item's output (`legato.cascade.stage.time_axis`)."""
+        return time_axis(len(self.stages[0].shape))
 
     def factors(self, index: int = 0) -> tuple[int, ...]:
         """Per axis of an item, how much larger the final output is than stage ``index``'s: ``(1, S, S)``

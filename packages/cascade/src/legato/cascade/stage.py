@@ -21,6 +21,12 @@ from legato.diffusion.errors import DiffusionError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def time_axis(item_ndim: int) -> int:
+    """The time axis of an item with ``item_ndim`` dims: the last of a ``(C, H, W)`` image (a mel
+    spectrogram's frames), ``T`` of a ``(C, T, H, W)`` video; negative, so it also indexes batches."""
+    return -1 if item_ndim == 3 else -3
+
+
 def stage_seed(seed: int, index: int) -> int:
     """The seed of an item's generator at stage ``index``: distinct per stage, independent of batching."""
     return (int(seed) * 1_000_003 + 7_919 * (index + 1)) % (2**63 - 1)
@@ -160,7 +166,7 @@ class Stage:
         ``shape`` is the batch's ``(B, C, H, W)`` or ``(B, C, T, H, W)``; prefixes run along its time axis."""
         if prefixes is None or all(p is None for p in prefixes):
             return None, None
-        axis = -1 if len(shape) == 4 else -3  # Cascade.time_axis
+        axis = time_axis(len(shape) - 1)
         length = shape[axis]
         mask_shape = [1] * len(shape)
         mask_shape[0], mask_shape[axis] = shape[0], length

@@ -29,6 +29,26 @@ USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, Is
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout (no progress bars), for scripts.")
 ]
+# Sampling and placement options shared by the commands that run a model (generate, edit).
+Steps = Annotated[
+    str | None,
+    typer.Option(
+        help="Sampling steps: one number for every stage, or one per stage (32,16).",
+        show_default="the model's",
+    ),
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        min=1.0,
+        help="Classifier-free guidance scale of the base stage (1 = none).",
+        show_default="the model's",
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(help="Where the model runs: cpu, cuda, cuda:1...", show_default="the model's, cpu"),
+]
 
 
 class CliError(Exception):

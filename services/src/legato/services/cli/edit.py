@@ -15,7 +15,10 @@ from typing import Annotated
 import typer
 
 from legato.services.cli.common import (
+    Device,
+    Guidance,
     JsonOption,
+    Steps,
     emit,
     fail,
     handle_errors,
@@ -63,14 +66,6 @@ Start = Annotated[
 ]
 End = Annotated[float | None, typer.Option(min=0.0, help="Inpainting: end of the range to regenerate, s.")]
 Seed = Annotated[int, typer.Option("--seed", "-s", help="Seed of the edit's noise.")]
-Steps = Annotated[
-    str | None,
-    typer.Option(help="Sampling steps: one for every stage, or one per stage.", show_default="the model's"),
-]
-Guidance = Annotated[
-    float | None, typer.Option(min=1.0, help="Base-stage guidance scale.", show_default="the model's")
-]
-Device = Annotated[str | None, typer.Option(help="cpu, cuda...", show_default="the model's, cpu")]
 
 
 def model_option(kind: str):

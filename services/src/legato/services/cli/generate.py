@@ -13,7 +13,16 @@ from typing import Annotated, Literal
 
 import typer
 
-from legato.services.cli.common import JsonOption, fail, handle_errors, parse_steps, resolve_model
+from legato.services.cli.common import (
+    Device,
+    Guidance,
+    JsonOption,
+    Steps,
+    fail,
+    handle_errors,
+    parse_steps,
+    resolve_model,
+)
 
 app = typer.Typer(
     help="Generate music clips or videos from prompts (files + manifest.jsonl; a re-run skips what is done).",
@@ -39,21 +48,6 @@ Model = Annotated[
         show_default="<kind>-default",
     ),
 ]
-Steps = Annotated[
-    str | None,
-    typer.Option(
-        help="Sampling steps: one number for every stage, or one per stage (32,16).",
-        show_default="the model's",
-    ),
-]
-Guidance = Annotated[
-    float | None,
-    typer.Option(
-        min=1.0,
-        help="Classifier-free guidance scale of the base stage (1 = none).",
-        show_default="the model's",
-    ),
-]
 Formats = Annotated[
     list[str] | None,
     typer.Option(
@@ -62,10 +56,6 @@ Formats = Annotated[
 ]
 Out = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder.", show_default="outputs/generate-<kind>")
-]
-Device = Annotated[
-    str | None,
-    typer.Option(help="Where the model runs: cpu, cuda, cuda:1...", show_default="the model's, cpu"),
 ]
 Executor = Annotated[
     Literal["local", "ray", "ray-data"],

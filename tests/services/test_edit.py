@@ -1,5 +1,7 @@
 """``legato edit music|video``: the command gives what the pipelines' edits give, as files."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -93,7 +95,10 @@ def test_inpainting_a_video_masked_region_matches_the_pipeline(movie, tmp_path, 
 
 @pytest.mark.parametrize(("mode", "options"), [("img2img", ["--strength", "0.5"]),
                                                ("inversion", ["--source-prompt", "a photo"])])  # fmt: skip
-def test_video_img2img_and_inversion_write_the_videos_length(mode, options, movie, tmp_path, cli_env):
+def test_video_img2img_and_inversion_write_the_videos_length(
+    mode, options, movie, tmp_path, cli_env, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no --out: the default name lands in the working directory
     result = invoke(
         "edit", "video", str(movie), "a rocket", "-m", "video-tiny", *options, "--json", env=cli_env
     )
@@ -101,4 +106,5 @@ def test_video_img2img_and_inversion_write_the_videos_length(mode, options, movi
     summary = result.json()
     assert summary["mode"] == mode
     assert summary["video_seconds"] == 1.5
-    assert probe(summary["files"][0])["video"]["count"] == 12
+    assert [Path(f).resolve() for f in summary["files"]] == [(tmp_path / "pan-edited.mp4").resolve()]
+    assert probe(tmp_path / "pan-edited.mp4")["video"]["count"] == 12

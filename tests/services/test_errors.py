@@ -58,6 +58,10 @@ CASES = [
     (["train", "music", "--data", "{tmp}/no-data"], "is not a folder"),
     (["train", "music", "--data", "{tmp}", "--steps", "3"], "go with --from"),
     (
+        ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "-o", "{tmp}/t", "--steps", "0,0"],
+        "0 keeps a stage as it is",
+    ),
+    (
         ["distill", "music-tiny", "--data", "{tmp}", "-o", "{tmp}/s", "--stage", "nope"],
         "has stages ['base', 'sr']",
     ),

@@ -4,6 +4,7 @@ load and generate, and runs that resume from their checkpoints."""
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from .conftest import invoke, legato
@@ -44,6 +45,21 @@ def test_fine_tune_writes_a_new_model_and_a_rerun_resumes(dataset, models, tmp_p
         invoke("generate", "music", "a jig", "-m", str(out), "-o", str(tmp_path / "clips"), env=cli_env).code
         == 0
     )
+
+
+def test_a_zero_step_count_keeps_that_stage_bit_exact(dataset, models, tmp_path, cli_env):
+    out = tmp_path / "base-only"
+    result = invoke("train", "music", "--data", str(dataset), "--from", "music-tiny", "--out", str(out), "--runs",
+                    str(tmp_path / "runs"), "--steps", "2,0", "--batch-size", "4", "--device", "cpu", "--json",
+                    env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert not (tmp_path / "runs" / "sr").exists()  # the SR stage never trained
+    before = load_file(str(models / "music-tiny" / "sr" / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(out / "sr" / "diffusion_pytorch_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    base_before, base_after = weights(models / "music-tiny"), weights(out)
+    assert any(not torch.equal(base_before[k], base_after[k]) for k in base_before)
 
 
 def test_fine_tune_on_two_ray_train_workers(dataset, models, tmp_path, cli_env):

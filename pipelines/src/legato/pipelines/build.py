@@ -151,7 +151,8 @@ def train_cascade(
 ) -> Cascade:
     """Train every stage on ``samples`` ``(N, C, ...)`` in [-1, 1] at the cascade's output resolution and
     their prompts' embeddings ``text`` ``(N, L, D)``; stage ``i`` trains ``steps[i]`` steps in
-    ``out_dir/<stage name>`` (resuming from its checkpoints). Returns the cascade with the EMA networks.
+    ``out_dir/<stage name>`` (resuming from its checkpoints); ``steps[i] == 0`` keeps that stage as it is.
+    Returns the cascade with the EMA networks.
 
     ``workers > 1`` trains each stage data-parallel on that many Ray Train workers (`legato.pipelines.train`;
     the caller has started or joined a Ray cluster, and ``out_dir`` is on storage every worker reaches);
@@ -160,10 +161,15 @@ def train_cascade(
         raise ValueError(
             f"steps={list(steps)} gives {len(steps)} step counts for {len(cascade.stages)} stages"
         )
+    if min(steps) < 0 or max(steps) < 1:
+        raise ValueError(f"steps={list(steps)}: give whole numbers >= 0 (0 keeps a stage), at least one > 0")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r}; give a whole number of training workers, at least 1")
     trained = []
     for index, stage in enumerate(cascade.stages):
+        if steps[index] == 0:
+            trained.append(stage)
+            continue
         config = TrainConfig(
             steps=steps[index], batch_size=batch_size, learning_rate=learning_rate, cond_dropout=cond_dropout,
             ema_decay=ema_decay, lr_schedule="cosine", warmup_steps=min(100, steps[index] // 10),

@@ -186,8 +186,9 @@ def resolve_model(value: str | None, kind: str | None) -> tuple[Path, dict]:
     return path.resolve(), config
 
 
-def parse_steps(text: str | None, config: dict) -> list[int] | None:
-    """``--steps``: one number for every stage, or one per stage (``32,16``)."""
+def parse_steps(text: str | None, config: dict, *, zero_keeps: bool = False) -> list[int] | None:
+    """``--steps``: one number for every stage, or one per stage (``32,16``); with ``zero_keeps`` (training)
+    a 0 leaves that stage as it is."""
     if text is None:
         return None
     names = [s["name"] for s in config["stages"]]
@@ -197,8 +198,10 @@ def parse_steps(text: str | None, config: dict) -> list[int] | None:
         fail(f"--steps {text!r}: give whole numbers, one for every stage or one per stage {names}")
     if len(steps) == 1:
         steps = steps * len(names)
-    if len(steps) != len(names) or min(steps) < 1:
-        fail(f"--steps {text!r}: give one positive number, or one per stage {names}")
+    lowest = 0 if zero_keeps else 1
+    if len(steps) != len(names) or min(steps) < lowest or max(steps) < 1:
+        keeps = " (0 keeps a stage as it is)" if zero_keeps else ""
+        fail(f"--steps {text!r}: give one positive number, or one per stage {names}{keeps}")
     return steps
 
 

@@ -80,7 +80,8 @@ def train(
         Path | None, typer.Option("--out", "-o", help="With --from: the new model folder.")
     ] = None,
     steps: Annotated[
-        str | None, typer.Option(help="With --from: optimizer steps per stage (one number, or N,M).")
+        str | None,
+        typer.Option(help="With --from: optimizer steps per stage (one number, or N,M; 0 keeps a stage)."),
     ] = None,
     batch_size: BatchSize = 16,
     learning_rate: Annotated[float, typer.Option(help="With --from: the peak learning rate.")] = 1e-3,
@@ -143,6 +144,7 @@ def train(
         if out is None or steps is None:
             fail("--from needs --out (the new model folder) and --steps (optimizer steps per stage)")
         path, config = resolve_model(from_model, kind)
+        per_stage = parse_steps(steps, config, zero_keeps=True)
         if out.resolve() == path:
             fail(f"--out {out} is the --from model; write the fine-tuned model to a new folder")
         from legato.pipelines import MusicPipeline, VideoPipeline
@@ -157,7 +159,7 @@ def train(
             from legato.pipelines.ray_executor import connect
 
             connect(address)
-        trained = train_cascade(pipe.cascade, split.samples, split.text, runs, steps=parse_steps(steps, config),
+        trained = train_cascade(pipe.cascade, split.samples, split.text, runs, steps=per_stage,
                                 batch_size=batch_size, learning_rate=learning_rate, device=device,
                                 progress=not as_json, workers=workers)  # fmt: skip
         saved = replace(pipe, cascade=trained).save_pretrained(out)

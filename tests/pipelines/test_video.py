@@ -108,3 +108,30 @@ def test_img2img_strength_orders_how_far_an_edit_goes_and_inversion_rebuilds(pip
     assert rebuilt < heavy, (rebuilt, heavy)
     with pytest.raises(ValueError, match=r"strength=1\.5"):
         pipe.edit(movie, OTHER, strength=1.5)
+
+
+def test_an_edit_keeps_the_sources_soundtrack(pipe, tmp_path):
+    """An mp4 with an AAC track in, an edited mp4 with the same track out (cut to the edit's length); a
+    file without audio gives a silent edit."""
+    import math
+
+    photo = torch.tensor(skimage.data.chelsea(), dtype=torch.float32).permute(2, 0, 1) / 255
+    frames = camera_move(photo, 15, 24, start=(0.0, -0.4), end=(0.0, 0.4))
+    rate = 16000
+    t = torch.arange(round(15 / 12 * rate)) / rate
+    tone = 0.3 * torch.sin(2 * math.pi * 440 * t)[None]
+    source = write_video(tmp_path / "cat.mp4", frames.transpose(0, 1), fps=12, audio=tone, sample_rate=rate)
+    original = read_video(source)
+    assert original.audio is not None
+    for edited in (pipe.edit(source, OTHER, strength=0.5), pipe.inpaint(source, OTHER, 0.25, 0.75)):
+        assert edited.soundtrack is not None
+        seconds = edited.frames.shape[1] / edited.fps
+        kept = original.audio[:, : round(seconds * original.sample_rate)]
+        assert torch.equal(edited.soundtrack.audio, kept)
+        written = read_video(edited.save(tmp_path / "edited.mp4"))
+        assert written.audio is not None
+        assert abs(written.audio.shape[-1] / written.sample_rate - seconds) < 0.1
+        # AAC is lossy, but the tone survives: its level, not silence
+        assert abs(float(written.audio.square().mean().sqrt()) - 0.3 / math.sqrt(2)) < 0.05
+    silent = write_video(tmp_path / "silent.mp4", frames.transpose(0, 1), fps=12)
+    assert pipe.edit(silent, OTHER, strength=0.5).soundtrack is None

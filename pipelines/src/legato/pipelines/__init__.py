@@ -17,7 +17,7 @@ from legato.codec.master import Mastering
 from legato.pipelines.interpolate import Interpolation
 from legato.pipelines.jobs import JobResult, JobSpec, run_job
 from legato.pipelines.music import MusicPipeline
-from legato.pipelines.outputs import AudioClip, VideoClip
+from legato.pipelines.outputs import AudioClip, Soundtrack, VideoClip
 from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from legato.pipelines.video import VideoPipeline
 
@@ -29,6 +29,7 @@ __all__ = [
     "JobSpec",
     "Mastering",
     "MusicPipeline",
+    "Soundtrack",
     "TextEncoder",
     "VideoClip",
     "VideoPipeline",

@@ -8,7 +8,8 @@ windows are joined by crossfades. Inpainting keeps everything outside its region
 
 A pipeline using it provides ``cascade``, ``text`` (a `TextEncoder`), ``executor``, ``rate`` (positions
 per second along the time axis), ``_load(source) -> x`` (the input as a full-resolution sample in [-1, 1])
-and ``_finish(x, prompt, seed) -> output``.
+and ``_finish(x, prompt, seed, source) -> output`` (``source`` as given: what the output carries over from
+it, such as a video's soundtrack).
 """
 
 from __future__ import annotations
@@ -58,9 +59,8 @@ class Editing:
         it towards ``prompt``; 0 keeps the input, 1 ignores it."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength={strength!r}; give a number from 0 (keep the input) to 1 (ignore it)")
-        return self._edit(
-            self._load(source), prompt, seed, lambda low, masks: dict(init=low, strength=strength)
-        )
+        return self._edit(source, self._load(source), prompt, seed,
+                          lambda low, masks: dict(init=low, strength=strength))  # fmt: skip
 
     def invert_edit(self, source: Any, source_prompt: str, prompt: str, *, seed: int = 0) -> Any:
         """DDIM-inversion edit: invert the input under ``source_prompt`` (unguided), then sample from that
@@ -74,7 +74,7 @@ class Editing:
             return dict(noise=noise)
 
         ddim = replace(base, scheduler=DDIMScheduler.from_config(base.scheduler.config))
-        return self._edit(self._load(source), prompt, seed, latent, base=ddim)
+        return self._edit(source, self._load(source), prompt, seed, latent, base=ddim)
 
     def inpaint(
         self,
@@ -113,12 +113,14 @@ class Editing:
                 raise ValueError(
                     "the mask (within the time range) selects nothing; paint white where to regenerate"
                 )
-        return self._edit(x, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region)
+        return self._edit(
+            source, x, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region
+        )
 
     def _edit(
-        self, x: Tensor, prompt: str, seed: int, how, *, base=None, region: Tensor | None = None
+        self, source: Any, x: Tensor, prompt: str, seed: int, how, *, base=None, region: Tensor | None = None
     ) -> Any:
-        """Edit ``x`` window by window: the base stage (``base``, default the cascade's) re-samples each
+        """Edit ``x`` (``source`` loaded) window by window: the base stage (``base``, default the cascade's) re-samples each
         window's base-resolution sample with the options ``how(low, masks)`` returns, then the
         super-resolution stages add detail; outside ``region`` the input is kept."""
         cascade = self.cascade
@@ -143,4 +145,4 @@ class Editing:
         joined = join(outs, keep, axis, length)
         if region is not None:
             joined = torch.where(region > 0, joined, x)
-        return self._finish(joined, prompt, seed)
+        return self._finish(joined, prompt, seed, source)

@@ -245,5 +245,5 @@ class MusicPipeline(Editing):
         """What an edit starts from: a mel image ``(C, n_mels, frames)`` in [-1, 1] as is, else `encode`."""
         return audio if isinstance(audio, Tensor) and audio.ndim == 3 else self.encode(audio)
 
-    def _finish(self, mel: Tensor, prompt: str, seed: int) -> AudioClip:
+    def _finish(self, mel: Tensor, prompt: str, seed: int, source: object) -> AudioClip:
         return self.clip(mel, prompt, seed, (mel.shape[-1] - 1) * self.params.hop_length)

@@ -43,15 +43,25 @@ class AudioClip:
 
 
 @dataclass(frozen=True, eq=False)
+class Soundtrack:
+    """Audio to mux under a video: ``audio`` ``(C, N)`` in [-1, 1] at ``sample_rate`` (an edited video keeps
+    its source's)."""
+
+    audio: Tensor
+    sample_rate: int
+
+
+@dataclass(frozen=True, eq=False)
 class VideoClip:
     """A generated video: ``frames`` ``(C, T, H, W)`` in [0, 1] at ``fps``, an optional soundtrack (an
-    `AudioClip`), and the prompt and seed that made it."""
+    `AudioClip` generated for it, or the `Soundtrack` of the video it was edited from), and the prompt and
+    seed that made it."""
 
     frames: Tensor
     fps: float
     prompt: str
     seed: int
-    soundtrack: AudioClip | None = None
+    soundtrack: AudioClip | Soundtrack | None = None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         audio = self.soundtrack

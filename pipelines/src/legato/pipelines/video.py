@@ -28,10 +28,10 @@ from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.diffusion import Conditioning
 from legato.pipelines.editing import Editing
 from legato.pipelines.music import MusicPipeline, as_lists
-from legato.pipelines.outputs import VideoClip
+from legato.pipelines.outputs import Soundtrack, VideoClip
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 from legato.pipelines.windows import continue_windows, overlap_positions
-from legato.video import Video, read_video
+from legato.video import Video, read_soundtrack, read_video
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,5 +136,15 @@ class VideoPipeline(Editing):
     def _load(self, video: Video | Tensor | str | Path) -> Tensor:
         return self.encode(video)
 
-    def _finish(self, video: Tensor, prompt: str, seed: int) -> VideoClip:
-        return VideoClip(((video + 1) / 2).clamp(0, 1), self.fps, prompt, seed)
+    def _finish(self, video: Tensor, prompt: str, seed: int, source: object) -> VideoClip:
+        """The edited frames, with the source's soundtrack (cut to their length) where it has one."""
+        track = None
+        if isinstance(source, Video) and source.audio is not None:
+            track = (source.audio, source.sample_rate)
+        elif isinstance(source, str | Path):
+            track = read_soundtrack(source)
+        soundtrack = None
+        if track is not None:
+            audio, rate = track
+            soundtrack = Soundtrack(audio[:, : round(video.shape[1] / self.fps * rate)], rate)
+        return VideoClip(((video + 1) / 2).clamp(0, 1), self.fps, prompt, seed, soundtrack)

@@ -15,7 +15,15 @@ photos; `legato.video.metrics` scores videos.
 """
 
 from legato.video.camera import camera_move, random_camera_moves
-from legato.video.io import VIDEO_FORMATS, Video, VideoError, VideoFormat, read_video, write_video
+from legato.video.io import (
+    VIDEO_FORMATS,
+    Video,
+    VideoError,
+    VideoFormat,
+    read_soundtrack,
+    read_video,
+    write_video,
+)
 from legato.video.metrics import (
     VideoFeatures,
     frame_consistency,
@@ -37,6 +45,7 @@ __all__ = [
     "frechet_distance",
     "psnr",
     "random_camera_moves",
+    "read_soundtrack",
     "read_video",
     "video_frechet_distance",
     "write_video",

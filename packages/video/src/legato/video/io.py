@@ -154,6 +154,18 @@ def read_video(path: str | os.PathLike[str], *, with_audio: bool = True) -> Vide
     return Video(frames=frames, fps=fps, audio=audio, sample_rate=rate)
 
 
+def read_soundtrack(path: str | os.PathLike[str]) -> tuple[Tensor, int] | None:
+    """The first audio stream of a video file ``(C, N)`` and its sample rate, without decoding the picture;
+    None where the file has no audio."""
+    src = Path(path)
+    try:
+        with av.open(str(src)) as container:
+            has_audio = bool(container.streams.audio)
+    except (av.FFmpegError, ValueError) as err:
+        raise VideoError(f"{src}: cannot be opened as a video ({err})") from err
+    return read_audio(src) if has_audio else None
+
+
 def _to_rgb24(frames: Tensor, dst: Path, spec: VideoFormat) -> np.ndarray:
     t, c, h, w = frames.shape
     if c not in (1, 3):

@@ -84,3 +84,44 @@ def test_the_bundled_weights_stay_under_60_mb_and_each_is_stored_once():
     from legato.cascade.pretrained import cascade_folders
 
     assert (MODELS / "music-default" / "sr").resolve() in cascade_folders(MODELS / "music-fast")
+
+
+@pytest.mark.parametrize("kind", ["music", "video"])
+def test_export_of_the_shipped_networks_rebuilds_the_shipped_folders(kind, tmp_path):
+    """`bundled.export` is the documented last step of retraining: given the shipped networks as its runs, it
+    must write the shipped layout (cascade.json with shared stages and the vocoder, the same weight files)."""
+    import json
+    import shutil
+
+    from legato.cascade.pretrained import cascade_folders
+    from legato.pipelines.bundled import RECIPES, VOCODER, export
+
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    shipped = {v: MODELS / f"{kind}-{v}" for v in ("default", "fast")}
+    recipe = RECIPES[kind]
+    for stage, rounds, steps in zip(
+        recipe.build().stages, recipe.distill_rounds, recipe.fast_steps, strict=True
+    ):
+        shutil.copytree(MODELS / f"{kind}-default" / stage.name, runs / stage.name / "model")
+        if rounds:
+            shutil.copytree(MODELS / f"{kind}-fast" / stage.name, runs / f"{stage.name}-{steps}" / "model")
+    if kind == "music":
+        shutil.copytree(MODELS / VOCODER, models / VOCODER)
+    written = export(kind, runs, models)
+    for variant, path in zip(("default", "fast"), written, strict=True):
+        assert json.loads((path / "cascade.json").read_text()) == json.loads(
+            (shipped[variant] / "cascade.json").read_text()
+        )
+        ours, theirs = cascade_folders(path), cascade_folders(shipped[variant])
+        assert [p.name for p in ours] == [p.name for p in theirs]
+        for mine, other in zip(ours, theirs, strict=True):
+            files = sorted(f.relative_to(other) for f in other.rglob("*") if f.is_file())
+            assert sorted(f.relative_to(mine) for f in mine.rglob("*") if f.is_file()) == files
+            for f in files:
+                if f.suffix == ".json":  # configs: the same, but for where they were loaded from
+                    a, b = (json.loads((d / f).read_text()) for d in (mine, other))
+                    assert {k: v for k, v in a.items() if k != "_name_or_path"} == {
+                        k: v for k, v in b.items() if k != "_name_or_path"
+                    }, f
+                else:
+                    assert (mine / f).read_bytes() == (other / f).read_bytes(), f

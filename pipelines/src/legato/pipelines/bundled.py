@@ -18,6 +18,7 @@ where it stopped: the same command continues an interrupted training. ``export``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from legato.cascade import Cascade
-from legato.cascade.pretrained import share_stages
+from legato.cascade.pretrained import share_stages, update_metadata
 from legato.codec import SMALL
 from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
 from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
@@ -37,6 +38,7 @@ from legato.pipelines.datasets import load
 from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+VOCODER = "vocoder-music"  # the models folder's vocoder (legato.pipelines.vocoder), which music cascades name
 MAX_TOKENS = 16
 
 
@@ -181,13 +183,14 @@ def assemble(kind: str, runs: str | Path) -> tuple[Cascade, Cascade]:
             student = cls.from_pretrained(folder, low_cpu_mem_usage=False).float().eval()
             fast.append(replace(stage, denoiser=Denoiser(student, "v_prediction"), steps=steps,
                                 guidance_scale=1.0, scheduler=student_scheduler(stage.scheduler.config)))  # fmt: skip
-        else:
-            fast.append(replace(stage, steps=steps))
+        else:  # the trained teacher at fewer steps (not `stage`: the recipe's untrained network)
+            fast.append(replace(default[-1], steps=steps))
     return replace(cascade, stages=tuple(default)), replace(cascade, stages=tuple(fast))
 
 
 def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:
-    """Write ``models/<kind>-default`` and ``models/<kind>-fast`` (float16 weights) as pipeline folders."""
+    """Write ``models/<kind>-default`` and ``models/<kind>-fast`` (float16 weights) as pipeline folders; the
+    music ones name ``models/vocoder-music`` as their vocoder where it is there."""
     from legato.pipelines import MusicPipeline, VideoPipeline
 
     text = TextEncoder(DEFAULT_TEXT_ENCODER, max_tokens=MAX_TOKENS)
@@ -205,6 +208,10 @@ def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:
         s.name for s, rounds in zip(recipe.build().stages, recipe.distill_rounds, strict=True) if not rounds
     ]
     share_stages(written[1], written[0], shared)
+    vocoder = Path(models) / VOCODER
+    if kind == "music" and (vocoder / "config.json").is_file():  # one copy, named by both cascades
+        for path in written:
+            update_metadata(path, vocoder=os.path.relpath(vocoder, path))
     return written
 
 
@@ -232,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")
+        if args.kind == "music" and not (Path(args.models) / VOCODER / "config.json").is_file():
+            print(f"no {Path(args.models) / VOCODER}: the music cascades invert mels with Griffin-Lim until it "
+                  "is trained (python -m legato.pipelines.vocoder) and this export runs again")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -135,11 +135,25 @@ def share_stages(path: str | Path, other: str | Path, names: list[str]) -> None:
                 raise DiffusionError(f"{f} differs from {twin}: stage {spec['name']!r} is not shared")
         spec["folder"] = os.path.relpath(theirs, root)
         copies.append(mine)
-    tmp = file.with_name(f".{file.name}.tmp")  # every check passed: point at the shared folders, then
-    tmp.write_text(json.dumps(config, indent=2) + "\n")  # remove the copies (a crash between leaves
-    os.replace(tmp, file)  # a loadable cascade and a spare folder)
+    # every check passed: point at the shared folders, then remove the copies (a crash between leaves a
+    # loadable cascade and a spare folder)
+    _write_config(file, config)
     for folder in copies:
         shutil.rmtree(folder)
+
+
+def update_metadata(path: str | Path, **entries: Any) -> None:
+    """Set ``entries`` in the metadata of the cascade folder ``path`` (say, where its vocoder is), atomically."""
+    file = Path(path) / CASCADE_FILE
+    config = json.loads(file.read_text())
+    config["metadata"].update(entries)
+    _write_config(file, config)
+
+
+def _write_config(file: Path, config: dict[str, Any]) -> None:
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, file)
 
 
 def _contents(file: Path) -> bytes | dict:

@@ -125,3 +125,24 @@ def test_export_of_the_shipped_networks_rebuilds_the_shipped_folders(kind, tmp_p
                     }, f
                 else:
                     assert (mine / f).read_bytes() == (other / f).read_bytes(), f
+
+
+def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only(tmp_path):
+    """`evaluate --guidance` chooses an inference setting: its prompts and FD reference must come from the
+    training split, disjoint, so the held-out prompts of the quality table stay unseen."""
+    from legato.pipelines.datasets import save
+    from legato.pipelines.evaluate import Bench
+
+    data = save(
+        build_video(frames=16, size=64, clips_per_pair=1, seed=3), tmp_path / "video", "all-MiniLM-L6-v2"
+    )
+    verifier = str(MODELS / "verifiers" / "video")
+    benches = {h: Bench.of(str(data), held_out=h, items=6, seed=0, verifier=verifier) for h in (False, True)}
+    for held_out, bench in benches.items():
+        assert bool((bench.split.held_out == held_out).all())
+        assert len(bench.prompts) == 6
+        assert set(bench.prompts.tolist()).isdisjoint(bench.reference.tolist())
+        assert len(bench.prompts) + len(bench.reference) == len(bench.split.samples)
+    train = benches[False]
+    real = train.row(train.split.samples[train.prompts])
+    assert real["accuracy"]["subject"] > 0.8  # the verifier on real training clips

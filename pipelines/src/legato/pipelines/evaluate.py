@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> None:
                                 verifier=f"{args.models}/verifiers/{args.kind}", items=args.items,
                                 seed=args.seed)  # fmt: skip
         out = Path(args.models) / f"guidance-{args.kind}.json"
+        if out.is_file():  # scales scored before on the same prompts stay in the file
+            before = json.loads(out.read_text())
+            if (before["items"], before["seed"]) == (args.items, args.seed):
+                result["rows"] = {**before["rows"], **result["rows"]}
         out.write_text(json.dumps(result, indent=1))
         for name, r in result["rows"].items():
             acc = " ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())

@@ -22,16 +22,21 @@ def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_ddim_inversion_reconstructs_its_input(trained_bars):
-    # Measured on 8 held-out bars (values in [-1, 1]): RMSE 0.59 at 10 steps, 0.079 at 50, 0.038 at 100.
+    # Measured on 8 held-out bars (values in [-1, 1]): RMSE 0.59 at 10 steps; at 50 and 100 steps 0.079 and
+    # 0.038 on an AVX-512 CPU, and 0.099-0.142 and 0.035-0.048 over three fixture seeds on an AVX2-only one
+    # (the 400-step fixture's training follows the CPU's float32 round-off).
     x0, labels = bars(8, torch.Generator().manual_seed(123))
     cond = trained_bars.cond(labels)
     trajectory = []
     noise = invert(trained_bars.denoiser, DDIM, x0, steps=50, cond=cond, trajectory=trajectory)
     assert len(trajectory) == 51
     assert 0.8 < float(noise.std()) < 1.2  # a latent that looks like unit noise
-    assert rmse(sample(trained_bars.denoiser, DDIM, noise, steps=50, cond=cond), x0) < 0.12
+    at_50 = rmse(sample(trained_bars.denoiser, DDIM, noise, steps=50, cond=cond), x0)
+    assert at_50 < 0.2
     noise_100 = invert(trained_bars.denoiser, DDIM, x0, steps=100, cond=cond)
-    assert rmse(sample(trained_bars.denoiser, DDIM, noise_100, steps=100, cond=cond), x0) < 0.06
+    at_100 = rmse(sample(trained_bars.denoiser, DDIM, noise_100, steps=100, cond=cond), x0)
+    assert at_100 < 0.06
+    assert at_100 < at_50  # finer steps, closer reconstruction
 
 
 def test_inversion_edit_with_a_new_prompt_changes_the_bar(trained_bars):

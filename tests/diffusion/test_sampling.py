@@ -68,7 +68,8 @@ def test_every_scheduler_runs_on_images_and_videos(name, unet_denoiser):
 
 @pytest.mark.parametrize("name", ["ddpm", "euler_a", "dpm++"])
 def test_an_item_does_not_depend_on_its_batch(name, trained_bars):
-    # On a trained model, whose samples lie in [-1, 1], the 1e-5 bound is meaningful.
+    # On a trained model the bound is meaningful: float32 round-off of batched against single GEMMs, relative to
+    # the samples' size (euler_a's 8-step samples reach |x| ~ 6; on an AVX2-only CPU 1.2e-5 apart at that size).
     scheduler = make_scheduler(name)
     seeds, labels = [5, 6, 7], torch.tensor([0, 1, 0])
 
@@ -81,8 +82,9 @@ def test_an_item_does_not_depend_on_its_batch(name, trained_bars):
         )
 
     batch = run([0, 1, 2])
-    assert (batch[1:2] - run([1])).abs().max() <= 1e-5
-    assert (batch[2:3] - run([2, 0])[:1]).abs().max() <= 1e-5
+    bound = 1e-5 * max(1.0, float(batch.abs().max()))
+    assert (batch[1:2] - run([1])).abs().max() <= bound
+    assert (batch[2:3] - run([2, 0])[:1]).abs().max() <= bound
     assert torch.equal(batch, run([0, 1, 2]))  # same seeds, same device: same bytes
 
 

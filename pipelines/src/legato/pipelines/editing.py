@@ -120,9 +120,9 @@ class Editing:
     def _edit(
         self, source: Any, x: Tensor, prompt: str, seed: int, how, *, base=None, region: Tensor | None = None
     ) -> Any:
-        """Edit ``x`` (``source`` loaded) window by window: the base stage (``base``, default the cascade's) re-samples each
-        window's base-resolution sample with the options ``how(low, masks)`` returns, then the
-        super-resolution stages add detail; outside ``region`` the input is kept."""
+        """Edit ``x`` (``source`` loaded) window by window: the base stage (``base``, default the cascade's)
+        re-samples each window's base-resolution sample with the options ``how(low, masks)`` returns, then
+        the super-resolution stages add detail; outside ``region`` the input is kept."""
         cascade = self.cascade
         axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
         keep, length = overlap_positions(cascade, None), x.shape[axis]

@@ -149,8 +149,14 @@ def sweep_guidance(
         cascade = replace(default, stages=(base, *default.stages[1:]))
         samples, seconds = bench.run(cascade)
         rows[f"guidance {scale:g}"] = bench.row(samples, model_evaluations(cascade), seconds)
-        print(f"guidance {scale:g}: {rows[f'guidance {scale:g}']}", flush=True)
+        print(row_line(f"guidance {scale:g}", rows[f"guidance {scale:g}"]), flush=True)
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
+
+
+def row_line(name: str, row: dict) -> str:
+    """One scored row as a line: each attribute's accuracy, the FD, the seconds."""
+    accuracy = " ".join(f"{k} {v:.3f}" for k, v in row["accuracy"].items())
+    return f"{name}: {accuracy}, FD {row['fd']:.3f}, {row['seconds']:.0f} s"
 
 
 def ratios(result: dict) -> dict:
@@ -202,9 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             if (before["items"], before["seed"]) == (args.items, args.seed):
                 result["rows"] = {**before["rows"], **result["rows"]}
         out.write_text(json.dumps(result, indent=1))
-        for name, r in result["rows"].items():
-            acc = " ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())
-            print(f"{name}: {acc}, FD {r['fd']:.3f}, {r['seconds']:.0f} s")
+        print("\n".join(row_line(name, r) for name, r in result["rows"].items()))
         print(f"\n{args.items} training-split prompts; wrote {out}")
         return
     result = evaluate(args.kind, data=args.data or f"data/{args.kind}", models=args.models,

@@ -136,8 +136,7 @@ def read_video(path: str | os.PathLike[str], *, with_audio: bool = True) -> Vide
             stream = container.streams.video[0]
             fps = float(stream.guessed_rate or stream.average_rate or 0)
             images = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-            has_audio = with_audio and bool(container.streams.audio)
-        audio, rate = read_audio(src) if has_audio else (None, None)  # codec's one audio decoder
+        audio, rate = (read_soundtrack(src) if with_audio else None) or (None, None)
     except VideoError:
         raise
     except (av.FFmpegError, ValueError) as err:  # CodecError is a ValueError
@@ -161,9 +160,9 @@ def read_soundtrack(path: str | os.PathLike[str]) -> tuple[Tensor, int] | None:
     try:
         with av.open(str(src)) as container:
             has_audio = bool(container.streams.audio)
-    except (av.FFmpegError, ValueError) as err:
-        raise VideoError(f"{src}: cannot be opened as a video ({err})") from err
-    return read_audio(src) if has_audio else None
+        return read_audio(src) if has_audio else None  # the codec's one audio decoder
+    except (av.FFmpegError, ValueError) as err:  # CodecError is a ValueError
+        raise VideoError(f"{src}: cannot be decoded as a soundtrack ({err})") from err
 
 
 def _to_rgb24(frames: Tensor, dst: Path, spec: VideoFormat) -> np.ndarray:

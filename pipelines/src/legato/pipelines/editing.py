@@ -24,7 +24,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from legato.cascade import Item
-from legato.diffusion import Conditioning, invert
+from legato.diffusion import Conditioning, convert_scheduler, invert
 from legato.pipelines.windows import join, overlap_positions, pool, split, window_seed
 
 
@@ -73,7 +73,7 @@ class Editing:
             noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src)
             return dict(noise=noise)
 
-        ddim = replace(base, scheduler=DDIMScheduler.from_config(base.scheduler.config))
+        ddim = replace(base, scheduler=convert_scheduler(DDIMScheduler, base.scheduler.config))
         return self._edit(source, self._load(source), prompt, seed, latent, base=ddim)
 
     def inpaint(

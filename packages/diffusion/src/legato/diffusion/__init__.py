@@ -23,7 +23,7 @@ from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
-from legato.diffusion.schedulers import SCHEDULERS, make_scheduler
+from legato.diffusion.schedulers import SCHEDULERS, convert_scheduler, make_scheduler
 from legato.diffusion.superres import SuperResolution
 from legato.diffusion.tensors import append_dims, generators, randn
 
@@ -43,6 +43,7 @@ __all__ = [
     "SuperResolution",
     "VPSchedule",
     "append_dims",
+    "convert_scheduler",
     "diffedit_mask",
     "expert_ranges",
     "forward_network",

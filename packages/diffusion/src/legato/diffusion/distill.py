@@ -25,6 +25,7 @@ from legato.diffusion.denoisers import Denoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models.dispatch import forward_network
+from legato.diffusion.schedulers import convert_scheduler
 from legato.diffusion.tensors import append_dims
 from legato.diffusion.training.objective import draw_noise
 
@@ -37,14 +38,13 @@ def trailing_timesteps(steps: int, num_train_timesteps: int = 1000) -> Tensor:
 
 def student_scheduler(config: dict | None = None) -> DDIMScheduler:
     """The scheduler a progressively distilled student samples with (trailing spacing, final alpha 1)."""
-    return DDIMScheduler.from_config(
-        {
-            **(dict(config) if config else {}),
-            "timestep_spacing": "trailing",
-            "set_alpha_to_one": True,
-            "clip_sample": False,
-            "steps_offset": 0,
-        }
+    return convert_scheduler(
+        DDIMScheduler,
+        config,
+        timestep_spacing="trailing",
+        set_alpha_to_one=True,
+        clip_sample=False,
+        steps_offset=0,
     )
 
 

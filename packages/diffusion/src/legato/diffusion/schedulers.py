@@ -18,24 +18,44 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from legato.diffusion.errors import DiffusionError
 
-# name -> (class, defaults). "heun" uses Karras sigmas: the EDM paper's deterministic Heun sampler.
+# name -> (class, defaults). "heun" is the EDM paper's deterministic Heun sampler: Karras sigmas over the whole
+# schedule ("linspace" spacing starts at its noisiest step; a "leading" spacing carried over from a DDPM/DDIM
+# config would start lower, and the sampler would converge to a wrong answer).
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "ddpm": (DDPMScheduler, {}),
     "ddim": (DDIMScheduler, {}),
     "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
     "euler": (EulerDiscreteScheduler, {}),
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
-    "heun": (HeunDiscreteScheduler, {"use_karras_sigmas": True}),
+    "heun": (HeunDiscreteScheduler, {"use_karras_sigmas": True, "timestep_spacing": "linspace"}),
 }
 
 
+def convert_scheduler(
+    cls: type[SchedulerMixin], config: dict[str, Any] | None, **overrides: Any
+) -> SchedulerMixin:
+    """A ``cls`` scheduler with every setting of ``config`` (another scheduler's ``.config``) that ``cls``
+    takes, the training noise schedule above all, and ``overrides`` applied last.
+
+    ``cls.from_config`` alone is not enough: diffusers drops every key that the source scheduler left at its
+    own default (``_use_default_values``), so ``HeunDiscreteScheduler.from_config(DDPMScheduler().config)``
+    takes Heun's betas (0.00085-0.012), not DDPM's (0.0001-0.02), and samples the model on a schedule it was
+    not trained on, while the same scheduler saved and loaded (its config written out in full) would not.
+    Here a config means its values, however it was made. For the same reason ``overrides`` go in as keyword
+    arguments: merged into the dict, an override of a key the source left at its default would be dropped.
+    """
+    config = {k: v for k, v in (dict(config) if config else {}).items() if k != "_use_default_values"}
+    return cls.from_config(config, **overrides)
+
+
 def make_scheduler(name: str, config: dict[str, Any] | None = None, **overrides: Any) -> SchedulerMixin:
-    """A diffusers scheduler by Legato name, from a training schedule's ``config`` (another scheduler's
-    ``.config``) or diffusers' defaults, with ``overrides`` applied last."""
+    """A diffusers scheduler by Legato name, with the settings of ``config`` (another scheduler's ``.config``:
+    the training schedule and any setting the class shares, see `convert_scheduler`) or diffusers' defaults,
+    then the name's own defaults (heun: Karras sigmas) and ``overrides``."""
     if name not in SCHEDULERS:
         raise DiffusionError(f"unknown scheduler {name!r}; use one of {sorted(SCHEDULERS)}")
     cls, defaults = SCHEDULERS[name]
-    return cls.from_config({**(dict(config) if config else {}), **defaults, **overrides})
+    return convert_scheduler(cls, config, **defaults, **overrides)
 
 
 def private_copy(scheduler: SchedulerMixin, prediction_type: str, cls: type | None = None) -> SchedulerMixin:
@@ -49,7 +69,7 @@ def private_copy(scheduler: SchedulerMixin, prediction_type: str, cls: type | No
     cls = cls or type(scheduler)
     if "prediction_type" not in inspect.signature(cls.__init__).parameters:
         raise DiffusionError(f"{cls.__name__} cannot take prediction_type; use one of {sorted(SCHEDULERS)}")
-    return cls.from_config(scheduler.config, prediction_type=prediction_type)
+    return convert_scheduler(cls, scheduler.config, prediction_type=prediction_type)
 
 
 def inverse_of(scheduler: SchedulerMixin, prediction_type: str) -> SchedulerMixin:

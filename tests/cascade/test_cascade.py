@@ -109,3 +109,38 @@ def test_a_stage_shared_with_another_cascade_loads_from_its_folder_and_is_part_o
     weights = default / "sr" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     assert model_hash(tmp_path / "fast") != digest
+
+
+def test_sampling_settings_change_a_copy_and_the_same_scheduler_by_name_changes_nothing(cascade):
+    from diffusers import DPMSolverMultistepScheduler
+
+    items = tiny_items(2)
+    before = LocalExecutor().run(cascade, items)
+    # The stages' in-process DDIMScheduler() by name: every setting carries over, so the bytes are the same.
+    same = cascade.with_sampling(scheduler="ddim")
+    assert all(torch.equal(a, b) for a, b in zip(before, LocalExecutor().run(same, items), strict=True))
+    other = cascade.with_sampling(steps=[6, 2], guidance=2.0, scheduler="dpm++")
+    assert [s.steps for s in other.stages] == [6, 2]
+    assert other.stages[0].guidance_scale == 2.0
+    for stage, original in zip(other.stages, cascade.stages, strict=True):
+        assert isinstance(stage.scheduler, DPMSolverMultistepScheduler)
+        assert torch.equal(stage.scheduler.alphas_cumprod, original.scheduler.alphas_cumprod)
+    assert [s.steps for s in cascade.stages] == [4, 3]  # the cascade itself is untouched
+    assert isinstance(cascade.stages[0].scheduler, DDIMScheduler)
+    after = LocalExecutor().run(other, items)
+    assert not torch.allclose(after[0], before[0], atol=1e-3)
+    assert torch.equal(after[0], LocalExecutor().run(other, items)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": [4]}, "must be 2 positive integers, one per stage"),
+        ({"steps": [4, 0]}, "must be 2 positive integers"),
+        ({"steps": [4, True]}, "must be 2 positive integers"),
+        ({"scheduler": "lms"}, "scheduler='lms' is not one of"),
+    ],
+)
+def test_bad_sampling_settings_name_the_value(cascade, kwargs, message):
+    with pytest.raises(DiffusionError, match=message):
+        cascade.with_sampling(**kwargs)

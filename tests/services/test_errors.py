@@ -28,6 +28,10 @@ CASES = [
     (["generate", "music", "x", "-m", "music-tiny", "-f", "mp4"], "formats ['mp4'] are not music formats"),
     (["generate", "music", "x", "-m", "music-tiny", "--steps", "1,2,3"], "one per stage ['base', 'sr']"),
     (["generate", "music", "x", "-m", "music-tiny", "--steps", "many"], "give whole numbers"),
+    (
+        ["generate", "music", "x", "-m", "music-tiny", "--scheduler", "lms"],
+        "scheduler 'lms' is not one of ['ddim'",
+    ),
     (["generate", "music", "  ", "-m", "music-tiny"], "a prompt is empty"),
     (
         ["generate", "video", "x", "-m", "video-tiny", "--soundtrack", "music-tiny", "-f", "gif"],

@@ -62,6 +62,32 @@ def test_generate_music_writes_audio_and_spectrograms_and_a_rerun_skips_them(tmp
     assert all(Path(f).is_file() for item in summary["items"] for f in item["files"])
 
 
+def test_generate_music_on_another_scheduler_records_it_and_never_mixes(tmp_path, cli_env):
+    out = tmp_path / "dpm"
+    args = [
+        "generate",
+        "music",
+        "a jig on fiddle",
+        "-m",
+        "music-tiny",
+        "--steps",
+        "3",
+        "-f",
+        "wav",
+        "-o",
+        str(out),
+    ]
+    result = invoke(*args, "--scheduler", "dpm++", "--json", env=cli_env)
+    assert result.code == 0, result.stderr
+    (item,) = result.json()["items"]
+    assert probe(Path(item["files"][0]))["audio"]["count"] > 0
+    (row,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert row["model"].endswith("+steps=3,3+scheduler=dpm++")
+    mixed = invoke(*args, env=cli_env)  # the model's own scheduler into the same folder
+    assert mixed.code == 2
+    assert "use a new output folder" in mixed.stderr
+
+
 def test_generate_video_longer_than_the_models_window(tmp_path, cli_env):
     out = tmp_path / "long"
     result = invoke("generate", "video", "a camera move over a photo", "-m", "video-tiny", "--frames", "13",

@@ -54,6 +54,10 @@ class Recipe:
     batch_size: tuple[int, ...]  # per stage
     learning_rate: float = 3e-4
     distill_learning_rate: float = 1e-4
+    # How the shipped default cascade samples, if not as built (the build's DDIM steps are also the
+    # distillation teacher's): every stage's scheduler and the steps per stage, chosen on training prompts
+    # (`python -m legato.pipelines.evaluate KIND --guidance 3 --scheduler NAME --steps ...`).
+    sampling: tuple[str, tuple[int, ...]] | None = None
 
 
 # Step counts fit one 9-minute run of all five stages at once on one H100 (models/README.md has the times).
@@ -75,6 +79,7 @@ RECIPES: dict[str, Recipe] = {
         distill_rounds=(2, 0),
         distill_steps=250,
         batch_size=(32, 32),
+        sampling=("dpm++", (32, 16)),  # models/README.md: better than DDIM on training prompts
     ),
     # base 8 frames of 32x32 -> temporal x2 -> 16 frames -> spatial x2 -> 16 frames of 64x64
     "video": Recipe(
@@ -167,25 +172,34 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
 
 
 def assemble(kind: str, runs: str | Path) -> tuple[Cascade, Cascade]:
-    """The trained default cascade and its distilled fast twin, from the runs' exported networks."""
+    """The trained default cascade (sampling as the recipe says) and its distilled fast twin, from the runs'
+    exported networks."""
     recipe = RECIPES[kind]
     cascade = recipe.build()
-    default, fast = [], []
-    for index, stage in enumerate(cascade.stages):
+    trained = []
+    for stage in cascade.stages:
         cls = type(stage.denoiser.network)
         network = (
             cls.from_pretrained(Path(runs) / stage.name / "model", low_cpu_mem_usage=False).float().eval()
         )
-        default.append(replace(stage, denoiser=Denoiser(network, stage.denoiser.output_type)))
+        trained.append(replace(stage, denoiser=Denoiser(network, stage.denoiser.output_type)))
+    default = replace(cascade, stages=tuple(trained))
+    if recipe.sampling is not None:
+        scheduler, steps = recipe.sampling
+        default = default.with_sampling(steps, None, scheduler)
+    fast = []
+    for index, stage in enumerate(cascade.stages):
         steps = recipe.fast_steps[index]
         if recipe.distill_rounds[index]:
             folder = Path(runs) / f"{stage.name}-{steps}" / "model"
-            student = cls.from_pretrained(folder, low_cpu_mem_usage=False).float().eval()
+            student = (
+                type(stage.denoiser.network).from_pretrained(folder, low_cpu_mem_usage=False).float().eval()
+            )
             fast.append(replace(stage, denoiser=Denoiser(student, "v_prediction"), steps=steps,
                                 guidance_scale=1.0, scheduler=student_scheduler(stage.scheduler.config)))  # fmt: skip
-        else:  # the trained teacher at fewer steps (not `stage`: the recipe's untrained network)
-            fast.append(replace(default[-1], steps=steps))
-    return replace(cascade, stages=tuple(default)), replace(cascade, stages=tuple(fast))
+        else:  # the default's trained stage at fewer steps (not `stage`: the recipe's untrained network)
+            fast.append(replace(default.stages[index], steps=steps))
+    return default, replace(cascade, stages=tuple(fast))
 
 
 def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:

@@ -19,6 +19,7 @@ rest are the reference set for the Fréchet distance. Rows, all scored by the sa
 at the held-out prompts the table above reports::
 
     python -m legato.pipelines.evaluate music --guidance 3,5,7 --items 40
+    python -m legato.pipelines.evaluate music --guidance 3 --scheduler dpm++ --steps 16,8   # other samplers
 """
 
 from __future__ import annotations
@@ -138,19 +139,35 @@ def evaluate(
 
 
 def sweep_guidance(
-    kind: str, scales: list[float], *, data: str, models: str, verifier: str, items: int, seed: int = 0
+    kind: str,
+    scales: list[float],
+    *,
+    data: str,
+    models: str,
+    verifier: str,
+    items: int,
+    seed: int = 0,
+    scheduler: str | None = None,
+    steps: list[int] | None = None,
 ) -> dict:
-    """The default cascade at each base guidance scale, scored on ``items`` training-split prompts."""
+    """The default cascade at each base guidance scale (optionally on another ``scheduler`` and ``steps``
+    per stage, see `Cascade.with_sampling`), scored on ``items`` training-split prompts."""
     bench = Bench.of(data, held_out=False, items=items, seed=seed, verifier=verifier)
     default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
     rows = {}
     for scale in scales:
-        base = replace(default.stages[0], guidance_scale=scale)
-        cascade = replace(default, stages=(base, *default.stages[1:]))
+        cascade = default.with_sampling(steps, scale, scheduler)
+        name = sweep_name(scale, scheduler, steps)
         samples, seconds = bench.run(cascade)
-        rows[f"guidance {scale:g}"] = bench.row(samples, model_evaluations(cascade), seconds)
-        print(row_line(f"guidance {scale:g}", rows[f"guidance {scale:g}"]), flush=True)
+        rows[name] = bench.row(samples, model_evaluations(cascade), seconds)
+        print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
+
+
+def sweep_name(scale: float, scheduler: str | None, steps: list[int] | None) -> str:
+    """A sweep row's name: ``guidance 3``, plus the scheduler and steps where they are not the model's."""
+    extra = ([scheduler] if scheduler else []) + (["steps " + ",".join(map(str, steps))] if steps else [])
+    return ", ".join([f"guidance {scale:g}", *extra])
 
 
 def row_line(name: str, row: dict) -> str:
@@ -196,12 +213,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--guidance", help="comma-separated base guidance scales for the default model, on training prompts"
     )
+    parser.add_argument("--scheduler", help="with --guidance: sample every stage with this scheduler")
+    parser.add_argument("--steps", help="with --guidance: sampling steps per stage, comma-separated")
     args = parser.parse_args(argv)
+    if (args.scheduler or args.steps) and not args.guidance:
+        parser.error("--scheduler and --steps set up a sweep: add --guidance (e.g. --guidance 3)")
     if args.guidance:
         scales = [float(g) for g in args.guidance.split(",")]
+        steps = [int(n) for n in args.steps.split(",")] if args.steps else None
         result = sweep_guidance(args.kind, scales, data=args.data or f"data/{args.kind}", models=args.models,
                                 verifier=f"{args.models}/verifiers/{args.kind}", items=args.items,
-                                seed=args.seed)  # fmt: skip
+                                seed=args.seed, scheduler=args.scheduler, steps=steps)  # fmt: skip
         out = Path(args.models) / f"guidance-{args.kind}.json"
         if out.is_file():  # scales scored before on the same prompts stay in the file
             before = json.loads(out.read_text())

@@ -9,7 +9,8 @@
     formats: [wav, png]
     executor: ray                      # local | ray | ray-data
     resources: {base: {replicas: 1}, sr: {num_cpus: 1}}
-    steps: [16, 8]                     # optional: sampling steps per stage; guidance: base-stage scale
+    steps: [16, 8]                     # optional: sampling steps per stage; guidance: base-stage scale;
+    scheduler: dpm++                   #   scheduler: every stage's sampler (ddim, dpm++, euler, heun, ...)
     items:
       - {prompt: "a jig on fiddle", seed: 0, duration: 10}
       - {prompt: "ragtime piano", seed: 1}
@@ -20,7 +21,7 @@ Each item's files are written atomically (a temporary sibling renamed into place
 (``id, seed, prompt, model hash, files, timings``) is appended and synced. Running the same spec again
 skips the items the manifest lists whose files are all there, so a killed job resumes where it stopped and
 no item is written twice; stray temporary files of a killed run are removed first. An output folder made by
-another model (a different hash), or with other ``steps``/``guidance``, is refused instead of mixed.
+another model (a different hash), or with other ``steps``/``guidance``/``scheduler``, is refused instead of mixed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from legato.cascade import CASCADE_FILE, Executor, LocalExecutor, Progress
 from legato.cascade.pretrained import cascade_folders
 from legato.codec import AUDIO_FORMATS
 from legato.codec.master import Mastering
+from legato.diffusion import SCHEDULERS
 from legato.pipelines.music import MusicPipeline
 from legato.pipelines.text import check_prompt
 from legato.pipelines.video import VideoPipeline
@@ -105,7 +107,15 @@ class JobSpec(BaseModel):
     guidance: float | None = Field(
         default=None, ge=1
     )  # the base stage's guidance scale (default: the model's)
+    scheduler: str | None = None  # every stage's sampler, by name (default: the model's)
     mastering: MasteringSpec | None = None  # music: 44.1 kHz stereo at -14 LUFS etc.; None: raw model output
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str | None) -> str | None:
+        if name is not None and name not in SCHEDULERS:
+            raise ValueError(f"scheduler {name!r} is not one of {sorted(SCHEDULERS)}")
+        return name
 
     @field_validator("formats")
     @classmethod
@@ -230,24 +240,18 @@ def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPip
         pipe = VideoPipeline.from_pretrained(
             spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack
         )
-    return with_sampling(pipe, spec.steps, spec.guidance)
+    return with_sampling(pipe, spec.steps, spec.guidance, spec.scheduler)
 
 
 def with_sampling(
-    pipe: MusicPipeline | VideoPipeline, steps: list[int] | None = None, guidance: float | None = None
+    pipe: MusicPipeline | VideoPipeline,
+    steps: list[int] | None = None,
+    guidance: float | None = None,
+    scheduler: str | None = None,
 ) -> MusicPipeline | VideoPipeline:
-    """``pipe`` with ``steps`` sampling steps per stage and ``guidance`` on its base stage (None keeps
-    the model's own)."""
-    stages = pipe.cascade.stages
-    if steps is not None and len(steps) != len(stages):
-        raise ValueError(
-            f"steps={list(steps)} gives {len(steps)} numbers for the {len(stages)} stages "
-            f"{[s.name for s in stages]}; give one per stage"
-        )
-    stages = tuple(replace(s, steps=int(n)) for s, n in zip(stages, steps, strict=True)) if steps else stages
-    if guidance is not None:
-        stages = (replace(stages[0], guidance_scale=float(guidance)), *stages[1:])
-    return replace(pipe, cascade=replace(pipe.cascade, stages=stages))
+    """``pipe`` with ``steps`` sampling steps per stage, ``guidance`` on its base stage and every stage on
+    the named ``scheduler`` (None keeps the model's own; see `Cascade.with_sampling`)."""
+    return replace(pipe, cascade=pipe.cascade.with_sampling(steps, guidance, scheduler))
 
 
 def job_model_id(spec: JobSpec) -> str:
@@ -258,6 +262,8 @@ def job_model_id(spec: JobSpec) -> str:
         tag += "+steps=" + ",".join(map(str, spec.steps))
     if spec.guidance is not None:
         tag += f"+guidance={spec.guidance:g}"
+    if spec.scheduler is not None:
+        tag += f"+scheduler={spec.scheduler}"
     if spec.mastering is not None:
         tag += "+master=" + json.dumps(spec.mastering.model_dump(), sort_keys=True, separators=(",", ":"))
     return tag

@@ -17,6 +17,7 @@ from legato.services.cli.common import (
     Device,
     Guidance,
     JsonOption,
+    Scheduler,
     Steps,
     fail,
     handle_errors,
@@ -94,7 +95,7 @@ def items(
 
 
 def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack, steps, guidance, formats,
-             out, device, executor, address, as_json, mastering=None) -> None:  # fmt: skip
+             out, device, executor, address, as_json, mastering=None, scheduler=None) -> None:  # fmt: skip
     path, config = resolve_model(model, kind)
     spec = {
         "kind": kind,
@@ -106,6 +107,7 @@ def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack,
         "device": device,
         "steps": parse_steps(steps, config),
         "guidance": guidance,
+        "scheduler": scheduler,
     }
     if mastering is not None:
         spec["mastering"] = mastering
@@ -137,6 +139,7 @@ def music(
     model: Model = None,
     steps: Steps = None,
     guidance: Guidance = None,
+    scheduler: Scheduler = None,
     formats: Formats = None,
     out: Out = None,
     device: Device = None,
@@ -201,7 +204,7 @@ def music(
         fail("--strength is for --interpolate; add --interpolate N")
     generate("music", prompts, seeds=seed, length=duration, model=model, soundtrack=None, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json, mastering=mastering)  # fmt: skip
+             as_json=as_json, mastering=mastering, scheduler=scheduler)  # fmt: skip
 
 
 @app.command("video")
@@ -229,6 +232,7 @@ def video(
     ] = None,
     steps: Steps = None,
     guidance: Guidance = None,
+    scheduler: Scheduler = None,
     formats: Formats = None,
     out: Out = None,
     device: Device = None,
@@ -239,4 +243,4 @@ def video(
     """Videos (mp4, webm, gif) of the model's length and size, optionally with a generated soundtrack."""
     generate("video", prompts, seeds=seed, length=frames, model=model, soundtrack=soundtrack, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json)  # fmt: skip
+             as_json=as_json, scheduler=scheduler)  # fmt: skip

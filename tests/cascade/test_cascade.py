@@ -138,7 +138,7 @@ def test_sampling_settings_change_a_copy_and_the_same_scheduler_by_name_changes_
         ({"steps": [4]}, "must be 2 positive integers, one per stage"),
         ({"steps": [4, 0]}, "must be 2 positive integers"),
         ({"steps": [4, True]}, "must be 2 positive integers"),
-        ({"scheduler": "lms"}, "scheduler='lms' is not one of"),
+        ({"scheduler": "lms"}, r"unknown scheduler 'lms'; use one of \['ddim'"),
     ],
 )
 def test_bad_sampling_settings_name_the_value(cascade, kwargs, message):

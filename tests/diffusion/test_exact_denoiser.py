@@ -22,8 +22,11 @@ from legato.diffusion import (
     randn,
     register_network,
     sample,
+    scheduler_config,
+    scheduler_from_config,
 )
 from legato.diffusion.distill import student_scheduler
+from legato.diffusion.errors import DiffusionError
 
 MU, STD = 0.3, 0.5
 # Built in-process with diffusers' default betas, as a recipe builds it. The data reach |x| ~ 2.3, so no
@@ -121,3 +124,23 @@ def test_overrides_win_over_the_configs_defaults():
     custom = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     heun = convert_scheduler(type(make_scheduler("heun")), custom.config)
     assert torch.allclose(torch.as_tensor(heun.alphas_cumprod), custom.alphas_cumprod)
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "dpm++", "euler", "euler_a", "heun"])
+def test_a_scheduler_sent_as_its_config_samples_alike_in_another_process(name):
+    """A serving replica gets the scheduler a request chose as `scheduler_config`'s JSON (the form diffusers
+    saves): the one it rebuilds samples the exact denoiser to the same values, bit for bit."""
+    scheduler = make_scheduler(name, TRAINING.config)
+    text = scheduler_config(scheduler)
+    rebuilt = scheduler_from_config(text)
+    assert type(rebuilt) is type(scheduler)
+    assert scheduler_config(rebuilt) == text
+    noise = randn((16, 1, 8, 8), generators(range(16)))
+    denoiser = Denoiser(ExactGaussian("epsilon"), "epsilon")
+    a, b = (
+        sample(denoiser, s, noise, steps=12, generator=generators(range(100, 116)))
+        for s in (scheduler, rebuilt)
+    )
+    assert torch.equal(a, b)
+    with pytest.raises(DiffusionError, match="unknown scheduler class 'UNet2DModel'"):
+        scheduler_from_config(text.replace(type(scheduler).__name__, "UNet2DModel"))

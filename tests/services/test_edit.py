@@ -55,6 +55,25 @@ def test_img2img_and_inversion_write_the_song_length(mode, options, song, tmp_pa
     assert abs(audio["count"] - 32_000) < 256
 
 
+def test_img2img_on_another_scheduler_is_the_pipelines_edit_on_it(song, tmp_path, models, cli_env):
+    from legato.pipelines.jobs import with_sampling
+
+    out = tmp_path / "dpm.png"
+    result = legato("edit", "music", str(song), "a low drone", "-m", "music-tiny", "--strength", "0.6", "--steps",
+                    "4", "--scheduler", "dpm++", "--seed", "2", "-o", str(out), "--json", env=cli_env)  # fmt: skip
+    assert result.code == 0, result.stderr
+    pipe = MusicPipeline.from_pretrained(models / "music-tiny")
+    steps = [4] * len(pipe.cascade.stages)
+    with torch.no_grad():
+        expected, own = (
+            with_sampling(pipe, steps, None, scheduler).edit(song, "a low drone", strength=0.6, seed=2).mel
+            for scheduler in ("dpm++", None)
+        )
+    written = load_mel_image(out).unit
+    assert (written - expected).abs().max() < 2 / 255  # the image's 8-bit rounding
+    assert (written - own).abs().mean() > 0.01  # not the model's own DDIM edit
+
+
 @pytest.fixture
 def movie(tmp_path):
     """A real 12 fps, 24x20 mp4 of a pan over a photo (not the model's 8 fps, 16x16)."""

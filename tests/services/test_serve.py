@@ -104,10 +104,16 @@ def test_openapi_lists_the_routes_and_forbids_unknown_fields(client):
     assert "wav" in music["properties"]["format"]["enum"]
 
 
-def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models):
+@pytest.mark.parametrize("scheduler", [None, "dpm++"])
+def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models, scheduler):
+    """Sampling settings travel to the stage replicas with each call: another scheduler per request gives
+    what that scheduler gives in this process, and not what the model's own one gives."""
     from legato.pipelines import MusicPipeline
+    from legato.pipelines.jobs import with_sampling
 
-    job = client.music(prompt="a jig on fiddle", seed=5, duration=2.0)
+    job = client.music(
+        prompt="a jig on fiddle", seed=5, duration=2.0, **({"scheduler": scheduler} if scheduler else {})
+    )
     assert job["status"] == "done"
     assert [f["name"] for f in job["files"]] == ["0000.wav"]
     audio, rate = decode_audio(client.download(job["files"][0]["url"]))
@@ -118,11 +124,14 @@ def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models):
     torch.set_num_threads(1)
     try:
         pipe = MusicPipeline.from_pretrained(tiny_models["music"])
-        local = pipe(["a jig on fiddle"], seeds=[5], duration=2.0)[0]
+        local = with_sampling(pipe, scheduler=scheduler)(["a jig on fiddle"], seeds=[5], duration=2.0)[0]
+        own = pipe(["a jig on fiddle"], seeds=[5], duration=2.0)[0] if scheduler else local
     finally:
         torch.set_num_threads(before)
     assert np.abs(audio - local.audio.numpy()).max() <= 1.5 / 32768  # equal up to 16-bit rounding
     assert np.abs(audio).max() > 0.01
+    if scheduler:
+        assert np.abs(audio - own.audio.numpy()).max() > 0.01
 
 
 def test_video_with_soundtrack_is_an_mp4_with_frames_and_sound(client):
@@ -154,6 +163,7 @@ def test_a_video_longer_than_the_models_window_continues_it(client):
         ("/v1/music", {"prompt": "a", "format": "aiff"}, 422, "format", "'wav'"),
         ("/v1/music", {"prompt": "a", "steps": [4]}, 422, "steps", "one number per stage"),
         ("/v1/music", {"prompt": "a", "guidance": 0.5}, 422, "guidance", "at least 1"),
+        ("/v1/music", {"prompt": "a", "scheduler": "lms"}, 422, "scheduler", "'dpm++'"),
         ("/v1/video", {"prompt": "a", "frames": 500}, 422, "frames", "at most 240 frames"),
         ("/v1/music", b"{not json", 422, None, "JSON object"),
         ("/v1/music", {"prompt": "x" * 3000}, 413, None, "smaller"),

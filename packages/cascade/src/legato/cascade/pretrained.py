@@ -32,7 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from legato.cascade.stage import DTYPES, Stage
-from legato.diffusion import Denoiser, EDMDenoiser, NoiseAugmentation, SuperResolution, VPSchedule
+from legato.diffusion import (
+    Denoiser,
+    EDMDenoiser,
+    NoiseAugmentation,
+    SuperResolution,
+    VPSchedule,
+    scheduler_from_config,
+)
 from legato.diffusion.errors import DiffusionError
 
 if TYPE_CHECKING:
@@ -254,11 +261,10 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         .from_pretrained(folder, low_cpu_mem_usage=False, use_safetensors=True)
         .eval()
     )
-    scheduler_config = json.loads((folder / "scheduler_config.json").read_text())
-    scheduler_cls = getattr(diffusers, scheduler_config["_class_name"], None)
-    if scheduler_cls is None:
-        raise DiffusionError(f"{folder}: unknown scheduler {scheduler_config['_class_name']!r}")
-    scheduler = scheduler_cls.from_pretrained(folder)
+    try:
+        scheduler = scheduler_from_config((folder / "scheduler_config.json").read_text())
+    except DiffusionError as err:
+        raise DiffusionError(f"{folder}: {err}") from None
     kind = spec["denoiser"]
     if kind["type"] == "edm":
         denoiser: nn.Module = EDMDenoiser(network, VPSchedule.from_scheduler(scheduler), kind["sigma_data"])

@@ -23,7 +23,13 @@ from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
-from legato.diffusion.schedulers import SCHEDULERS, convert_scheduler, make_scheduler
+from legato.diffusion.schedulers import (
+    SCHEDULERS,
+    convert_scheduler,
+    make_scheduler,
+    scheduler_config,
+    scheduler_from_config,
+)
 from legato.diffusion.superres import SuperResolution
 from legato.diffusion.tensors import append_dims, generators, randn
 
@@ -54,4 +60,6 @@ __all__ = [
     "randn",
     "register_network",
     "sample",
+    "scheduler_config",
+    "scheduler_from_config",
 ]

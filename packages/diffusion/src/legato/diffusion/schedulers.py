@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any
 
+import diffusers
 from diffusers import (
     DDIMInverseScheduler,
     DDIMScheduler,
@@ -46,6 +48,24 @@ def convert_scheduler(
     """
     config = {k: v for k, v in (dict(config) if config else {}).items() if k != "_use_default_values"}
     return cls.from_config(config, **overrides)
+
+
+def scheduler_config(scheduler: SchedulerMixin) -> str:
+    """``scheduler`` as JSON, its class and every setting, in the form diffusers saves
+    (``scheduler_config.json``): equal strings sample alike, and `scheduler_from_config` rebuilds it in
+    another process (a serving replica)."""
+    config = {k: v for k, v in scheduler.config.items() if k != "_use_default_values"}
+    return json.dumps({"_class_name": type(scheduler).__name__, **config}, sort_keys=True)
+
+
+def scheduler_from_config(config: dict[str, Any] | str) -> SchedulerMixin:
+    """The scheduler a saved config names (``_class_name``) with every setting of it, from a dict or JSON."""
+    config = json.loads(config) if isinstance(config, str) else dict(config)
+    name = config.pop("_class_name", None)
+    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise DiffusionError(f"unknown scheduler class {name!r}; save the scheduler with diffusers")
+    return convert_scheduler(cls, config)
 
 
 def make_scheduler(name: str, config: dict[str, Any] | None = None, **overrides: Any) -> SchedulerMixin:

@@ -18,6 +18,7 @@ from legato.services.cli.common import (
     Device,
     Guidance,
     JsonOption,
+    Scheduler,
     Steps,
     emit,
     fail,
@@ -107,13 +108,15 @@ def music(
     model: model_option("music") = None,
     steps: Steps = None,
     guidance: Guidance = None,
+    scheduler: Scheduler = None,
     out: out_option(".wav, .flac, .png...", "<song>-edited.wav") = None,
     device: Device = None,
     as_json: JsonOption = False,
 ) -> None:
     """Edit AUDIO towards PROMPT with one of three modes (img2img, inversion, inpainting)."""
     edit("music", audio, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
-         seed=seed, model=model, steps=steps, guidance=guidance, out=out, device=device, as_json=as_json)  # fmt: skip
+         seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
+         as_json=as_json)  # fmt: skip
 
 
 @app.command("video")
@@ -138,6 +141,7 @@ def video(
     model: model_option("video") = None,
     steps: Steps = None,
     guidance: Guidance = None,
+    scheduler: Scheduler = None,
     out: out_option(".mp4, .webm, .gif", "<video>-edited.mp4") = None,
     device: Device = None,
     as_json: JsonOption = False,
@@ -145,11 +149,12 @@ def video(
     """Edit SOURCE towards PROMPT (re-timed to the model's frame rate and cropped to its frame size) with one
     of three modes (img2img, inversion, inpainting)."""
     edit("video", source, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
-         seed=seed, model=model, steps=steps, guidance=guidance, out=out, device=device, as_json=as_json)  # fmt: skip
+         seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
+         as_json=as_json)  # fmt: skip
 
 
 def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start, end, mask, seed, model, steps,
-         guidance, out, device, as_json) -> None:  # fmt: skip
+         guidance, scheduler, out, device, as_json) -> None:  # fmt: skip
     """One edit of ``source`` with a ``kind`` pipeline, its files and summary."""
     if not source.is_file():
         fail(f"{source} is not a file; give the {'song' if kind == 'music' else 'video'} to edit")
@@ -174,7 +179,7 @@ def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start
     started = time.perf_counter()
     with status(f"{mode} of {source.name} with {path.name}", enabled=not as_json):
         pipe = with_sampling(
-            pipeline.from_pretrained(path, device=device), parse_steps(steps, config), guidance
+            pipeline.from_pretrained(path, device=device), parse_steps(steps, config), guidance, scheduler
         )
         if mode == "inpainting":
             result = pipe.inpaint(source, prompt, start, end, mask=mask, seed=seed)

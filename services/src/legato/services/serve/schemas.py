@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from legato.diffusion import SCHEDULERS
 from legato.pipelines.jobs import AUDIO_FORMATS, VIDEO_FORMATS
 from legato.pipelines.text import check_prompt
 
@@ -23,6 +24,7 @@ VIDEO_FILE_FORMATS = tuple(sorted(VIDEO_FORMATS))
 MusicFormat = Literal[MUSIC_FORMATS]  # type: ignore[valid-type]
 VideoFormat = Literal[VIDEO_FILE_FORMATS]  # type: ignore[valid-type]
 
+SchedulerName = Literal[tuple(sorted(SCHEDULERS))]  # type: ignore[valid-type]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +65,9 @@ class _Generate(BaseModel):
     )
     guidance: float | None = Field(
         None, ge=1, description="classifier-free guidance scale of the base stage (default: the model's)"
+    )
+    scheduler: SchedulerName | None = Field(
+        None, description="every stage's sampler (default: the model's); dpm++ needs about half DDIM's steps"
     )
 
     @property

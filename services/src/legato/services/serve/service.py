@@ -128,7 +128,7 @@ class Ingress:
         started = time.perf_counter()
         update: dict[str, Any]
         try:
-            pipe = with_sampling(pipe, request.steps, request.guidance)
+            pipe = with_sampling(pipe, request.steps, request.guidance, request.scheduler)
             prompts, seeds = as_lists(request.prompt_list, request.seed)
             if isinstance(request, MusicRequest):
                 outputs = pipe(prompts, seeds=seeds, duration=request.duration)

@@ -7,7 +7,7 @@ actors: stage ``i``'s batch is a handle call whose inputs are the responses of t
 holding its items, so outputs go replica to replica, never through the ingress, and items are batched per
 stage exactly as `LocalExecutor` batches them (the same outputs for the same thread count).
 
-Sampling settings (steps, guidance) travel with every call, taken from the cascade the caller runs, so a
+Sampling settings (steps, guidance, scheduler) travel with every call, taken from the cascade the caller runs, so a
 request can change them without a replica holding per-request state.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 from ray import serve
 
+from legato.diffusion import scheduler_config, scheduler_from_config
 from legato.pipelines.ray_executor import RayExecutor, StageWorker
 from legato.pipelines.text import load_pipeline_cascade
 
@@ -30,10 +31,11 @@ class StageSettings:
 
     steps: int
     guidance_scale: float
+    scheduler: str  # its class and config as JSON (`legato.diffusion.scheduler_config`)
 
     @classmethod
     def of(cls, stage: Any) -> StageSettings:
-        return cls(stage.steps, stage.guidance_scale)
+        return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler))
 
 
 def with_device(cascade: Any, device: str, index: int | None = None) -> Any:
@@ -63,9 +65,8 @@ class StageDeployment:
             if len(self.workers) > 16:  # a few recent settings; the first worker is always kept
                 del self.workers[next(k for k in self.workers if self.workers[k] is not self.worker)]
             cascade, index = self.worker.cascade, self.worker.index
-            stage = replace(
-                cascade.stages[index], steps=settings.steps, guidance_scale=settings.guidance_scale
-            )
+            stage = replace(cascade.stages[index], steps=settings.steps, guidance_scale=settings.guidance_scale,
+                            scheduler=scheduler_from_config(settings.scheduler))  # fmt: skip
             stages = (*cascade.stages[:index], stage, *cascade.stages[index + 1 :])
             self.workers[settings] = StageWorker(replace(cascade, stages=stages), index, self.threads)
         return self.workers[settings]

@@ -109,27 +109,29 @@ def evaluate(
     from the last full run's ``models/quality-<kind>.json`` (same items and seed: checked)."""
     bench = Bench.of(data, held_out=True, items=items, seed=seed, verifier=verifier)
     row, run = bench.row, bench.run
+
+    def default_rows() -> dict:  # the default and, from the same base outputs, base + bilinear
+        default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
+        base, base_s = run(default, stop=1)
+        full, sr_s = run(default, start=1, inputs=list(base))
+        base_evals = model_evaluations(replace(default, stages=default.stages[:1]))
+        return {"default": row(full, model_evaluations(default), base_s + sr_s),
+                "base + bilinear": row(bilinear(default, base), base_evals, base_s)}  # fmt: skip
+
+    def fast_rows() -> dict:
+        fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
+        samples, seconds = run(fast)
+        return {"fast": row(samples, model_evaluations(fast), seconds)}
+
     if only is not None:
         previous = json.loads((Path(models) / f"quality-{kind}.json").read_text())
         if (previous["items"], previous["seed"]) != (items, seed) or only not in previous["rows"]:
             raise ValueError(
                 f"the last run scored {previous['items']} items with seed {previous['seed']}; run them all"
             )
-        rows = previous["rows"]
-        cascade, _ = load_pipeline_cascade(Path(models) / f"{kind}-{only}", kind, "cpu")
-        samples, seconds = run(cascade)
-        rows[only] = row(samples, model_evaluations(cascade), seconds)
+        rows = {**previous["rows"], **(default_rows() if only == "default" else fast_rows())}
         return ratios({**previous, "rows": rows})
-    rows = {"real (ceiling)": row(bench.split.samples[bench.prompts])}
-    default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
-    base, base_s = run(default, stop=1)
-    full, sr_s = run(default, start=1, inputs=list(base))
-    rows["default"] = row(full, model_evaluations(default), base_s + sr_s)
-    base_evals = model_evaluations(replace(default, stages=default.stages[:1]))
-    rows["base + bilinear"] = row(bilinear(default, base), base_evals, base_s)
-    fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
-    samples, seconds = run(fast)
-    rows["fast"] = row(samples, model_evaluations(fast), seconds)
+    rows = {"real (ceiling)": row(bench.split.samples[bench.prompts]), **default_rows(), **fast_rows()}
     floor = untrained(kind)
     samples, seconds = run(floor)
     rows["untrained (floor)"] = row(samples, model_evaluations(floor), seconds)
@@ -208,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--only", choices=("default", "fast"), help="score this model again, keep the other rows"
+        "--only",
+        choices=("default", "fast"),
+        help="score this model again (default: with base + bilinear), keep the other rows",
     )
     parser.add_argument(
         "--guidance", help="comma-separated base guidance scales for the default model, on training prompts"

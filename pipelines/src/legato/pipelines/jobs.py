@@ -51,6 +51,7 @@ from legato.video import VIDEO_FORMATS
 
 MANIFEST = "manifest.jsonl"
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+SCHEDULER_NAMES = tuple(sorted(SCHEDULERS))  # the samplers a spec, a request or a command may name
 
 
 class ItemSpec(BaseModel):
@@ -113,8 +114,8 @@ class JobSpec(BaseModel):
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, name: str | None) -> str | None:
-        if name is not None and name not in SCHEDULERS:
-            raise ValueError(f"scheduler {name!r} is not one of {sorted(SCHEDULERS)}")
+        if name is not None and name not in SCHEDULER_NAMES:
+            raise ValueError(f"scheduler {name!r} is not one of {list(SCHEDULER_NAMES)}")
         return name
 
     @field_validator("formats")

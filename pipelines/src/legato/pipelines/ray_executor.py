@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Item, Progress, batches, check_run, finish, run_batch
-from legato.diffusion import Conditioning
+from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 
 
 def connect(address: str | None = None) -> None:
@@ -104,6 +104,27 @@ def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[s
 
 
 RESTARTS = 3  # per stage actor
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What a call may change of a cascade stage without other weights: its steps, guidance and sampler (the
+    scheduler's class and config as JSON, `legato.diffusion.scheduler_config`). Hashable and small, so a
+    remote stage (a serving replica) can take it with every call and keep one copy of the weights."""
+
+    steps: int
+    guidance_scale: float
+    scheduler: str
+
+    @classmethod
+    def of(cls, stage: Any) -> StageSettings:
+        return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler))
+
+    def apply(self, cascade: Cascade, index: int) -> Cascade:
+        """``cascade`` with stage ``index`` sampled with these settings."""
+        stage = replace(cascade.stages[index], steps=self.steps, guidance_scale=self.guidance_scale,
+                        scheduler=scheduler_from_config(self.scheduler))  # fmt: skip
+        return replace(cascade, stages=(*cascade.stages[:index], stage, *cascade.stages[index + 1 :]))
 
 
 class StageWorker:

@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from legato.diffusion import SCHEDULERS
-from legato.pipelines.jobs import AUDIO_FORMATS, VIDEO_FORMATS
+from legato.pipelines.jobs import AUDIO_FORMATS, SCHEDULER_NAMES, VIDEO_FORMATS
 from legato.pipelines.text import check_prompt
 
 # The formats a request may name: derived from the writers' own tables, so the schema cannot drift from them.
@@ -24,7 +23,7 @@ VIDEO_FILE_FORMATS = tuple(sorted(VIDEO_FORMATS))
 MusicFormat = Literal[MUSIC_FORMATS]  # type: ignore[valid-type]
 VideoFormat = Literal[VIDEO_FILE_FORMATS]  # type: ignore[valid-type]
 
-SchedulerName = Literal[tuple(sorted(SCHEDULERS))]  # type: ignore[valid-type]
+SchedulerName = Literal[SCHEDULER_NAMES]  # type: ignore[valid-type]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 

@@ -15,27 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ray import serve
 
-from legato.diffusion import scheduler_config, scheduler_from_config
-from legato.pipelines.ray_executor import RayExecutor, StageWorker
+from legato.pipelines.ray_executor import RayExecutor, StageSettings, StageWorker
 from legato.pipelines.text import load_pipeline_cascade
-
-
-@dataclass(frozen=True)
-class StageSettings:
-    """What a request may change of a stage, per call: the weights stay."""
-
-    steps: int
-    guidance_scale: float
-    scheduler: str  # its class and config as JSON (`legato.diffusion.scheduler_config`)
-
-    @classmethod
-    def of(cls, stage: Any) -> StageSettings:
-        return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler))
 
 
 def with_device(cascade: Any, device: str, index: int | None = None) -> Any:
@@ -65,10 +51,7 @@ class StageDeployment:
             if len(self.workers) > 16:  # a few recent settings; the first worker is always kept
                 del self.workers[next(k for k in self.workers if self.workers[k] is not self.worker)]
             cascade, index = self.worker.cascade, self.worker.index
-            stage = replace(cascade.stages[index], steps=settings.steps, guidance_scale=settings.guidance_scale,
-                            scheduler=scheduler_from_config(settings.scheduler))  # fmt: skip
-            stages = (*cascade.stages[:index], stage, *cascade.stages[index + 1 :])
-            self.workers[settings] = StageWorker(replace(cascade, stages=stages), index, self.threads)
+            self.workers[settings] = StageWorker(settings.apply(cascade, index), index, self.threads)
         return self.workers[settings]
 
     async def run(

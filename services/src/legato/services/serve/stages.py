@@ -7,8 +7,9 @@ actors: stage ``i``'s batch is a handle call whose inputs are the responses of t
 holding its items, so outputs go replica to replica, never through the ingress, and items are batched per
 stage exactly as `LocalExecutor` batches them (the same outputs for the same thread count).
 
-Sampling settings (steps, guidance, scheduler) travel with every call, taken from the cascade the caller runs, so a
-request can change them without a replica holding per-request state.
+Sampling settings (steps, guidance, scheduler: `legato.pipelines.ray_executor.StageSettings`) travel with
+every call, taken from the cascade the caller runs, so a request can change them without a replica holding
+per-request state.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ of ``--batch`` (default 2) items, each stage on its own actor with one CPU and o
 each with ``--device cuda``, fractions of one GPU where there is only one). Steps are set so that the
 stages take about the same time per item. Measured in one run:
 
-- each stage's time per item alone (same thread count, after a warm-up);
-- the Ray executor's throughput on K items (after a warm-up run that starts the actors);
-- pipelining efficiency = throughput / (1 / slowest stage time): 1.0 means the stages overlap perfectly
-  (target >= 0.9);
+- each stage's time per item alone (same thread count, after a warm-up), measured before and after the Ray
+  runs and averaged, so that a drift of the machine's speed during the run (a shared VM's) cancels;
+- the Ray executor's throughput on K items, ``--repeats`` times (after a warm-up run that starts the actors);
+- pipelining efficiency = throughput / (1 / slowest stage time), per repeat and their median: 1.0 means the
+  stages overlap perfectly (target >= 0.9). Filling and draining the pipeline bound it by
+  batches / (batches + stages - 1), printed beside it;
 - LocalExecutor's throughput on the same items, one thread (the per-stage work, run in sequence) and with
   every core (torch's own intra-op threads), and the Ray path's ratio against each.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -67,7 +70,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stages", type=int, default=2)
-    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--items", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--base-steps", type=int, default=24)
     parser.add_argument("--sr-steps", type=int, default=12)
@@ -78,16 +82,20 @@ def main() -> None:
     work = items(args.items)
     local = LocalExecutor()
 
-    # 1. Each stage alone, one thread (what each actor gets), per item.
+    # 1. Each stage alone, one thread (what each actor gets), per item; again after the Ray runs.
     torch.set_num_threads(1)
-    probe = work[: 4 * args.batch]
+    probe = work[: 8 * args.batch]
     local.run(cascade, probe[:1])  # warm-up
-    outputs, stage_times = None, []
-    for index in range(len(cascade.stages)):
-        start = time.perf_counter()
-        outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
-        stage_times.append((time.perf_counter() - start) / len(probe))
-    slowest = max(stage_times)
+
+    def alone() -> list[float]:
+        outputs, times = None, []
+        for index in range(len(cascade.stages)):
+            start = time.perf_counter()
+            outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
+            times.append((time.perf_counter() - start) / len(probe))
+        return times
+
+    before = alone()
 
     # 2. LocalExecutor on all items: one thread, then every core.
     local_1 = args.items / timed(lambda: local.run(cascade, work))
@@ -107,18 +115,28 @@ def main() -> None:
         share = 1.0 / len(cascade.stages) if torch.cuda.device_count() < len(cascade.stages) else 1.0
     executor = RayExecutor({s.name: StageResources(num_cpus=1, num_gpus=share) for s in cascade.stages})
     executor.run(cascade, work[:2])  # starts the actors
-    ray_tp = args.items / timed(lambda: executor.run(cascade, work))
+    ray_tps = [args.items / timed(lambda: executor.run(cascade, work)) for _ in range(args.repeats)]
     executor.shutdown()
     ray.shutdown()
+    after = alone()
+    stage_times = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
+    slowest = max(stage_times)
+    ray_tp = statistics.median(ray_tps)
+    chunks = -(-args.items // args.batch)
 
     print(
         f"device {args.device}, {cores} cores, {len(cascade.stages)} stages, {args.items} items, batch {args.batch}"
     )
-    for stage, t in zip(cascade.stages, stage_times, strict=True):
-        print(f"  stage {stage.name:5s} ({stage.steps:2d} steps): {t * 1000:7.1f} ms/item alone, 1 thread")
+    for stage, t, a, b in zip(cascade.stages, stage_times, before, after, strict=True):
+        print(f"  stage {stage.name:5s} ({stage.steps:2d} steps): {t * 1000:7.1f} ms/item alone, 1 thread"
+              f" (before the Ray runs {a * 1000:.1f}, after {b * 1000:.1f})")  # fmt: skip
     print(f"ideal pipelined throughput (1 / slowest stage): {1 / slowest:6.2f} items/s")
-    print(f"RayExecutor throughput:                         {ray_tp:6.2f} items/s")
-    print(f"pipelining efficiency:                          {ray_tp * slowest:6.3f}  (target >= 0.9)")
+    print(f"RayExecutor throughput, {args.repeats} runs:".ljust(48)
+          + ", ".join(f"{tp:.2f}" for tp in ray_tps) + " items/s")  # fmt: skip
+    print("pipelining efficiency per run:                  "
+          + ", ".join(f"{tp * slowest:.3f}" for tp in ray_tps))  # fmt: skip
+    print(f"pipelining efficiency, median:                  {ray_tp * slowest:.3f}  (target >= 0.9; "
+          f"fill and drain bound it by {chunks / (chunks + len(cascade.stages) - 1):.3f})")  # fmt: skip
     print(
         f"LocalExecutor, 1 thread:                        {local_1:6.2f} items/s -> Ray x{ray_tp / local_1:.2f}"
     )

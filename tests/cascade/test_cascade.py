@@ -74,11 +74,34 @@ def test_bad_cascades_and_runs_say_what_to_do(cascade):
         LocalExecutor().run(cascade, tiny_items(), start=1, stop=1)
     with pytest.raises(DiffusionError, match="ids must be unique"):
         LocalExecutor().run(cascade, [Item("a", 0), Item("a", 1)])
+    with pytest.raises(
+        DiffusionError, match=r"fade=1\.5 is a fraction of the prefix; give a value in \[0, 1\]"
+    ):
+        Item("a", 0, fade=1.5)
     no_text = Stage(
         "b", Denoiser(unet(1, False)), DDIMScheduler(), steps=2, shape=(1, 8, 8), guidance_scale=2.0
     )
     with pytest.raises(DiffusionError, match="guidance_scale needs text"):
         LocalExecutor().run(Cascade((no_text,)), [Item("a", 0)])
+
+
+def test_a_prefix_is_kept_exactly_up_to_its_fade_and_crossfades_into_the_new_content_over_it(cascade):
+    items = tiny_items(2)
+    prefix = LocalExecutor().run(cascade, items[:1])[0][..., -8:]  # 8 positions; the base stage keeps 4
+    hard, half, whole = (
+        LocalExecutor().run(cascade, [replace(items[1], prefix=prefix, fade=fade)])[0]
+        for fade in (0.0, 0.5, 1.0)
+    )
+    assert torch.equal(hard[..., :8], prefix)
+    assert torch.equal(half[..., :4], prefix[..., :4])  # before the fade: kept exactly
+    assert not torch.equal(half[..., 4:8], prefix[..., 4:8])
+    # Over the fade the output moves from the prefix toward the new content: its distance from the prefix
+    # grows along the ramp (the first position is 1/9 new, the last 8/9).
+    distance = (whole[..., :8] - prefix).abs().mean(dim=(0, 1))
+    assert 0 < distance[0] < distance[-1]
+    assert distance[:4].mean() < distance[4:].mean()
+    # What follows the prefix continues the blend, so it differs from the hard join's continuation too.
+    assert not torch.equal(hard[..., 8:], whole[..., 8:])
 
 
 def test_a_stage_shared_with_another_cascade_loads_from_its_folder_and_is_part_of_its_identity(tmp_path):

@@ -72,23 +72,25 @@ def continue_windows(
     total: int,
     keep: int,
     progress: Progress | None = None,
+    fade: float = 0.0,
 ) -> list[Tensor]:
     """One output per item, ``total`` positions long along the time axis: the first window from the items
-    as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions."""
+    as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions, of
+    which the last ``fade`` (a fraction) crossfade into the new window (`Item.fade`): each new window
+    replaces the ``keep`` positions it continues, which it kept exactly where it did not crossfade."""
     check_output_size(cascade, len(items), total)
     axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
     outs = executor.run(cascade, items, progress=progress)
     if total > window:
         for k in range(1, math.ceil((total - keep) / (window - keep))):
             batch = [
-                replace(
-                    item, seed=window_seed(item.seed, k), prefix=out.narrow(axis, -keep, keep).contiguous()
-                )
+                replace(item, seed=window_seed(item.seed, k), fade=fade,
+                        prefix=out.narrow(axis, -keep, keep).contiguous())
                 for item, out in zip(items, outs, strict=True)
-            ]
+            ]  # fmt: skip
             new = executor.run(cascade, batch, progress=progress)
             outs = [
-                torch.cat([o, n.narrow(axis, keep, n.shape[axis] - keep)], dim=axis)
+                torch.cat([o.narrow(axis, 0, o.shape[axis] - keep), n], dim=axis)
                 for o, n in zip(outs, new, strict=True)
             ]
     return [o.narrow(axis, 0, min(total, o.shape[axis])) for o in outs]

@@ -33,13 +33,22 @@ class Item:
     ``prefix`` continues earlier output: the known beginning of this item's final output along its time
     axis (`Cascade.time_axis`: ``(C, H, P)`` of a mel spectrogram, ``(C, P, H, W)`` of a video). Every stage
     keeps it (each at its own resolution, see `Cascade.prefix_at`) and generates the rest: windowed
-    continuation by outpainting.
+    continuation by outpainting. ``fade`` is the fraction of the prefix, at its end, that crossfades into
+    the new content rather than being kept exactly (0: all kept; 1: the crossfade spans the whole prefix):
+    a hard edge where the continuation disagrees with the prefix is heard as a click.
     """
 
     id: str
     seed: int
     cond: Conditioning = field(default_factory=Conditioning)
     prefix: Tensor | None = None
+    fade: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fade <= 1.0:
+            raise DiffusionError(
+                f"item {self.id!r}: fade={self.fade!r} is a fraction of the prefix; give a value in [0, 1]"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,7 +201,8 @@ def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tenso
     """Stage ``index`` on one batch of items (what every executor's worker calls)."""
     cond = collate([(torch.zeros(()), item.cond) for item in items])[1]
     prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix) for item in items]
-    return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes)
+    fades = [item.fade for item in items]
+    return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes, fades)
 
 
 class Executor(Protocol):

@@ -106,6 +106,7 @@ class Stage:
         seeds: Sequence[int],
         index: int,
         prefixes: Sequence[Tensor | None] | None = None,
+        fades: Sequence[float] | None = None,
         *,
         noise: Tensor | None = None,
         init: Tensor | None = None,
@@ -117,7 +118,9 @@ class Stage:
         stage), ``cond`` the batched conditioning, ``seeds`` the items' seeds, ``index`` this stage's index
         in its cascade. ``prefixes`` (one per item, or None) are known beginnings of the items' outputs along
         the time axis (the last of ``(C, H, W)`` images, ``T`` of ``(C, T, H, W)`` videos), which the stage
-        keeps and continues (outpainting). Returns float32 on the CPU.
+        keeps and continues (outpainting); ``fades`` (one per item, default 0) the fraction of each prefix,
+        at its end, that crossfades into the new content instead of being kept exactly (`Item.fade`).
+        Returns float32 on the CPU.
 
         Editing, for base stages: ``noise`` replaces the seeded starting noise (e.g. a DDIM-inverted latent),
         ``init``/``strength`` run img2img, ``mask``/``known`` inpaint (see `legato.diffusion.sample`)."""
@@ -133,7 +136,7 @@ class Stage:
         if self.sr is not None and (noise is not None or init is not None or mask is not None):
             raise DiffusionError(f"stage {self.name!r}: noise=, init= and mask= edit base stages only")
         if mask is None:
-            mask, known = self.outpainting((len(seeds), *self.output_shape(inputs)), prefixes, device)
+            mask, known = self.outpainting((len(seeds), *self.output_shape(inputs)), prefixes, device, fades)
         elif known is None:
             raise DiffusionError(f"stage {self.name!r}: mask= needs known=, the sample to keep")
         else:
@@ -160,10 +163,17 @@ class Stage:
         return [torch.Generator(torch.device(self.device)).manual_seed(stage_seed(s, index)) for s in seeds]
 
     def outpainting(
-        self, shape: tuple[int, ...], prefixes: Sequence[Tensor | None] | None, device: torch.device
+        self,
+        shape: tuple[int, ...],
+        prefixes: Sequence[Tensor | None] | None,
+        device: torch.device,
+        fades: Sequence[float] | None = None,
     ) -> tuple[Tensor | None, Tensor | None]:
         """``(mask, known)`` for `sample` that keep each item's prefix, or ``(None, None)`` without any.
-        ``shape`` is the batch's ``(B, C, H, W)`` or ``(B, C, T, H, W)``; prefixes run along its time axis."""
+        ``shape`` is the batch's ``(B, C, H, W)`` or ``(B, C, T, H, W)``; prefixes run along its time axis.
+        Over the last ``fade`` of a prefix the mask ramps from kept to generated (``k / (F + 1)`` for
+        ``k = 1..F``): every step blends the two there, and the last step leaves a crossfade from the prefix
+        into the new content, so the join has no edge where the model's continuation disagrees with it."""
         if prefixes is None or all(p is None for p in prefixes):
             return None, None
         axis = time_axis(len(shape) - 1)
@@ -182,8 +192,15 @@ class Stage:
                     f"stage {self.name!r}: a prefix of shape {tuple(prefix.shape)} does not fit outputs of "
                     f"shape {shape[1:]}; give the same shape with 0 < P < {length} positions along its time axis"
                 )
-            known[b].narrow(axis, 0, prefix.shape[axis]).copy_(prefix)
-            mask[b].narrow(axis, 0, prefix.shape[axis]).zero_()
+            kept = prefix.shape[axis]
+            known[b].narrow(axis, 0, kept).copy_(prefix)
+            mask[b].narrow(axis, 0, kept).zero_()
+            faded = round(kept * (fades[b] if fades is not None else 0.0))
+            if faded:
+                ramp = torch.arange(1, faded + 1, device=device, dtype=mask.dtype) / (faded + 1)
+                view = [1] * (mask.ndim - 1)
+                view[axis] = faded
+                mask[b].narrow(axis, kept - faded, faded).copy_(ramp.view(view))
         return mask, known
 
     def guided(self, cond: Conditioning, batch: int) -> tuple[nn.Module, Conditioning]:

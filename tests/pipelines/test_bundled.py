@@ -146,3 +146,32 @@ def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only
     train = benches[False]
     real = train.row(train.split.samples[train.prompts])
     assert real["accuracy"]["subject"] > 0.8  # the verifier on real training clips
+
+
+def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tmp_path):
+    # What a GPU session continues from: the shipped video base (its first run's checkpoints are gone),
+    # here for one step of batch 2 and one step per distillation round on a small real dataset.
+    from legato.cascade.pretrained import load_cascade
+    from legato.pipelines.bundled import RECIPES, main
+    from legato.pipelines.datasets import save
+    from legato.video.models import UNet3D
+
+    data = save(
+        build_video(frames=16, size=64, clips_per_pair=1, seed=0), tmp_path / "data", "all-MiniLM-L6-v2"
+    )
+    runs = tmp_path / "runs"
+    main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(runs), "--device", "cpu",
+          "--init", str(MODELS / "video-default"), "--steps", "1", "--batch-size", "2", "--distill-steps", "1"])  # fmt: skip
+    trained = UNet3D.from_pretrained(runs / "base" / "model", low_cpu_mem_usage=False).state_dict()
+    shipped = load_cascade(MODELS / "video-default").stages[0].denoiser.network.state_dict()
+    fresh = RECIPES["video"].build().stages[0].denoiser.network.state_dict()
+
+    def distance(weights: dict) -> float:
+        return max((trained[k] - weights[k].float()).abs().max().item() for k in trained)
+
+    # One step of an EMA that starts from the shipped weights stays next to them, far from a fresh network.
+    assert distance(shipped) < 1e-3 < 0.1 < distance(fresh)
+    assert sorted(p.name for p in runs.iterdir()) == ["base", "base-16", "base-8"]  # trained, then 2 rounds
+    with pytest.raises(ValueError, match="no stage 'sr-time' there"):
+        main(["train", "video", "--stage", "sr-time", "--data", str(data), "--runs", str(runs),
+              "--init", str(MODELS / "music-default")])  # fmt: skip

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from legato.cascade import Cascade
-from legato.cascade.pretrained import share_stages, update_metadata
+from legato.cascade import Cascade, Stage
+from legato.cascade.pretrained import load_cascade, share_stages, update_metadata
 from legato.codec import SMALL
 from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
 from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
@@ -118,13 +118,27 @@ def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_d
     )  # fmt: skip
 
 
-def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str) -> None:
+def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str, *,
+                init: str | Path | None = None, steps: int | None = None, batch_size: int | None = None,
+                distill_steps: int | None = None) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
-    checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout)."""
+    checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
+
+    ``init`` (a cascade folder, e.g. ``models/video-default``) starts the stage from that cascade's trained
+    network instead of the recipe's fresh one: more training on a shipped stage, where its first run's
+    checkpoints are gone. ``steps``, ``batch_size`` and ``distill_steps`` override the recipe's."""
     recipe = RECIPES[kind]
     cascade = recipe.build()
     index = [s.name for s in cascade.stages].index(name)
+    recipe = replace(
+        recipe,
+        train_steps=_with(recipe.train_steps, index, steps),
+        batch_size=_with(recipe.batch_size, index, batch_size),
+        distill_steps=recipe.distill_steps if distill_steps is None else distill_steps,
+    )
     stage = cascade.stages[index]
+    if init is not None:
+        stage = replace(stage, denoiser=_trained_denoiser(init, kind, stage))
     train = load(data).split(held_out=False)
     items = stage_items(cascade, index, train.samples, train.text)
     schedule = VPSchedule.from_scheduler(stage.scheduler)
@@ -170,6 +184,33 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         teacher = Denoiser(network, "v_prediction")
         steps //= 2
         print(f"{kind}/{name}: distilled to {steps} steps in {time.time() - started:.0f} s", flush=True)
+
+
+def _with(values: tuple[int, ...], index: int, value: int | None) -> tuple[int, ...]:
+    if value is None:
+        return values
+    if value < 1:
+        raise ValueError(f"{value} must be a positive whole number (steps or batch size)")
+    return (*values[:index], value, *values[index + 1 :])
+
+
+def _trained_denoiser(init: str | Path, kind: str, stage: Stage) -> Denoiser:
+    """Stage ``stage.name`` of the cascade folder ``init``, checked to be the recipe's network."""
+    trained = {s.name: s for s in load_cascade(init, device="cpu").stages}
+    if stage.name not in trained:
+        raise ValueError(f"--init {init}: no stage {stage.name!r} there (it has {sorted(trained)})")
+    network = trained[stage.name].denoiser.network.float()
+    if _arch(network) != _arch(stage.denoiser.network):
+        raise ValueError(
+            f"--init {init}: its {stage.name!r} network is not the {kind} recipe's; start from a folder the "
+            "recipe exported"
+        )
+    return Denoiser(network, stage.denoiser.output_type)
+
+
+def _arch(network: nn.Module) -> dict[str, tuple[int, ...]]:
+    """A network's parameter names and shapes."""
+    return {k: tuple(v.shape) for k, v in network.state_dict().items()}
 
 
 def assemble(kind: str, runs: str | Path) -> tuple[Cascade, Cascade]:
@@ -240,6 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--runs", required=True)
     train.add_argument("--stage", help="one stage only (default: all, one after another)")
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    train.add_argument("--init", help="start each stage from this cascade folder's network (more training "
+                       "on shipped weights, e.g. models/video-default)")  # fmt: skip
+    train.add_argument("--steps", type=int, help="training steps per stage (default: the recipe's)")
+    train.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
+    train.add_argument(
+        "--distill-steps", type=int, help="steps per distillation round (default: the recipe's)"
+    )
     out = sub.add_parser("export", help="write models/<kind>-default and models/<kind>-fast")
     out.add_argument("kind", choices=sorted(RECIPES))
     out.add_argument("--runs", required=True)
@@ -250,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in [args.stage] if args.stage else names:
             if name not in names:
                 parser.error(f"--stage {name!r}: the {args.kind} cascade has stages {names}")
-            train_stage(args.kind, name, args.data, args.runs, args.device)
+            train_stage(args.kind, name, args.data, args.runs, args.device, init=args.init, steps=args.steps,
+                        batch_size=args.batch_size, distill_steps=args.distill_steps)  # fmt: skip
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")

@@ -252,6 +252,16 @@ def require_safetensors(folder: str | Path) -> Path:
     raise FileNotFoundError(f"{folder} holds no .safetensors weights; save the model with save_pretrained()")
 
 
+def _own_storage(network: nn.Module) -> None:
+    """Give every parameter and buffer its own allocation. Loaded float32 weights are views into one buffer
+    at offsets that are not 64-byte aligned, and CPU kernels round differently on unaligned memory: the same
+    network computed 1 float32 ulp apart from its pickled copy (what a Ray actor holds), which cost the
+    executors byte equality."""
+    with torch.no_grad():
+        for tensor in [*network.parameters(), *network.buffers()]:
+            tensor.data = tensor.data.clone()
+
+
 def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
@@ -261,6 +271,7 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         .from_pretrained(folder, low_cpu_mem_usage=False, use_safetensors=True)
         .eval()
     )
+    _own_storage(network)
     try:
         scheduler = scheduler_from_config((folder / "scheduler_config.json").read_text())
     except DiffusionError as err:

@@ -84,6 +84,7 @@ def test_health_lists_models_and_limits(client):
     health = client.health()
     assert health["status"] == "ok"
     assert health["music"]["stages"] == ["base", "sr"]
+    assert health["music"]["schedulers"] == ["ddim", "ddim"]  # the names a request's "scheduler" takes
     assert health["music"]["sample_rate"] == 16000
     assert health["video"]["frames"] == 8
     assert health["video"]["soundtrack"] is True

@@ -54,6 +54,12 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 SCHEDULER_NAMES = tuple(sorted(SCHEDULERS))  # the samplers a spec, a request or a command may name
 
 
+def scheduler_name(scheduler: object) -> str:
+    """The name a spec, a request or a command gives ``scheduler``'s class (its class name if none does)."""
+    names = [name for name in SCHEDULER_NAMES if type(scheduler) is SCHEDULERS[name][0]]
+    return names[0] if names else type(scheduler).__name__
+
+
 class ItemSpec(BaseModel):
     model_config = _STRICT
 

@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError
 
 from legato.pipelines import MusicPipeline, VideoPipeline
-from legato.pipelines.jobs import with_sampling
+from legato.pipelines.jobs import scheduler_name, with_sampling
 from legato.pipelines.music import as_lists
 from legato.services.serve.routes import make_app
 from legato.services.serve.schemas import (
@@ -76,6 +76,7 @@ class Ingress:
         for kind, pipe in self.pipes.items():
             entry = {"model": self.models[kind], "stages": [s.name for s in pipe.cascade.stages],
                      "steps": [s.steps for s in pipe.cascade.stages],
+                     "schedulers": [scheduler_name(s.scheduler) for s in pipe.cascade.stages],
                      "guidance": pipe.cascade.stages[0].guidance_scale}  # fmt: skip
             if isinstance(pipe, MusicPipeline):
                 entry.update(sample_rate=pipe.params.sample_rate, window_seconds=pipe.window_seconds)

@@ -172,6 +172,21 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
     # One step of an EMA that starts from the shipped weights stays next to them, far from a fresh network.
     assert distance(shipped) < 1e-3 < 0.1 < distance(fresh)
     assert sorted(p.name for p in runs.iterdir()) == ["base", "base-16", "base-8"]  # trained, then 2 rounds
+    with pytest.raises(ValueError, match="--batch-size 0: give a positive whole number"):
+        main(
+            [
+                "train",
+                "video",
+                "--stage",
+                "base",
+                "--data",
+                str(data),
+                "--runs",
+                str(runs),
+                "--batch-size",
+                "0",
+            ]
+        )
     with pytest.raises(ValueError, match="no stage 'sr-time' there"):
         main(["train", "video", "--stage", "sr-time", "--data", str(data), "--runs", str(runs),
               "--init", str(MODELS / "music-default")])  # fmt: skip

@@ -83,6 +83,8 @@ def test_the_measure_sees_the_edge_of_a_prefix_kept_exactly(bundled):
 def test_a_30_s_clip_from_1_s_windows_has_no_click_at_the_joins(music_model):
     # The tiny test model (1 s windows, a quarter continued): many more joins, a coarser model.
     pipe = MusicPipeline.from_pretrained(music_model)
+    with pytest.raises(ValueError, match=r"fade=1\.5 is the fraction of the overlap .* give one in \[0, 1\]"):
+        pipe(["a melody of short notes"], duration=30.0, fade=1.5)  # refused before the first window runs
     clip = pipe(["a melody of short notes"], seeds=[3], duration=30.0)[0]
     assert clip.audio.shape == (1, 30 * pipe.params.sample_rate)
     at_joins, elsewhere = energy_jumps(clip.audio, pipe.params.hop_length, joins(pipe, clip.mel.shape[-1]))

@@ -132,9 +132,9 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     index = [s.name for s in cascade.stages].index(name)
     recipe = replace(
         recipe,
-        train_steps=_with(recipe.train_steps, index, steps),
-        batch_size=_with(recipe.batch_size, index, batch_size),
-        distill_steps=recipe.distill_steps if distill_steps is None else distill_steps,
+        train_steps=_with(recipe.train_steps, index, steps, "--steps"),
+        batch_size=_with(recipe.batch_size, index, batch_size, "--batch-size"),
+        distill_steps=_with((recipe.distill_steps,), 0, distill_steps, "--distill-steps")[0],
     )
     stage = cascade.stages[index]
     if init is not None:
@@ -186,11 +186,12 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         print(f"{kind}/{name}: distilled to {steps} steps in {time.time() - started:.0f} s", flush=True)
 
 
-def _with(values: tuple[int, ...], index: int, value: int | None) -> tuple[int, ...]:
+def _with(values: tuple[int, ...], index: int, value: int | None, flag: str) -> tuple[int, ...]:
+    """``values`` with ``values[index]`` replaced by ``value`` (kept where it is None)."""
     if value is None:
         return values
     if value < 1:
-        raise ValueError(f"{value} must be a positive whole number (steps or batch size)")
+        raise ValueError(f"{flag} {value}: give a positive whole number, or leave it out for the recipe's")
     return (*values[:index], value, *values[index + 1 :])
 
 

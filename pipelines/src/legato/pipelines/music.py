@@ -202,10 +202,6 @@ class MusicPipeline(Editing):
                 raise ValueError(f"duration={duration!r} must be a positive number of seconds")
             total = self.params.num_frames(round(duration * self.params.sample_rate))
         keep = self.overlap_frames(overlap)
-        if not 0.0 <= fade <= 1.0:
-            raise ValueError(
-                f"fade={fade!r} is the fraction of the overlap that crossfades; give one in [0, 1]"
-            )
         return continue_windows(
             self.executor, self.cascade, self.items(prompts, seeds), total, keep, progress, fade
         )

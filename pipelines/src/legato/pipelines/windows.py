@@ -79,6 +79,8 @@ def continue_windows(
     which the last ``fade`` (a fraction) crossfade into the new window (`Item.fade`): each new window
     replaces the ``keep`` positions it continues, which it kept exactly where it did not crossfade."""
     check_output_size(cascade, len(items), total)
+    if not 0.0 <= fade <= 1.0:  # before any window runs (the items of later windows would refuse it too late)
+        raise ValueError(f"fade={fade!r} is the fraction of the overlap that crossfades; give one in [0, 1]")
     axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
     outs = executor.run(cascade, items, progress=progress)
     if total > window:

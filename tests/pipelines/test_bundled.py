@@ -228,3 +228,41 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     assert set(result) == {"no prompt", "another motion", "opposite direction"}
     assert result["no prompt"] > 0.5, result
     assert result["another motion"] > 0.02, result
+
+
+def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path):
+    # After a model changes, `evaluate KIND --only fast` scores it on the last full run's prompts and keeps
+    # every other row as it was (ratios recomputed); a run over other prompts is refused.
+    import json
+
+    from legato.pipelines.datasets import save
+    from legato.pipelines.evaluate import main
+
+    data = save(
+        build_video(frames=16, size=64, clips_per_pair=1, seed=5), tmp_path / "video", "all-MiniLM-L6-v2"
+    )
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("video-default", "video-fast", "verifiers"):
+        (models / name).symlink_to(MODELS / name)
+    rows = (("real (ceiling)", 1.0, 5.0), ("default", 0.5, 20.0), ("base + bilinear", 0.5, 30.0),
+            ("fast", 0.0, 999.0), ("untrained (floor)", 0.0, 100.0))  # fmt: skip
+    previous = {"kind": "video", "items": 2, "reference_items": 6, "seed": 0, "rows": {
+        name: {"accuracy": {"motion": m, "subject": 1.0, "mean": (m + 1) / 2}, "fd": fd, "evals": None,
+               "seconds": None} for name, m, fd in rows}}  # fmt: skip
+    (models / "quality-video.json").write_text(json.dumps(previous))
+    args = ["video", "--data", str(data), "--models", str(models), "--only", "fast"]
+    main([*args, "--items", "2"])
+    result = json.loads((models / "quality-video.json").read_text())
+    for name, _, fd in rows:
+        if name != "fast":
+            assert result["rows"][name]["fd"] == fd, name
+            assert result["rows"][name]["accuracy"] == previous["rows"][name]["accuracy"]
+    fast = result["rows"]["fast"]
+    assert fast["evals"] == 24
+    assert fast["seconds"] > 0
+    assert fast["fd"] != 999.0
+    assert fast["fd_gap_closed"] == pytest.approx((100.0 - fast["fd"]) / (100.0 - 5.0))
+    assert fast["accuracy_vs_ceiling"] == pytest.approx(fast["accuracy"]["mean"] / 1.0)
+    with pytest.raises(ValueError, match="scored 2 items with seed 0; run them all"):
+        main([*args, "--items", "3"])

@@ -16,6 +16,13 @@ from legato.pipelines.verify import Verifier, degrade, frechet_distance, score
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
+def small_video(folder: Path, seed: int) -> Path:
+    """A saved video dataset of one clip per (photo, motion) pair, captions embedded."""
+    from legato.pipelines.datasets import save
+
+    return save(build_video(frames=16, size=64, clips_per_pair=1, seed=seed), folder, "all-MiniLM-L6-v2")
+
+
 def test_frechet_distance_matches_the_closed_form():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(4000, 4, generator=g)
@@ -150,12 +157,9 @@ def test_export_of_the_shipped_networks_rebuilds_the_shipped_folders(kind, tmp_p
 def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only(tmp_path):
     """`evaluate --guidance` chooses an inference setting: its prompts and FD reference must come from the
     training split, disjoint, so the held-out prompts of the quality table stay unseen."""
-    from legato.pipelines.datasets import save
     from legato.pipelines.evaluate import Bench
 
-    data = save(
-        build_video(frames=16, size=64, clips_per_pair=1, seed=3), tmp_path / "video", "all-MiniLM-L6-v2"
-    )
+    data = small_video(tmp_path / "video", seed=3)
     verifier = str(MODELS / "verifiers" / "video")
     benches = {h: Bench.of(str(data), held_out=h, items=6, seed=0, verifier=verifier) for h in (False, True)}
     for held_out, bench in benches.items():
@@ -173,12 +177,9 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
     # here for one step of batch 2 and one step per distillation round on a small real dataset.
     from legato.cascade.pretrained import load_cascade
     from legato.pipelines.bundled import RECIPES, main
-    from legato.pipelines.datasets import save
     from legato.video.models import UNet3D
 
-    data = save(
-        build_video(frames=16, size=64, clips_per_pair=1, seed=0), tmp_path / "data", "all-MiniLM-L6-v2"
-    )
+    data = small_video(tmp_path / "data", seed=0)
     runs = tmp_path / "runs"
     main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(runs), "--device", "cpu",
           "--init", str(MODELS / "video-default"), "--steps", "1", "--batch-size", "2", "--distill-steps", "1"])  # fmt: skip
@@ -193,20 +194,8 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
     assert distance(shipped) < 1e-3 < 0.1 < distance(fresh)
     assert sorted(p.name for p in runs.iterdir()) == ["base", "base-16", "base-8"]  # trained, then 2 rounds
     with pytest.raises(ValueError, match="--batch-size 0: give a positive whole number"):
-        main(
-            [
-                "train",
-                "video",
-                "--stage",
-                "base",
-                "--data",
-                str(data),
-                "--runs",
-                str(runs),
-                "--batch-size",
-                "0",
-            ]
-        )
+        main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(runs),
+              "--batch-size", "0"])  # fmt: skip
     with pytest.raises(ValueError, match="no stage 'sr-time' there"):
         main(["train", "video", "--stage", "sr-time", "--data", str(data), "--runs", str(runs),
               "--init", str(MODELS / "music-default")])  # fmt: skip
@@ -216,13 +205,11 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     # Fresh clips of every (photo, motion) pair; the shipped base predicts them worse under another motion's
     # caption and far worse with no prompt (on 40 training clips: +6.9% and +127%; the opposite direction
     # of a pan or zoom only +0.8%: it has not learned which way its motions go, see models/README.md).
-    from legato.pipelines.datasets import load, save
+    from legato.pipelines.datasets import load
     from legato.pipelines.evaluate import motion_probe
     from legato.pipelines.text import load_pipeline_cascade
 
-    data = save(
-        build_video(frames=16, size=64, clips_per_pair=1, seed=4), tmp_path / "video", "all-MiniLM-L6-v2"
-    )
+    data = small_video(tmp_path / "video", seed=4)
     cascade, text = load_pipeline_cascade(MODELS / "video-default", "video", "cpu")
     result = motion_probe(cascade, load(data), text, items=16, levels=(800,))
     assert set(result) == {"no prompt", "another motion", "opposite direction"}
@@ -235,12 +222,9 @@ def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path)
     # every other row as it was (ratios recomputed); a run over other prompts is refused.
     import json
 
-    from legato.pipelines.datasets import save
     from legato.pipelines.evaluate import main
 
-    data = save(
-        build_video(frames=16, size=64, clips_per_pair=1, seed=5), tmp_path / "video", "all-MiniLM-L6-v2"
-    )
+    data = small_video(tmp_path / "video", seed=5)
     models = tmp_path / "models"
     models.mkdir()
     for name in ("video-default", "video-fast", "verifiers"):

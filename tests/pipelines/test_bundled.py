@@ -174,7 +174,8 @@ def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only
 
 def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tmp_path):
     # What a GPU session continues from: the shipped video base (its first run's checkpoints are gone),
-    # here for one step of batch 2 and one step per distillation round on a small real dataset.
+    # here for one step of batch 2 and one step per distillation round on a small real dataset, in bf16
+    # autocast (what makes CPU training 2.4x faster).
     from legato.cascade.pretrained import load_cascade
     from legato.pipelines.bundled import RECIPES, main
     from legato.video.models import UNet3D
@@ -182,7 +183,8 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
     data = small_video(tmp_path / "data", seed=0)
     runs = tmp_path / "runs"
     main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(runs), "--device", "cpu",
-          "--init", str(MODELS / "video-default"), "--steps", "1", "--batch-size", "2", "--distill-steps", "1"])  # fmt: skip
+          "--init", str(MODELS / "video-default"), "--steps", "1", "--batch-size", "2", "--distill-steps", "1",
+          "--precision", "bf16"])  # fmt: skip
     trained = UNet3D.from_pretrained(runs / "base" / "model", low_cpu_mem_usage=False).state_dict()
     shipped = load_cascade(MODELS / "video-default").stages[0].denoiser.network.state_dict()
     fresh = RECIPES["video"].build().stages[0].denoiser.network.state_dict()

@@ -5,9 +5,17 @@ import pytest
 import torch
 
 from legato.codec import SMALL
-from legato.pipelines.datasets import load, save
+from legato.pipelines.datasets import Dataset, load, save
 from legato.pipelines.datasets.music import INSTRUMENTS, STYLES, build_music, render
-from legato.pipelines.datasets.video import MOTIONS, SUBJECTS, build_video, clip, photo
+from legato.pipelines.datasets.video import (
+    MOTIONS,
+    OPPOSITE,
+    SUBJECTS,
+    build_video,
+    clip,
+    photo,
+    time_reversed,
+)
 
 
 def test_rendered_note_sounds_at_its_pitch():
@@ -97,3 +105,41 @@ def test_clips_move_as_their_captions_say():
     xs = [float(torch.nonzero(red[t])[:, 1].float().mean()) for t in (2, 5) if red[t].any()]
     assert len(xs) == 2
     assert abs(xs[1] - xs[0]) > 3
+
+
+@pytest.mark.parametrize("motion", sorted(OPPOSITE))
+def test_a_clip_played_backwards_is_its_opposite_motion(motion):
+    image = photo("astronaut")
+    forwards = clip(image, motion, "slow", 8, 32, np.random.default_rng(7))
+    opposite = clip(image, OPPOSITE[motion], "slow", 8, 32, np.random.default_rng(7))
+    assert (forwards.flip(1) - opposite).abs().max() < 1e-4
+    assert (forwards - opposite).abs().max() > 0.1
+
+
+def test_time_reversed_clips_never_add_a_held_out_pair(tmp_path):
+    built = build_video(frames=8, size=16, clips_per_pair=3, seed=0)
+    save(built, tmp_path / "video", "all-MiniLM-L6-v2")
+    data = load(tmp_path / "video")
+    train, held = data.split(held_out=False), data.split(held_out=True)
+    twins = time_reversed(train)
+    # a pan or zoom has a twin where the training split has its opposite motion at its speed: never where
+    # that pair is the photo's held-out one
+    rows = [(s, MOTIONS[m], v) for s, m, v, h in
+            zip(built["subject"], built["motion"], built["speed"], built["held_out"], strict=True) if not h]  # fmt: skip
+    expected = sum(m in OPPOSITE and (s, OPPOSITE[m], v) in rows for s, m, v in rows)
+    assert len(twins.captions) == expected > 0
+    assert set(twins.captions) <= set(train.captions)
+    assert not set(twins.captions) & set(held.captions)
+    for k in range(len(twins.captions)):  # each twin: its caption's embedding and labels, reversed frames
+        own = train.captions.index(twins.captions[k])
+        assert torch.equal(twins.text[k], train.text[own])
+        assert twins.labels["motion"][k] == train.labels["motion"][own]
+        assert twins.labels["subject"][k] == train.labels["subject"][own]
+        source = [i for i, x in enumerate(train.samples) if torch.equal(x, twins.samples[k].flip(1))]
+        assert len(source) == 1
+        assert OPPOSITE[MOTIONS[train.labels["motion"][source[0]]]] == MOTIONS[twins.labels["motion"][k]]
+    joined = train + twins
+    assert joined.samples.shape[0] == train.samples.shape[0] + twins.samples.shape[0]
+    assert joined.captions[-1] == twins.captions[-1]
+    with pytest.raises(ValueError, match="cannot join samples"):
+        train + Dataset(train.samples[:, :, :4], train.text, train.captions, train.labels, train.held_out, {})

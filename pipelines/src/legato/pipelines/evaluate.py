@@ -42,7 +42,7 @@ from legato.diffusion import Conditioning, VPSchedule
 from legato.diffusion.training import Objective
 from legato.pipelines.bundled import RECIPES
 from legato.pipelines.datasets import Dataset, load
-from legato.pipelines.datasets.video import MOTIONS, caption
+from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 from legato.pipelines.verify import Verifier, frechet_distance, predict, score
 
@@ -172,7 +172,6 @@ def sweep_guidance(
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
 
 
-OPPOSITE = {"pan left": "pan right", "pan right": "pan left", "zoom in": "zoom out", "zoom out": "zoom in"}
 PROBE_LEVELS = (600, 800, 900)
 ANOTHER = {"pan left": "zoom in", "pan right": "zoom out", "zoom in": "pan left", "zoom out": "pan right",
            "rotate": "ball", "ball": "rotate"}  # fmt: skip

@@ -38,6 +38,18 @@ class Dataset:
     held_out: Tensor  # (N,) bool
     meta: dict
 
+    def __add__(self, other: Dataset) -> Dataset:
+        """Both datasets' samples, one after the other (the same kind of samples and attributes)."""
+        if self.samples.shape[1:] != other.samples.shape[1:] or self.labels.keys() != other.labels.keys():
+            raise ValueError(
+                f"cannot join samples {tuple(self.samples.shape[1:])} with {tuple(other.samples.shape[1:])}, "
+                f"attributes {sorted(self.labels)} with {sorted(other.labels)}: join splits of one dataset"
+            )
+        return Dataset(torch.cat([self.samples, other.samples]), torch.cat([self.text, other.text]),
+                       self.captions + other.captions,
+                       {k: torch.cat([v, other.labels[k]]) for k, v in self.labels.items()},
+                       torch.cat([self.held_out, other.held_out]), self.meta)  # fmt: skip
+
     def split(self, held_out: bool) -> Dataset:
         keep = self.held_out == held_out
         return Dataset(self.samples[keep], self.text[keep], [c for c, k in zip(self.captions, keep.tolist(), strict=False) if k],

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from legato.pipelines.datasets import Dataset
+
 # skimage.data function -> what the caption calls it; all ship inside the scikit-image wheel.
 SUBJECTS = {
     "chelsea": "a cat",
@@ -28,6 +30,8 @@ SUBJECTS = {
     "brick": "a brick wall",
 }
 MOTIONS = ("pan left", "pan right", "zoom in", "zoom out", "rotate", "ball")
+# The motions that are another played backwards (`clip`: same speed, same travel, reversed in time).
+OPPOSITE = {"pan left": "pan right", "pan right": "pan left", "zoom in": "zoom out", "zoom out": "zoom in"}
 SPEEDS = {"slow": 0.5, "fast": 1.0}
 
 
@@ -140,3 +144,34 @@ def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int =
         "size": size,
         "seed": seed,
     }
+
+
+def time_reversed(split: Dataset) -> Dataset:
+    """Each pan and zoom of ``split`` played backwards and captioned as the opposite motion.
+
+    A pan left played backwards is exactly a pan right of the same speed and travel, a zoom in a zoom out
+    (`clip` moves the camera symmetrically in time), so these clips are new samples of the dataset's own
+    distribution, each the mirror in time of one the model also sees: more examples of which way a motion
+    goes. A reversed clip is kept only if its caption is one of ``split``'s, so a training split never gains
+    a held-out (photo, motion) pair."""
+    subjects, motions = split.meta["attributes"]["subject"], split.meta["attributes"]["motion"]
+    row_of = {text: i for i, text in enumerate(split.captions)}
+    keep, twins = [], []
+    for i, text in enumerate(split.captions):
+        motion = motions[int(split.labels["motion"][i])]
+        if motion not in OPPOSITE:
+            continue
+        speed = "slow" if text.startswith("slow") else "fast"
+        twin = caption(subjects[int(split.labels["subject"][i])], OPPOSITE[motion], speed)
+        if twin in row_of:
+            keep.append(i)
+            twins.append(row_of[twin])
+    index, twin_index = torch.tensor(keep, dtype=torch.long), torch.tensor(twins, dtype=torch.long)
+    return Dataset(
+        samples=split.samples[index].flip(2),
+        text=split.text[twin_index],
+        captions=[split.captions[i] for i in twins],
+        labels={name: values[twin_index] for name, values in split.labels.items()},
+        held_out=split.held_out[index],
+        meta=split.meta,
+    )

@@ -208,7 +208,7 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     # caption and far worse with no prompt (on 40 training clips: +6.9% and +127%; the opposite direction
     # of a pan or zoom only +0.8%: it has not learned which way its motions go, see models/README.md).
     from legato.pipelines.datasets import load
-    from legato.pipelines.evaluate import motion_probe
+    from legato.pipelines.evaluate import motion_probe, pan_drift
     from legato.pipelines.text import load_pipeline_cascade
 
     data = small_video(tmp_path / "video", seed=4)
@@ -217,6 +217,13 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     assert set(result) == {"no prompt", "another motion", "opposite direction"}
     assert result["no prompt"] > 0.5, result
     assert result["another motion"] > 0.02, result
+    # Measured without the verifier: real pans slide their caption's way (at the base stage's 32 px, 1 to 3
+    # px a frame); the shipped base stage's samples of the same captions barely slide (40 training
+    # captions: real 100% at +1.86 px a frame, generated 0% at +0.02).
+    drift = pan_drift(cascade, load(data), text, items=4)
+    assert drift["real"]["right way"] == 1.0
+    assert drift["real"]["px per frame"] > 0.9
+    assert abs(drift["generated"]["px per frame"]) < 0.5 * drift["real"]["px per frame"], drift
 
 
 def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path):

@@ -14,8 +14,10 @@ rest are the reference set for the Fréchet distance. Rows, all scored by the sa
 - ``base + bilinear``: the default cascade's base-stage output, upsampled to the final size by the SR
   stages' own bilinear/linear upsampling instead of the SR models (does the cascade pay?).
 
-``--probe`` (video) asks the default base stage whether it reads the motion words (`motion_probe`): 3 minutes on
-a 2-core CPU where the table takes most of an hour, a check to run while training the base stage for motion.
+``--probe`` (video) asks the default base stage whether it reads the motion words (`motion_probe`) and whether
+its samples of pan captions slide the way they say (`pan_drift`, measured by `horizontal_drift`, no verifier
+involved): 5 minutes on a 2-core CPU where the table takes most of an hour, a check to run while training
+the base stage for motion.
 
 ``--guidance 3,5,7`` instead scores the default cascade at each base-stage guidance scale on prompts of the
 *training* split (FD against other training items), so that an inference setting is chosen without looking
@@ -45,6 +47,7 @@ from legato.pipelines.datasets import Dataset, load
 from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 from legato.pipelines.verify import Verifier, frechet_distance, predict, score
+from legato.video.metrics import horizontal_drift
 
 
 def model_evaluations(cascade: Cascade) -> int:
@@ -232,6 +235,39 @@ def motion_probe(
     return result
 
 
+PANS = {"pan left": 1, "pan right": -1}  # which way a pan's content slides (`horizontal_drift`'s sign)
+
+
+@torch.no_grad()
+def pan_drift(cascade: Cascade, split: Dataset, text: TextEncoder, *, items: int = 24, seed: int = 0,
+              threshold: float = 0.5) -> dict[str, dict[str, float]]:  # fmt: skip
+    """How ``items`` real pans of ``split`` (at the base stage's resolution) and the base stage's samples of
+    their captions (seed = row) slide: the fraction whose `horizontal_drift` goes the caption's way by more
+    than ``threshold`` pixels a frame, and their mean drift in the caption's direction. A readout of motion
+    that needs no verifier: a base stage whose frames change without sliding drifts near 0 pixels."""
+    stage = cascade.stages[0]
+    pans = [i for i, c in enumerate(split.captions) if any(p in c for p in PANS)]
+    order = torch.randperm(len(pans), generator=torch.Generator().manual_seed(seed))[:items].tolist()
+    rows = [pans[k] for k in order]
+    way = torch.tensor(
+        [next(v for p, v in PANS.items() if p in split.captions[i]) for i in rows], dtype=torch.double
+    )
+    real = cascade.downsample(0, split.samples[rows])
+    generated = torch.cat([
+        stage.run(None, Conditioning(text=split.text[rows[k : k + stage.batch_size]]),
+                  list(range(k, min(k + stage.batch_size, len(rows)))), 0)
+        for k in range(0, len(rows), stage.batch_size)
+    ])  # fmt: skip
+    result = {}
+    for name, clips in (("real", real), ("generated", generated)):
+        along = horizontal_drift((clips + 1) / 2) * way
+        result[name] = {
+            "right way": (along > threshold).double().mean().item(),
+            "px per frame": along.mean().item(),
+        }
+    return result
+
+
 def sweep_name(scale: float, scheduler: str | None, steps: list[int] | None) -> str:
     """A sweep row's name: ``guidance 3``, plus the scheduler and steps where they are not the model's."""
     extra = ([scheduler] if scheduler else []) + (["steps " + ",".join(map(str, steps))] if steps else [])
@@ -300,6 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         levels = ", ".join(map(str, PROBE_LEVELS))
         print(f"loss against the clip's own caption, {args.items} training clips, noise levels {levels}:")
         print("\n".join(f"  {name}: {value:+.1%}" for name, value in result.items()))
+        drift = pan_drift(cascade, split, text, items=args.items, seed=args.seed)
+        print(f"pans sliding the way their caption says (> 0.5 px a frame at the base stage's size), {args.items} "
+              "training captions:")  # fmt: skip
+        print(
+            "\n".join(
+                f"  {name}: {v['right way']:.0%}, {v['px per frame']:+.2f} px a frame"
+                for name, v in drift.items()
+            )
+        )
         return
     if args.guidance:
         scales = [float(g) for g in args.guidance.split(",")]

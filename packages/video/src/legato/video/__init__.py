@@ -28,6 +28,7 @@ from legato.video.metrics import (
     VideoFeatures,
     frame_consistency,
     frechet_distance,
+    horizontal_drift,
     psnr,
     video_frechet_distance,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "camera_move",
     "frame_consistency",
     "frechet_distance",
+    "horizontal_drift",
     "psnr",
     "random_camera_moves",
     "read_soundtrack",

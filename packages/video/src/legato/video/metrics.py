@@ -1,4 +1,5 @@
-"""Video metrics for verifiers and benchmarks: PSNR, frame-to-frame consistency, and a Fréchet distance.
+"""Video metrics for verifiers and benchmarks: PSNR, frame-to-frame consistency, horizontal drift, and a
+Fréchet distance.
 
 The embedding is `VideoFeatures`: a fixed, randomly initialised 3-D conv net (seed 0, He-normal weights,
 three stages of 3x3x3 conv + ReLU at channels 16/32/64, each halving H and W), whose per-stage channel means
@@ -88,6 +89,35 @@ def frame_consistency(video: Tensor) -> Tensor:
         raise VideoError(f"frame_consistency needs (B, C, T >= 2, H, W), got shape {tuple(video.shape)}")
     feats = video_features(video, per_frame=True).double()
     return F.cosine_similarity(feats[:, 1:], feats[:, :-1], dim=-1).mean(1)
+
+
+def horizontal_drift(video: Tensor, max_shift: int | None = None) -> Tensor:
+    """Per-item mean horizontal motion in pixels per frame, ``(B,)``: for each pair of consecutive frames the
+    shift ``d`` (``|d| <= max_shift``, default a sixth of the width) that best aligns them, ``frame t+1 at
+    x + d`` against ``frame t at x`` over the columns both hold (mean absolute difference; the best whole
+    pixel, refined by the parabola through its neighbours' errors), averaged over the pairs. Positive: the content moves right (a camera panning left). A measured motion that needs
+    no trained model: frames that change in place (flicker, texture boiling over a still layout) read 0."""
+    if video.ndim != 5 or video.shape[2] < 2:
+        raise VideoError(f"horizontal_drift needs (B, C, T >= 2, H, W), got shape {tuple(video.shape)}")
+    width = video.shape[-1]
+    m = max_shift if max_shift is not None else max(1, width // 6)
+    if not 0 < m < width // 2:
+        raise VideoError(f"max_shift={m} must lie in [1, {width // 2 - 1}] for {width}-pixel-wide frames")
+    after, before = video[:, :, 1:].double(), video[:, :, :-1].double()
+    errors = torch.stack(
+        [
+            (after[..., m + d : width - m + d] - before[..., m : width - m]).abs().mean((1, 3, 4))
+            for d in range(-m, m + 1)
+        ]
+    )  # (2m + 1, B, T - 1)
+    best = errors.argmin(0)  # (B, T - 1)
+    # sub-pixel: the vertex of the parabola through the error at the best shift and its two neighbours
+    inner = best.clamp(1, 2 * m - 1)
+    left, mid, right = (errors.gather(0, (inner + k)[None])[0] for k in (-1, 0, 1))
+    curve = left - 2 * mid + right
+    offset = torch.where(curve > 0, (left - right) / (2 * curve).clamp_min(1e-12), torch.zeros_like(curve))
+    refined = torch.where(best == inner, best + offset.clamp(-0.5, 0.5), best.double())
+    return (refined - m).mean(1)
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:

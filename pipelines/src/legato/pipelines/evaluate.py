@@ -16,8 +16,8 @@ rest are the reference set for the Fréchet distance. Rows, all scored by the sa
 
 ``--probe`` (video) asks the default base stage whether it reads the motion words (`motion_probe`) and whether
 its samples of pan captions slide the way they say (`pan_drift`, measured by `horizontal_drift`, no verifier
-involved): 5 minutes on a 2-core CPU where the table takes most of an hour, a check to run while training
-the base stage for motion.
+involved): 10 minutes on a 2-core CPU (1.5 for the loss probe) where the table takes most of an hour, a
+check to run while training the base stage for motion.
 
 ``--guidance 3,5,7`` instead scores the default cascade at each base-stage guidance scale on prompts of the
 *training* split (FD against other training items), so that an inference setting is chosen without looking

@@ -220,7 +220,7 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     # Measured without the verifier: real pans slide their caption's way (at the base stage's 32 px, 1 to 3
     # px a frame); the shipped base stage's samples of the same captions barely slide (40 training
     # captions: real 100% at +1.86 px a frame, generated 0% at +0.02).
-    drift = pan_drift(cascade, load(data), text, items=4)
+    drift = pan_drift(cascade, load(data), items=4)
     assert drift["real"]["right way"] == 1.0
     assert drift["real"]["px per frame"] > 0.9
     assert abs(drift["generated"]["px per frame"]) < 0.5 * drift["real"]["px per frame"], drift

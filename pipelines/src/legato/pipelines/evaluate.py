@@ -44,7 +44,7 @@ from legato.diffusion import Conditioning, VPSchedule
 from legato.diffusion.training import Objective
 from legato.pipelines.bundled import RECIPES
 from legato.pipelines.datasets import Dataset, load
-from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption
+from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption, speed_of
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
 from legato.pipelines.verify import Verifier, frechet_distance, predict, score
 from legato.video.metrics import horizontal_drift
@@ -205,7 +205,7 @@ def motion_probe(
     order = torch.randperm(len(split.samples), generator=torch.Generator().manual_seed(seed))[:items]
     subjects = split.meta["attributes"]["subject"]
     rows = [(int(split.labels["subject"][i]), MOTIONS[int(split.labels["motion"][i])],
-             "slow" if "slow" in split.captions[i] else "fast") for i in order.tolist()]  # fmt: skip
+             speed_of(split.captions[i])) for i in order.tolist()]  # fmt: skip
     swapped = {
         "another motion": (ANOTHER, list(range(len(rows)))),
         "opposite direction": (OPPOSITE, [k for k, (_, m, _) in enumerate(rows) if m in OPPOSITE]),
@@ -239,25 +239,20 @@ PANS = {"pan left": 1, "pan right": -1}  # which way a pan's content slides (`ho
 
 
 @torch.no_grad()
-def pan_drift(cascade: Cascade, split: Dataset, text: TextEncoder, *, items: int = 24, seed: int = 0,
+def pan_drift(cascade: Cascade, split: Dataset, *, items: int = 24, seed: int = 0,
               threshold: float = 0.5) -> dict[str, dict[str, float]]:  # fmt: skip
     """How ``items`` real pans of ``split`` (at the base stage's resolution) and the base stage's samples of
     their captions (seed = row) slide: the fraction whose `horizontal_drift` goes the caption's way by more
     than ``threshold`` pixels a frame, and their mean drift in the caption's direction. A readout of motion
     that needs no verifier: a base stage whose frames change without sliding drifts near 0 pixels."""
-    stage = cascade.stages[0]
-    pans = [i for i, c in enumerate(split.captions) if any(p in c for p in PANS)]
+    motions = [MOTIONS[int(m)] for m in split.labels["motion"]]
+    pans = [i for i, motion in enumerate(motions) if motion in PANS]
     order = torch.randperm(len(pans), generator=torch.Generator().manual_seed(seed))[:items].tolist()
     rows = [pans[k] for k in order]
-    way = torch.tensor(
-        [next(v for p, v in PANS.items() if p in split.captions[i]) for i in rows], dtype=torch.double
-    )
+    way = torch.tensor([PANS[motions[i]] for i in rows], dtype=torch.double)
     real = cascade.downsample(0, split.samples[rows])
-    generated = torch.cat([
-        stage.run(None, Conditioning(text=split.text[rows[k : k + stage.batch_size]]),
-                  list(range(k, min(k + stage.batch_size, len(rows)))), 0)
-        for k in range(0, len(rows), stage.batch_size)
-    ])  # fmt: skip
+    work = [Item(f"{k:04d}", k, Conditioning(text=split.text[i])) for k, i in enumerate(rows)]
+    generated = torch.stack(LocalExecutor().run(cascade, work, stop=1))
     result = {}
     for name, clips in (("real", real), ("generated", generated)):
         along = horizontal_drift((clips + 1) / 2) * way
@@ -336,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         levels = ", ".join(map(str, PROBE_LEVELS))
         print(f"loss against the clip's own caption, {args.items} training clips, noise levels {levels}:")
         print("\n".join(f"  {name}: {value:+.1%}" for name, value in result.items()))
-        drift = pan_drift(cascade, split, text, items=args.items, seed=args.seed)
+        drift = pan_drift(cascade, split, items=args.items, seed=args.seed)
         print(f"pans sliding the way their caption says (> 0.5 px a frame at the base stage's size), {args.items} "
               "training captions:")  # fmt: skip
         print(

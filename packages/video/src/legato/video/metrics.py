@@ -95,8 +95,9 @@ def horizontal_drift(video: Tensor, max_shift: int | None = None) -> Tensor:
     """Per-item mean horizontal motion in pixels per frame, ``(B,)``: for each pair of consecutive frames the
     shift ``d`` (``|d| <= max_shift``, default a sixth of the width) that best aligns them, ``frame t+1 at
     x + d`` against ``frame t at x`` over the columns both hold (mean absolute difference; the best whole
-    pixel, refined by the parabola through its neighbours' errors), averaged over the pairs. Positive: the content moves right (a camera panning left). A measured motion that needs
-    no trained model: frames that change in place (flicker, texture boiling over a still layout) read 0."""
+    pixel, refined by the parabola through its neighbours' errors), averaged over the pairs. Positive: the
+    content moves right (a camera panning left). A measured motion that needs no trained model: frames that
+    change in place (flicker, texture boiling over a still layout) read 0."""
     if video.ndim != 5 or video.shape[2] < 2:
         raise VideoError(f"horizontal_drift needs (B, C, T >= 2, H, W), got shape {tuple(video.shape)}")
     width = video.shape[-1]

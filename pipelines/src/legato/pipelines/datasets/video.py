@@ -47,6 +47,11 @@ def caption(subject: str, motion: str, speed: str) -> str:
     }[motion]
 
 
+def speed_of(text: str) -> str:
+    """The speed a `caption` names: "slow" ("slow ...", "... rolling slowly ...") or "fast"."""
+    return "slow" if "slow" in text else "fast"
+
+
 def photo(subject: str) -> Tensor:
     """The photo as a float RGB tensor ``(3, H, W)`` in [0, 1]."""
     import skimage.data
@@ -161,8 +166,7 @@ def time_reversed(split: Dataset) -> Dataset:
         motion = motions[int(split.labels["motion"][i])]
         if motion not in OPPOSITE:
             continue
-        speed = "slow" if text.startswith("slow") else "fast"
-        twin = caption(subjects[int(split.labels["subject"][i])], OPPOSITE[motion], speed)
+        twin = caption(subjects[int(split.labels["subject"][i])], OPPOSITE[motion], speed_of(text))
         if twin in row_of:
             keep.append(i)
             twins.append(row_of[twin])

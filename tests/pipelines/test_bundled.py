@@ -226,6 +226,14 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     assert abs(drift["generated"]["px per frame"]) < 0.5 * drift["real"]["px per frame"], drift
 
 
+def test_probe_samples_at_one_guidance_scale(capsys):
+    from legato.pipelines.evaluate import main
+
+    with pytest.raises(SystemExit):
+        main(["video", "--probe", "--guidance", "3,5"])
+    assert "--probe --guidance 3,5: give one scale" in capsys.readouterr().err
+
+
 def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path):
     # After a model changes, `evaluate KIND --only fast` scores it on the last full run's prompts and keeps
     # every other row as it was (ratios recomputed); a run over other prompts is refused.

@@ -16,8 +16,9 @@ rest are the reference set for the Fréchet distance. Rows, all scored by the sa
 
 ``--probe`` (video) asks the default base stage whether it reads the motion words (`motion_probe`) and whether
 its samples of pan captions slide the way they say (`pan_drift`, measured by `horizontal_drift`, no verifier
-involved): 10 minutes on a 2-core CPU (1.5 for the loss probe) where the table takes most of an hour, a
-check to run while training the base stage for motion.
+involved; sampled at the model's base guidance, or at ``--guidance G``): 10 minutes on a 2-core CPU (1.5
+for the loss probe) where the table takes most of an hour, a check to run while training the base stage
+for motion.
 
 ``--guidance 3,5,7`` instead scores the default cascade at each base-stage guidance scale on prompts of the
 *training* split (FD against other training items), so that an inference setting is chosen without looking
@@ -325,7 +326,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.probe:
         if args.kind != "video":
             parser.error("--probe asks a video base stage about motion: use it with video")
+        if args.guidance and "," in args.guidance:
+            parser.error(
+                f"--probe --guidance {args.guidance}: give one scale (the pan readout samples at it)"
+            )
         cascade, text = load_pipeline_cascade(Path(args.models) / "video-default", "video", "cpu")
+        if args.guidance:  # the pan readout samples at this base guidance instead of the model's
+            cascade = cascade.with_sampling(None, float(args.guidance), None)
         split = load(args.data or "data/video").split(held_out=False)
         result = motion_probe(cascade, split, text, items=args.items, seed=args.seed)
         levels = ", ".join(map(str, PROBE_LEVELS))
@@ -333,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(f"  {name}: {value:+.1%}" for name, value in result.items()))
         drift = pan_drift(cascade, split, items=args.items, seed=args.seed)
         print(f"pans sliding the way their caption says (> 0.5 px a frame at the base stage's size), {args.items} "
-              "training captions:")  # fmt: skip
+              f"training captions, guidance {cascade.stages[0].guidance_scale:g}:")  # fmt: skip
         print(
             "\n".join(
                 f"  {name}: {v['right way']:.0%}, {v['px per frame']:+.2f} px a frame"

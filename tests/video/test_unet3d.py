@@ -6,6 +6,7 @@ from diffusers import DDIMScheduler, UNet3DConditionModel
 
 from legato.diffusion import Conditioning, Denoiser, DiffusionError, generators, randn, sample
 from legato.video import UNet3D
+from legato.video.models.unet3d import pooled_text
 
 
 def small(**overrides) -> UNet3D:
@@ -49,6 +50,11 @@ CASES = {
         3,
     ),
     "image-skip-time": (lambda: small(), image_inputs, 3),
+    "video-pooled-text": (
+        lambda: small(cross_attention_dim=24, pooled_text_conditioning=True),
+        video_inputs(text=lambda b, g: torch.randn(b, 5, 24, generator=g)),
+        3,
+    ),
 }
 
 
@@ -69,6 +75,30 @@ def test_a_fresh_model_treats_each_frame_as_an_image():
         frame_2 = net(x[:, :, 2], t).sample  # a 4-D image through the skip-time path
     assert torch.allclose(joint, per_frame, atol=1e-5)
     assert torch.allclose(joint[:, :, 2], frame_2, atol=1e-5)
+
+
+def test_pooled_text_starts_as_the_model_without_it_and_then_reads_the_prompt():
+    torch.manual_seed(0)
+    plain = small(cross_attention_dim=24).eval()
+    pooled = small(cross_attention_dim=24, pooled_text_conditioning=True).eval()
+    missing, unexpected = pooled.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected
+    assert sorted(missing) == [f"text_embed.{i}.{p}" for i in (0, 2) for p in ("bias", "weight")]
+    x, t, _ = video_inputs()(2)
+    text = torch.randn(2, 5, 24)
+    with torch.no_grad():
+        assert torch.equal(pooled(x, t, text).sample, plain(x, t, text).sample)
+        torch.nn.init.normal_(pooled.text_embed[2].weight, std=0.1)
+        changed = pooled(x, t, text).sample
+    assert not torch.allclose(changed, plain(x, t, text).sample, atol=1e-4)
+
+
+def test_pooled_text_leaves_the_zero_padding_out():
+    text = torch.zeros(2, 6, 4)
+    text[0, :2] = torch.tensor([[1.0, 2, 3, 4], [3, 2, 1, 0]])
+    assert torch.equal(pooled_text(text), torch.tensor([[2.0, 2, 2, 2], [0, 0, 0, 0]]))
+    with pytest.raises(ValueError, match="cross_attention_dim"):
+        small(pooled_text_conditioning=True)
 
 
 def test_trained_on_four_frames_samples_eight():

@@ -73,12 +73,13 @@ def music_cascade(
     return Cascade((base, upscale))
 
 
-def video_unet(cond_channels: int, text_dim: int, channels: Sequence[int], noise_level: bool) -> UNet3D:
+def video_unet(cond_channels: int, text_dim: int, channels: Sequence[int], noise_level: bool,
+               pooled_text: bool = False) -> UNet3D:  # fmt: skip
     levels = len(channels)
     return UNet3D(
         in_channels=3, cond_channels=cond_channels, block_out_channels=tuple(channels),
         attention_levels=(False,) + (True,) * (levels - 1), heads=4, norm_groups=8,
-        cross_attention_dim=text_dim, noise_level_conditioning=noise_level,
+        cross_attention_dim=text_dim, noise_level_conditioning=noise_level, pooled_text_conditioning=pooled_text,
     ).eval()  # fmt: skip
 
 
@@ -93,14 +94,16 @@ def video_cascade(
     guidance_scale: float = 3.0,
     batch_size: tuple[int, int, int] = (8, 4, 4),
     seed: int = 0,
+    pooled_text: bool = False,
 ) -> Cascade:
     """An untrained video cascade: a base stage at ``frames / 2`` frames of ``size / 2`` pixels, temporal
-    x2 to ``frames``, then spatial x2 to ``size``."""
+    x2 to ``frames``, then spatial x2 to ``size``. ``pooled_text`` gives the base stage's UNet3D the pooled
+    prompt in its time embedding (`UNet3D`'s ``pooled_text_conditioning``)."""
     torch.manual_seed(seed)
     tsr = SuperResolution(time=2, augmentation=NoiseAugmentation(max_level=250, sample_level=50))
     ssr = SuperResolution(space=2, augmentation=NoiseAugmentation(max_level=250, sample_level=50))
     base = Stage(
-        "base", Denoiser(video_unet(0, text_dim, channels, False), PREDICTION), DDIMScheduler(), steps[0],
+        "base", Denoiser(video_unet(0, text_dim, channels, False, pooled_text), PREDICTION), DDIMScheduler(), steps[0],
         shape=(3, frames // 2, size // 2, size // 2), guidance_scale=guidance_scale, batch_size=batch_size[0],
     )  # fmt: skip
     temporal = Stage(

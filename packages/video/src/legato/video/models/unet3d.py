@@ -5,7 +5,9 @@ sequence of frames). Temporal convolutions start as the identity and temporal at
 starts at zero, so a freshly built UNet3D treats each frame as its own image; ``skip_time=True`` (or a 4-D
 input) skips the temporal layers altogether, for joint image-video training with images as 1-frame videos.
 Temporal attention carries a learned bias per relative frame offset, clipped at ``max_frame_distance``, so a
-model trained on T frames can sample more.
+model trained on T frames can sample more. ``pooled_text_conditioning`` adds the mean of the text's token
+embeddings, through a zero-initialised MLP, to the time embedding (Saharia et al. 2022, "Imagen", Sec. 2.2):
+every ResBlock, and so every temporal convolution, then sees the prompt, not only the attention levels.
 """
 
 from __future__ import annotations
@@ -120,6 +122,13 @@ class SpaceTimeAttention(nn.Module):
         return rearrange(tokens, "bt (h w) c -> bt c h w", h=h)
 
 
+def pooled_text(tokens: Tensor) -> Tensor:
+    """The mean of ``(B, L, D)`` token embeddings over their non-zero rows (text encoders pad with zeros); the
+    all-zero null prompt pools to zeros."""
+    mask = (tokens != 0).any(dim=-1, keepdim=True).to(tokens.dtype)
+    return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
 class UNet3D(ModelMixin, ConfigMixin):
     """Factorized space-time UNet on ``(B, C, T, H, W)`` (or ``(B, C, H, W)`` images); ``H`` and ``W`` multiples
     of ``2 ** (len(block_out_channels) - 1)``.
@@ -132,6 +141,8 @@ class UNet3D(ModelMixin, ConfigMixin):
         cross_attention_dim: > 0 adds cross-attention to ``(B, L, D)`` text embeddings.
         fps_conditioning: adds an embedding of the frame rate ``(B,)`` to the time embedding.
         noise_level_conditioning: adds an embedding of the low-res input's noise-augmentation level.
+        pooled_text_conditioning: adds an MLP of the text's mean token embedding (zero-padding rows left out)
+            to the time embedding; its last layer starts at zero, so it starts as a model without it.
         max_frame_distance: relative frame offsets beyond this share one attention bias.
     """
 
@@ -149,10 +160,13 @@ class UNet3D(ModelMixin, ConfigMixin):
         fps_conditioning: bool = False,
         noise_level_conditioning: bool = False,
         max_frame_distance: int = 16,
+        pooled_text_conditioning: bool = False,
     ) -> None:
         super().__init__()
         if len(attention_levels) != len(block_out_channels):
             raise ValueError("attention_levels needs one entry per block_out_channels level")
+        if pooled_text_conditioning and not cross_attention_dim:
+            raise ValueError("pooled_text_conditioning=True needs cross_attention_dim > 0 (the text's width)")
         emb = block_out_channels[0] * 4
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(block_out_channels[0], emb)
@@ -160,6 +174,14 @@ class UNet3D(ModelMixin, ConfigMixin):
         self.noise_level_embed = (
             TimestepEmbedding(block_out_channels[0], emb) if noise_level_conditioning else None
         )
+        self.text_embed = (
+            nn.Sequential(nn.Linear(cross_attention_dim, emb), nn.SiLU(), nn.Linear(emb, emb))
+            if pooled_text_conditioning
+            else None
+        )
+        if self.text_embed is not None:
+            nn.init.zeros_(self.text_embed[2].weight)
+            nn.init.zeros_(self.text_embed[2].bias)
         self.conv_in = nn.Conv2d(in_channels + cond_channels, block_out_channels[0], 3, padding=1)
         context = cross_attention_dim or None
         self.down, self.up, self.down_attn, self.up_attn = (
@@ -221,6 +243,8 @@ class UNet3D(ModelMixin, ConfigMixin):
                 if embed is None:
                     raise ValueError(f"{name} given to a UNet3D built without {name}_conditioning=True")
                 emb = emb + embed(self.time_proj(batch_timesteps(extra, b, sample.device)).to(sample.dtype))
+        if self.text_embed is not None and encoder_hidden_states is not None:
+            emb = emb + self.text_embed(pooled_text(encoder_hidden_states).to(emb.dtype))
         emb = emb.repeat_interleave(frames, dim=0)  # (B*T, E)
         context = (
             encoder_hidden_states.repeat_interleave(frames, dim=0)

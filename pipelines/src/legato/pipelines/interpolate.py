@@ -21,7 +21,7 @@ from torch import Tensor
 
 from legato.cascade import Item
 from legato.codec import crossfade_concat
-from legato.diffusion import Conditioning, randn
+from legato.diffusion import Conditioning
 from legato.pipelines.outputs import AudioClip
 
 if TYPE_CHECKING:
@@ -69,10 +69,9 @@ def interpolate(
         raise ValueError(f"strength={strength!r} must lie in (0, 1]; 0.5 keeps half of the previous step")
     base = pipe.cascade.stages[0]
     text = torch.cat([pipe.text([pa]), pipe.text([pb])])  # one at a time: as an ordinary call pads them
-    device = torch.device(base.device)
 
     def noise(seed: int) -> Tensor:
-        return randn((1, *base.shape), base.generators([seed], 0), device=device)
+        return base.starting_noise(base.generators([seed], 0))
 
     def mix(t: float) -> Tensor:  # exact at the ends (lerp's a + t (b - a) is not b at t = 1)
         return text[0] if t == 0 else text[1] if t == 1 else torch.lerp(text[0], text[1], t)

@@ -211,6 +211,8 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
         "batch_size": stage.batch_size,
         "device": stage.device,
         "dtype": stage.dtype,
+        # written only when set, so folders of models trained on independent noise keep their bytes
+        **({"frame_correlation": stage.frame_correlation} if stage.frame_correlation else {}),
     }
 
 
@@ -300,6 +302,7 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         guidance_scale=spec["guidance_scale"],
         guidance_input=spec["guidance_input"],
         batch_size=spec["batch_size"],
+        frame_correlation=spec.get("frame_correlation", 0.0),
         device=device or _available(spec["device"]),
         dtype=spec["dtype"],
     )

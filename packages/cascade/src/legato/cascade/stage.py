@@ -12,11 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor, nn
 
-from legato.diffusion import ClassifierFreeGuidance, Conditioning, SuperResolution, randn, sample
+from legato.diffusion import (
+    ClassifierFreeGuidance,
+    Conditioning,
+    SuperResolution,
+    correlate_frames,
+    randn,
+    sample,
+)
 from legato.diffusion.errors import DiffusionError
+from legato.diffusion.tensors import check_frame_correlation
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -50,6 +59,9 @@ class Stage:
         resample: RePaint resampling (each step taken this many times) when part of the output is kept
             (continuations, inpainting), so that the new part harmonises with the kept one.
         batch_size: items per forward at this stage; executors regroup items between stages.
+        frame_correlation: a video base stage's starting noise is correlated this much between frames
+            (`legato.diffusion.correlate_frames`): set it to the ``Objective.frame_correlation`` the network
+            was trained with; 0, independent frames, for every other network.
         device, dtype: where the stage runs (``"cuda"``, ``"cpu"``; ``"float32"``, ``"bfloat16"``).
     """
 
@@ -64,10 +76,16 @@ class Stage:
     guidance_input: bool = False
     resample: int = 1
     batch_size: int = 8
+    frame_correlation: float = 0.0
     device: str = "cpu"
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if check_frame_correlation(self.frame_correlation) and (self.shape is None or len(self.shape) != 4):
+            raise DiffusionError(
+                f"stage {self.name!r}: frame_correlation={self.frame_correlation} correlates the starting "
+                "noise of a video base stage (shape (C, T, H, W)); set it to 0 here"
+            )
         if (self.shape is None) == (self.sr is None):
             raise DiffusionError(
                 f"stage {self.name!r}: give shape= for a base stage or sr= for a super-resolution stage, not "
@@ -141,14 +159,18 @@ class Stage:
             raise DiffusionError(f"stage {self.name!r}: mask= needs known=, the sample to keep")
         else:
             mask, known = mask.to(device), known.to(device)
+        if self.frame_correlation and isinstance(
+            self.scheduler, (DDPMScheduler, EulerAncestralDiscreteScheduler)
+        ):
+            raise DiffusionError(
+                f"stage {self.name!r}: {type(self.scheduler).__name__} draws independent noise at every step, "
+                f"which a model trained on noise correlated across frames (frame_correlation="
+                f"{self.frame_correlation}) has not seen; sample it with ddim, dpm++, euler or heun"
+            )
         denoiser, cond = self.guided(cond, len(seeds))
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             if self.sr is None:
-                noise = (
-                    randn((len(seeds), *self.shape), gens, device=device)
-                    if noise is None
-                    else noise.to(device)
-                )
+                noise = self.starting_noise(gens) if noise is None else noise.to(device)
                 out = sample(denoiser, self.scheduler, noise, steps=self.steps, cond=cond, generator=gens,
                              init=None if init is None else init.to(device), strength=strength,
                              mask=mask, known=known, resample=self.resample if mask is not None else 1)  # fmt: skip
@@ -158,9 +180,16 @@ class Stage:
         return out.float().cpu()
 
     def generators(self, seeds: Sequence[int], index: int) -> list[torch.Generator]:
-        """Each item's generator at stage ``index`` on this stage's device: a base stage's starting noise is
-        the first draw from it (``randn((1, *shape), [g])``), so callers can rebuild that noise."""
+        """Each item's generator at stage ``index`` on this stage's device; a base stage's starting noise is
+        `starting_noise` of them."""
         return [torch.Generator(torch.device(self.device)).manual_seed(stage_seed(s, index)) for s in seeds]
+
+    def starting_noise(self, generators: Sequence[torch.Generator]) -> Tensor:
+        """A base stage's starting noise ``(B, *shape)``: the first draw from each item's generator, correlated
+        across frames by ``frame_correlation``. ``starting_noise(generators(seeds, index))`` rebuilds what
+        `run` starts from, e.g. to interpolate between two seeds' noise."""
+        noise = randn((len(generators), *self.shape), generators, device=torch.device(self.device))
+        return correlate_frames(noise, self.frame_correlation)
 
     def outpainting(
         self,

@@ -31,7 +31,7 @@ from legato.diffusion.schedulers import (
     scheduler_from_config,
 )
 from legato.diffusion.superres import SuperResolution
-from legato.diffusion.tensors import append_dims, generators, randn
+from legato.diffusion.tensors import append_dims, correlate_frames, generators, randn
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -50,6 +50,7 @@ __all__ = [
     "VPSchedule",
     "append_dims",
     "convert_scheduler",
+    "correlate_frames",
     "diffedit_mask",
     "expert_ranges",
     "forward_network",

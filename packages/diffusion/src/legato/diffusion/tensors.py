@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -65,3 +66,29 @@ def randn(
         raise DiffusionError(f"got {len(generator)} generators for a batch of {shape[0]}; pass one per item")
     items = [torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generator]
     return torch.stack(items).to(device)
+
+
+def check_frame_correlation(correlation: float) -> float:
+    """``correlation`` if it is a valid correlation between noise frames, else a `DiffusionError`."""
+    if isinstance(correlation, bool) or not (isinstance(correlation, (int, float)) and 0 <= correlation < 1):
+        raise DiffusionError(
+            f"frame_correlation={correlation!r} must lie in [0, 1): 0 is independent frames, 0.5 is PYoCo's "
+            "mixed noise with alpha=1"
+        )
+    return float(correlation)
+
+
+def correlate_frames(noise: Tensor, correlation: float, dim: int = 2) -> Tensor:
+    """Standard normal ``noise`` made correlated ``correlation`` between any two frames along ``dim`` (the
+    ``T`` of ``(B, C, T, H, W)``), each frame still standard normal: the mixed noise of "Preserve Your Own
+    Correlation" (Ge et al. 2023), a shared part plus an independent part per frame.
+
+    It is a fixed linear map of independent noise, ``a z + b sum_t z_t`` with ``a^2 = 1 - c`` and
+    ``T b^2 + 2 a b = c``, so seeded noise stays seeded and ``correlation=0`` returns ``noise`` itself.
+    A model trained on such noise must be sampled from it (`Stage.frame_correlation`)."""
+    if check_frame_correlation(correlation) == 0:
+        return noise
+    frames = noise.shape[dim]
+    a = math.sqrt(1 - correlation)
+    b = (math.sqrt(1 - correlation + frames * correlation) - a) / frames
+    return a * noise + b * noise.sum(dim, keepdim=True)

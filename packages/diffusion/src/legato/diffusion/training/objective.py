@@ -11,6 +11,7 @@ Weightings for the first three: ``uniform`` and ``min_snr`` (Hang et al. 2023, M
 weight ``min(SNR, gamma)``, expressed per parameterisation: ``/SNR`` for epsilon, ``/(SNR + 1)`` for v).
 
 ``augmentation`` (a `NoiseAugmentation`) noises a super-resolution model's low-res input at random levels.
+``frame_correlation`` trains a video model on noise correlated across frames (`correlate_frames`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, EDMDenoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.models.dispatch import forward_network
-from legato.diffusion.tensors import append_dims
+from legato.diffusion.tensors import append_dims, check_frame_correlation, correlate_frames
 
 Parameterization = Literal["epsilon", "v_prediction", "sample", "edm"]
 
@@ -57,7 +58,10 @@ Weighting = Literal["uniform", "min_snr", "edm"]
 
 @dataclass(frozen=True)
 class Objective:
-    """The training target. ``weighting`` defaults to the parameterisation's natural one."""
+    """The training target. ``weighting`` defaults to the parameterisation's natural one.
+
+    ``frame_correlation`` (videos ``(B, C, T, H, W)`` only): the noise's correlation between frames, 0 for
+    independent frames; the stage that samples the model needs the same `Stage.frame_correlation`."""
 
     prediction_type: Parameterization = "epsilon"
     weighting: Weighting | None = None
@@ -66,8 +70,10 @@ class Objective:
     p_mean: float = -1.2
     p_std: float = 1.2
     augmentation: NoiseAugmentation | None = None
+    frame_correlation: float = 0.0
 
     def __post_init__(self) -> None:
+        check_frame_correlation(self.frame_correlation)
         if self.prediction_type not in ("epsilon", "v_prediction", "sample", "edm"):
             raise DiffusionError(
                 f"prediction_type={self.prediction_type!r}; use epsilon, v_prediction, sample or edm"
@@ -113,6 +119,13 @@ class Objective:
         if self.augmentation is not None:
             cond = self.augmentation.train(cond, schedule, generator)
         noise = draw_noise(x0, generator)
+        if self.frame_correlation:
+            if x0.ndim != 5:
+                raise DiffusionError(
+                    f"frame_correlation={self.frame_correlation} correlates the frames of videos (B, C, T, H, W); "
+                    f"this batch is {tuple(x0.shape)}: set it to 0"
+                )
+            noise = correlate_frames(noise, self.frame_correlation)
         n_train = schedule.log_snr.numel()
         lo, hi = timestep_range if timestep_range is not None else (0.0, n_train - 1.0)
         if self.prediction_type == "edm":

@@ -7,6 +7,7 @@ verifier)::
 
     python scripts/motion_ablation.py --data data/video --runs runs/ablation/plain
     python scripts/motion_ablation.py --data data/video --runs runs/ablation/pooled --pooled-text
+    python scripts/motion_ablation.py --data data/video --runs runs/ablation/pyoco --frame-correlation 0.5
 
 Prints, for the real clips and the samples: the share sliding the caption's way by more than
 ``--threshold`` pixels a frame, and the mean drift in the caption's direction; for the samples also the
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 
 from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, Denoiser, VPSchedule
-from legato.diffusion.training import Objective, TrainConfig, Trainer
-from legato.pipelines.build import stage_items, video_cascade
+from legato.diffusion.training import TrainConfig, Trainer
+from legato.pipelines.build import stage_items, stage_objective, video_cascade
 from legato.pipelines.bundled import TEXT_DIM
 from legato.pipelines.datasets import load
 from legato.pipelines.datasets.video import MOTIONS, speed_of, time_reversed
@@ -47,11 +48,16 @@ def main() -> None:
         "--runs", required=True, help="run folder: checkpoints, model, result-guidance-G.json"
     )
     parser.add_argument("--pooled-text", action="store_true", help="UNet3D pooled_text_conditioning")
+    parser.add_argument(
+        "--frame-correlation", type=float, default=0.0,
+        help="train and sample on noise this correlated between frames (PYoCo; 0: independent)",
+    )  # fmt: skip
     parser.add_argument("--channels", default="32,64", help="per UNet level, e.g. 32,64,64 for three levels")
     parser.add_argument("--base-size", type=int, default=16, choices=(16, 32), help="base frames' pixels")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="bf16", choices=("bf16", "no"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seeds", type=int, default=3, help="noise seeds per (photo, speed) pan pair")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument(
@@ -67,6 +73,7 @@ def main() -> None:
     cascade = video_cascade(
         frames=16, size=size, text_dim=TEXT_DIM, channels=tuple(int(c) for c in args.channels.split(",")),
         steps=(32, 8, 8), guidance_scale=args.guidance, pooled_text=args.pooled_text,
+        frame_correlation=args.frame_correlation,
     )  # fmt: skip
     stage = cascade.stages[0]
     network = stage.denoiser.network
@@ -78,14 +85,14 @@ def main() -> None:
         progress=False, seed=0, mixed_precision=args.precision,
     )  # fmt: skip
     started = time.time()
-    trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), Objective(stage.denoiser.output_type),
-                      stage_items(cascade, 0, samples, train.text), config, Path(args.runs), device="cpu")  # fmt: skip
+    trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
+                      stage_items(cascade, 0, samples, train.text), config, Path(args.runs), device=args.device)  # fmt: skip
     trainer.fit()
     trained = trainer.trained_network().float().eval()
     train_seconds = time.time() - started
-    base = Cascade((replace(stage, denoiser=Denoiser(trained, stage.denoiser.output_type)),)).with_sampling(
-        None, None, "dpm++"
-    )
+    base = Cascade(
+        (replace(stage, denoiser=Denoiser(trained, stage.denoiser.output_type)).to(args.device),)
+    ).with_sampling(None, None, "dpm++")
 
     # (photo, speed) pairs whose left and right pans are both training captions
     motions = [MOTIONS[int(m)] for m in train.labels["motion"]]
@@ -109,13 +116,19 @@ def main() -> None:
                 way.append(sign)
     way = torch.tensor(way, dtype=torch.double)
     with torch.no_grad():
-        generated = torch.stack(LocalExecutor().run(base, work))
+        generated = torch.stack(LocalExecutor().run(base, work)).cpu()
     drift = horizontal_drift((generated + 1) / 2)
     rows = [int(item.id.rsplit("-", 1)[1]) for item in work]
-    real = horizontal_drift((base.downsample(0, samples[rows]) + 1) / 2)
+    real_clips = base.downsample(0, samples[rows])
+    real = horizontal_drift((real_clips + 1) / 2)
     along = {"real": real * way, "generated": drift * way}
+    change = {  # mean absolute change between consecutive frames, in [0, 1] pixel units: still or boiling?
+        name: ((c[:, :, 1:] - c[:, :, :-1]).abs().mean() / 2).item()
+        for name, c in (("real", real_clips), ("generated", generated))
+    }
     result = {
         "pooled_text": args.pooled_text,
+        "frame_correlation": args.frame_correlation,
         "guidance": args.guidance,
         "parameters_M": sum(p.numel() for p in trained.parameters()) / 1e6,
         "train_seconds": round(train_seconds),
@@ -125,6 +138,7 @@ def main() -> None:
                 "right way": (a > args.threshold).double().mean().item(),
                 "px per frame": a.mean().item(),
                 "mean |px|": (a.abs()).mean().item(),
+                "frame change": change[name],
             }
             for name, a in along.items()
         },

@@ -109,3 +109,18 @@ def test_a_correlated_stage_refuses_what_would_break_the_correlation():
         stage(0.5, DDPMScheduler()).run(None, Conditioning(), [0], 0)
     with pytest.raises(DiffusionError, match=r"video base stage .* set it to 0"):
         Stage("image", Denoiser(small()), DDIMScheduler(), steps=2, shape=(3, 8, 8), frame_correlation=0.5)
+
+
+def test_a_stage_trains_on_the_noise_it_samples_from():
+    """The pipelines' trainers read the objective off the stage: a correlated base stage trains on
+    correlated noise, its super-resolution stages on independent noise with their own augmentation."""
+    from legato.pipelines.build import stage_objective, video_cascade
+
+    base, temporal, spatial = video_cascade(frames=4, size=8, text_dim=8, frame_correlation=0.5).stages
+    assert base.frame_correlation == 0.5
+    assert (stage_objective(base).frame_correlation, stage_objective(base).augmentation) == (0.5, None)
+    for sr in (temporal, spatial):
+        assert (stage_objective(sr).frame_correlation, stage_objective(sr).augmentation) == (
+            0.0,
+            sr.sr.augmentation,
+        )

@@ -95,16 +95,19 @@ def video_cascade(
     batch_size: tuple[int, int, int] = (8, 4, 4),
     seed: int = 0,
     pooled_text: bool = False,
+    frame_correlation: float = 0.0,
 ) -> Cascade:
     """An untrained video cascade: a base stage at ``frames / 2`` frames of ``size / 2`` pixels, temporal
     x2 to ``frames``, then spatial x2 to ``size``. ``pooled_text`` gives the base stage's UNet3D the pooled
-    prompt in its time embedding (`UNet3D`'s ``pooled_text_conditioning``)."""
+    prompt in its time embedding (`UNet3D`'s ``pooled_text_conditioning``); ``frame_correlation`` trains
+    and samples the base stage on noise correlated between frames (`Stage.frame_correlation`)."""
     torch.manual_seed(seed)
     tsr = SuperResolution(time=2, augmentation=NoiseAugmentation(max_level=250, sample_level=50))
     ssr = SuperResolution(space=2, augmentation=NoiseAugmentation(max_level=250, sample_level=50))
     base = Stage(
         "base", Denoiser(video_unet(0, text_dim, channels, False, pooled_text), PREDICTION), DDIMScheduler(), steps[0],
         shape=(3, frames // 2, size // 2, size // 2), guidance_scale=guidance_scale, batch_size=batch_size[0],
+        frame_correlation=frame_correlation,
     )  # fmt: skip
     temporal = Stage(
         "sr-time", Denoiser(video_unet(tsr.cond_channels(3), text_dim, sr_channels, True), PREDICTION),
@@ -129,11 +132,19 @@ def stage_trainer(
     stage: Stage, items: TensorItems, config: TrainConfig, out_dir: Path, device: str
 ) -> Trainer:
     """The `Trainer` of one stage (module-level, so Ray Train workers can build it from a partial)."""
-    objective = Objective(
-        stage.denoiser.output_type, augmentation=None if stage.is_base else stage.sr.augmentation
+    return Trainer(stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
+                   items, config, out_dir, device=device)  # fmt: skip
+
+
+def stage_objective(stage: Stage) -> Objective:
+    """What a stage's network is trained on, read off the stage so that training and sampling agree: its
+    denoiser's parameterisation, a super-resolution stage's noise augmentation, a base stage's noise
+    correlation between frames."""
+    return Objective(
+        stage.denoiser.output_type,
+        augmentation=None if stage.is_base else stage.sr.augmentation,
+        frame_correlation=stage.frame_correlation,
     )
-    return Trainer(stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler), objective, items, config,
-                   out_dir, device=device)  # fmt: skip
 
 
 def train_cascade(

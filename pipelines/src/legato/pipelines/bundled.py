@@ -32,8 +32,8 @@ from legato.cascade.pretrained import load_cascade, share_stages, update_metadat
 from legato.codec import SMALL
 from legato.diffusion import ClassifierFreeGuidance, Conditioning, Denoiser, VPSchedule
 from legato.diffusion.distill import ProgressiveDistillation, student_from, student_scheduler
-from legato.diffusion.training import Objective, TrainConfig, Trainer
-from legato.pipelines.build import music_cascade, stage_items, video_cascade
+from legato.diffusion.training import TrainConfig, Trainer
+from legato.pipelines.build import music_cascade, stage_items, stage_objective, video_cascade
 from legato.pipelines.datasets import Dataset, load
 from legato.pipelines.datasets.video import time_reversed
 from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
@@ -160,9 +160,14 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
             f"{kind}/{name}: {recipe.distill_rounds[index]} rounds from {stage.steps} steps do not "
             f"reach fast_steps={recipe.fast_steps[index]}"
         )
+    if stage.frame_correlation and recipe.distill_rounds[index]:
+        raise ValueError(
+            f"{kind}/{name}: frame_correlation={stage.frame_correlation} with distillation, whose objectives "
+            "draw independent noise; set distill_rounds to 0 for this stage"
+        )
     started = time.time()
     trainer = Trainer(
-        stage.denoiser.network, schedule, Objective(stage.denoiser.output_type, augmentation=augmentation),
+        stage.denoiser.network, schedule, stage_objective(stage),
         items, _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, precision),
         Path(runs) / name, device=device,
     )  # fmt: skip

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, VPSchedule
-from legato.diffusion.training import Objective
+from legato.pipelines.build import stage_objective
 from legato.pipelines.bundled import RECIPES
 from legato.pipelines.datasets import Dataset, load
 from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption, speed_of
@@ -202,7 +202,7 @@ def motion_probe(
     motion's caption; under the opposite direction's only if it also knows which way its motion goes."""
     stage = cascade.stages[0]
     network, schedule = stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler)
-    objective = Objective(stage.denoiser.output_type)
+    objective = stage_objective(stage)
     order = torch.randperm(len(split.samples), generator=torch.Generator().manual_seed(seed))[:items]
     subjects = split.meta["attributes"]["subject"]
     rows = [(int(split.labels["subject"][i]), MOTIONS[int(split.labels["motion"][i])],

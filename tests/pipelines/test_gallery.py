@@ -33,18 +33,33 @@ def main_job_run(music_model, video_model, tmp_path_factory):
     out = tmp_path / "outputs"
     prompt = "<b>" + MUSIC_PROMPTS[0]  # markup in a prompt is shown as text, not run
     specs = {
-        "music": {"kind": "music", "model": str(music_model), "output": str(out / "music"),
+        "music": {"kind": "music", "model": str(music_model), "output": str(tmp_path / "elsewhere" / "music"),
                   "items": [{"id": "m1", "prompt": prompt, "seed": 1}, {"id": "m2", "prompt": MUSIC_PROMPTS[1]}]},
         "video": {"kind": "video", "model": str(video_model), "soundtrack": str(music_model),
-                  "output": str(out / "video"), "items": [{"id": "v1", "prompt": "a camera move over a photo"}]},
+                  "output": str(tmp_path / "elsewhere" / "video"), "items": [{"id": "v1", "prompt": "a camera move over a photo"}]},
     }  # fmt: skip
     paths = []
     for name, spec in specs.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(spec))
         paths.append(str(path))
-    main_job([*paths, "--output", str(out)])
+    main_job([*paths, "--output", str(out)])  # --output places the specs' folders under it, by name
+    assert not (tmp_path / "elsewhere").exists()
     return out, paths, prompt
+
+
+def test_main_job_refuses_specs_that_would_share_a_folder_before_any_work(tmp_path, capsys):
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"kind": "music", "model": "models/music-default",
+                                        "output": f"{name}/clips", "items": [{"prompt": "a reel"}]}))  # fmt: skip
+        paths.append(str(path))
+    with pytest.raises(SystemExit) as exit_:
+        main_job([*paths, "--output", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "share a last name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_main_job_writes_outputs_manifests_and_a_gallery(main_job_run, capsys):

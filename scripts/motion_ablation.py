@@ -9,11 +9,19 @@ verifier)::
     python scripts/motion_ablation.py --data data/video --runs runs/ablation/pooled --pooled-text
     python scripts/motion_ablation.py --data data/video --runs runs/ablation/pyoco --frame-correlation 0.5
 
+``--photo``, ``--motions``, ``--speed`` and ``--clips-per-caption`` train on a subset instead: with a few clips
+it is a check that the whole stack (data, trainer, text conditioning, sampler) can bind a direction to its
+words at all, before blaming the budget::
+
+    python scripts/motion_ablation.py --runs runs/ablation/astro-k4 --photo astronaut \
+        --motions "pan left,pan right" --speed fast --clips-per-caption 4 --steps 2000 --batch-size 8 --seeds 8
+
 Prints, for the real clips and the samples: the share sliding the caption's way by more than
 ``--threshold`` pixels a frame, and the mean drift in the caption's direction; for the samples also the
 share of same-noise (left, right) pairs where the pan-left sample's content moves further right than the
 pan-right one's, the direct test of whether the caption or the noise picks the direction (0.5: the noise
-does). Training resumes from the run
+does), and the base stage's loss under another caption than each clip's own, noise level by noise level
+(`motion_probe`; ``--levels``). Training resumes from the run
 folder's checkpoints, so the same command with another ``--guidance`` only samples again. Findings are
 recorded in models/README.md.
 """
@@ -34,8 +42,10 @@ from legato.diffusion import Conditioning, Denoiser, VPSchedule
 from legato.diffusion.training import TrainConfig, Trainer
 from legato.pipelines.build import stage_items, stage_objective, video_cascade
 from legato.pipelines.bundled import TEXT_DIM
-from legato.pipelines.datasets import load
-from legato.pipelines.datasets.video import MOTIONS, speed_of, time_reversed
+from legato.pipelines.datasets import Dataset, load
+from legato.pipelines.datasets.video import MOTIONS, SPEEDS, SUBJECTS, speed_of, time_reversed
+from legato.pipelines.evaluate import motion_probe
+from legato.pipelines.text import TextEncoder
 from legato.video.metrics import horizontal_drift
 
 
@@ -58,6 +68,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="bf16", choices=("bf16", "no"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--photo", choices=sorted(SUBJECTS), help="train on this photo's clips only")
+    parser.add_argument(
+        "--motions", help='train on these motions only, comma-separated ("pan left,pan right")'
+    )
+    parser.add_argument("--speed", choices=sorted(SPEEDS), help="train on this speed's clips only")
+    parser.add_argument(
+        "--clips-per-caption", type=int, default=None,
+        help="train on the first K clips of each caption only (with the filters above: an overfitting check)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--levels", default="200,400,600,800,950",
+        help="noise levels of the caption-loss readout (motion_probe, level by level); empty: skip it",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="noise seeds per (photo, speed) pan pair")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument(
@@ -67,7 +90,7 @@ def main() -> None:
     args.threshold = args.threshold if args.threshold is not None else args.base_size / 64
 
     train = load(args.data).split(held_out=False)
-    train = train + time_reversed(train)
+    train = restrict(train + time_reversed(train), args, parser)
     size = 2 * args.base_size  # this cascade's final size, from the dataset's 64x64
     samples = F.avg_pool3d(train.samples, (1, 64 // size, 64 // size)) if size < 64 else train.samples
     cascade = video_cascade(
@@ -119,7 +142,7 @@ def main() -> None:
         generated = torch.stack(LocalExecutor().run(base, work)).cpu()
     drift = horizontal_drift((generated + 1) / 2)
     rows = [int(item.id.rsplit("-", 1)[1]) for item in work]
-    real_clips = base.downsample(0, samples[rows])
+    real_clips = cascade.downsample(0, samples[rows])  # the base stage's frames and size, as sampled
     real = horizontal_drift((real_clips + 1) / 2)
     along = {"real": real * way, "generated": drift * way}
     change = {  # mean absolute change between consecutive frames, in [0, 1] pixel units: still or boiling?
@@ -146,8 +169,44 @@ def main() -> None:
         "caption picks the side": (drift[0::2] > drift[1::2]).double().mean().item(),
         "left minus right, px": (drift[0::2] - drift[1::2]).mean().item(),
     }
+    if (
+        args.levels
+    ):  # which noise levels the caption (own, opposite direction, another motion, none) matters at
+        probed = Cascade((base.stages[0], *cascade.stages[1:]))
+        clips = replace(train, samples=samples)
+        result["caption loss by level"] = {
+            level: motion_probe(
+                probed, clips, TextEncoder(), items=min(40, len(clips.captions)), levels=(level,)
+            )
+            for level in map(int, args.levels.split(","))
+        }
     (Path(args.runs) / f"result-guidance-{args.guidance:g}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def restrict(train: Dataset, args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dataset:
+    """The clips the filters keep: ``--photo``, ``--motions``, ``--speed``, then ``--clips-per-caption``."""
+    subjects = train.meta["attributes"]["subject"]
+    wanted = args.motions.split(",") if args.motions else MOTIONS
+    if unknown := [m for m in wanted if m not in MOTIONS]:
+        parser.error(
+            f"--motions {args.motions!r}: {unknown} are not motions; use some of {', '.join(MOTIONS)}"
+        )
+    per_caption: dict[str, int] = {}
+    rows = []
+    for i, text in enumerate(train.captions):
+        if args.photo and subjects[int(train.labels["subject"][i])] != args.photo:
+            continue
+        if MOTIONS[int(train.labels["motion"][i])] not in wanted or args.speed not in (None, speed_of(text)):
+            continue
+        per_caption[text] = per_caption.get(text, 0) + 1
+        if args.clips_per_caption is None or per_caption[text] <= args.clips_per_caption:
+            rows.append(i)
+    if not rows:
+        parser.error(
+            f"no training clip is of --photo {args.photo} --motions {args.motions} --speed {args.speed}"
+        )
+    return train.subset(rows)
 
 
 if __name__ == "__main__":

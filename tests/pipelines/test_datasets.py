@@ -143,3 +143,12 @@ def test_time_reversed_clips_never_add_a_held_out_pair(tmp_path):
     assert joined.captions[-1] == twins.captions[-1]
     with pytest.raises(ValueError, match="cannot join samples"):
         train + Dataset(train.samples[:, :, :4], train.text, train.captions, train.labels, train.held_out, {})
+    # a subset keeps each row's sample, text, caption and labels together, in the order asked
+    rows = [5, 0, len(joined.captions) - 1]
+    picked = joined.subset(rows)
+    assert picked.captions == [joined.captions[i] for i in rows]
+    for k, i in enumerate(rows):
+        assert torch.equal(picked.samples[k], joined.samples[i])
+        assert torch.equal(picked.text[k], joined.text[i])
+        assert all(picked.labels[name][k] == joined.labels[name][i] for name in joined.labels)
+    assert torch.equal(data.subset(torch.arange(len(data.captions))[~data.held_out]).samples, train.samples)

@@ -51,9 +51,13 @@ class Dataset:
                        torch.cat([self.held_out, other.held_out]), self.meta)  # fmt: skip
 
     def split(self, held_out: bool) -> Dataset:
-        keep = self.held_out == held_out
-        return Dataset(self.samples[keep], self.text[keep], [c for c, k in zip(self.captions, keep.tolist(), strict=False) if k],
-                       {k: v[keep] for k, v in self.labels.items()}, self.held_out[keep], self.meta)  # fmt: skip
+        return self.subset((self.held_out == held_out).nonzero().flatten())
+
+    def subset(self, rows: Tensor | list[int]) -> Dataset:
+        """The samples at ``rows`` (indices, in that order), with their text, captions and labels."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return Dataset(self.samples[rows], self.text[rows], [self.captions[i] for i in rows.tolist()],
+                       {k: v[rows] for k, v in self.labels.items()}, self.held_out[rows], self.meta)  # fmt: skip
 
 
 def save(data: dict, folder: str | os.PathLike[str], text_encoder: str | None = None) -> Path:

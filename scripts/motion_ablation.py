@@ -16,12 +16,19 @@ words at all, before blaming the budget::
     python scripts/motion_ablation.py --runs runs/ablation/astro-k4 --photo astronaut \
         --motions "pan left,pan right" --speed fast --clips-per-caption 4 --steps 2000 --batch-size 8 --seeds 8
 
+``--init RUN`` starts from another run's trained base (a curriculum: one photo's pans, then every photo's)::
+
+    python scripts/motion_ablation.py --runs runs/ablation/fast-from-astro --init runs/ablation/astro-k4 \
+        --motions "pan left,pan right" --speed fast --steps 2000 --batch-size 16 --seeds 8
+
 Prints, for the real clips and the samples: the share sliding the caption's way by more than
 ``--threshold`` pixels a frame, and the mean drift in the caption's direction; for the samples also the
 share of same-noise (left, right) pairs where the pan-left sample's content moves further right than the
 pan-right one's, the direct test of whether the caption or the noise picks the direction (0.5: the noise
 does), and the base stage's loss under another caption than each clip's own, noise level by noise level
-(`motion_probe`; ``--levels``). Training resumes from the run
+(`motion_probe`; ``--levels``). The same readout of held-out pans ("held out": a photo whose pan one way
+is held out, paired with its other way, a training caption) asks whether a direction carries over to a photo
+never seen panned that way, as the verifier's held-out prompts do. Training resumes from the run
 folder's checkpoints, so the same command with another ``--guidance`` only samples again. Findings are
 recorded in models/README.md.
 """
@@ -40,6 +47,7 @@ import torch.nn.functional as F
 from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, Denoiser, VPSchedule
 from legato.diffusion.training import TrainConfig, Trainer
+from legato.diffusion.training.checkpoint import load_network_weights
 from legato.pipelines.build import stage_items, stage_objective, video_cascade
 from legato.pipelines.bundled import TEXT_DIM
 from legato.pipelines.datasets import Dataset, load
@@ -81,6 +89,10 @@ def main() -> None:
         "--levels", default="200,400,600,800,950",
         help="noise levels of the caption-loss readout (motion_probe, level by level); empty: skip it",
     )  # fmt: skip
+    parser.add_argument(
+        "--init", help="start from another run folder's trained base (its model/): a curriculum, e.g. one "
+        "photo's pans first, then every photo's; the architecture flags must match that run's",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="noise seeds per (photo, speed) pan pair")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument(
@@ -107,68 +119,47 @@ def main() -> None:
         lr_schedule="cosine", warmup_steps=min(200, args.steps // 10), checkpoint_every=100, log_every=50,
         progress=False, seed=0, mixed_precision=args.precision,
     )  # fmt: skip
+    if args.init:
+        try:
+            load_network_weights(network, Path(args.init) / "model")
+        except (FileNotFoundError, RuntimeError) as error:
+            parser.error(f"--init {args.init}: {error}".splitlines()[0] + " (train that run first, with the "
+                         "same --channels, --base-size and --pooled-text)")  # fmt: skip
     started = time.time()
     trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
                       stage_items(cascade, 0, samples, train.text), config, Path(args.runs), device=args.device)  # fmt: skip
     trainer.fit()
+    trainer.export()  # runs/model: what another run's --init starts from
     trained = trainer.trained_network().float().eval()
     train_seconds = time.time() - started
     base = Cascade(
         (replace(stage, denoiser=Denoiser(trained, stage.denoiser.output_type)).to(args.device),)
     ).with_sampling(None, None, "dpm++")
 
-    # (photo, speed) pairs whose left and right pans are both training captions
-    motions = [MOTIONS[int(m)] for m in train.labels["motion"]]
-    first = {}
-    for i, (subject, speed, motion) in enumerate(
-        zip(train.labels["subject"].tolist(), map(speed_of, train.captions), motions, strict=True)
-    ):
-        first.setdefault((subject, speed, motion), i)
-    pairs = sorted(
-        (first[(s, v, "pan left")], first[(s, v, "pan right")])
-        for (s, v, m) in first
-        if m == "pan left" and (s, v, "pan right") in first
-    )
-    work, way = [], []
-    for k, (left, right) in enumerate(pairs):
-        for seed in range(args.seeds):
-            for row, sign in ((left, 1.0), (right, -1.0)):  # pan left: the content moves right (+)
-                work.append(
-                    Item(f"{k:02d}-{seed}-{row}", 1000 * k + seed, Conditioning(text=train.text[row]))
-                )
-                way.append(sign)
-    way = torch.tensor(way, dtype=torch.double)
-    with torch.no_grad():
-        generated = torch.stack(LocalExecutor().run(base, work)).cpu()
-    drift = horizontal_drift((generated + 1) / 2)
-    rows = [int(item.id.rsplit("-", 1)[1]) for item in work]
-    real_clips = cascade.downsample(0, samples[rows])  # the base stage's frames and size, as sampled
-    real = horizontal_drift((real_clips + 1) / 2)
-    along = {"real": real * way, "generated": drift * way}
-    change = {  # mean absolute change between consecutive frames, in [0, 1] pixel units: still or boiling?
-        name: ((c[:, :, 1:] - c[:, :, :-1]).abs().mean() / 2).item()
-        for name, c in (("real", real_clips), ("generated", generated))
-    }
     result = {
         "pooled_text": args.pooled_text,
         "frame_correlation": args.frame_correlation,
         "guidance": args.guidance,
+        "init": args.init,
         "parameters_M": sum(p.numel() for p in trained.parameters()) / 1e6,
         "train_seconds": round(train_seconds),
-        "pairs": len(work) // 2,
-        **{
-            name: {
-                "right way": (a > args.threshold).double().mean().item(),
-                "px per frame": a.mean().item(),
-                "mean |px|": (a.abs()).mean().item(),
-                "frame change": change[name],
-            }
-            for name, a in along.items()
-        },
-        # the same noise, left then right caption: does the left caption's content move further right?
-        "caption picks the side": (drift[0::2] > drift[1::2]).double().mean().item(),
-        "left minus right, px": (drift[0::2] - drift[1::2]).mean().item(),
+        # (photo, speed) pairs whose left and right pans are both training captions
+        **pan_readout(base, cascade, replace(train, samples=samples), pan_pairs(train), args),
     }
+    # held-out pans (a photo's pan one way is held out; its other way is a training caption): does the
+    # direction carry over to a photo the model never saw panned that way?
+    held = restrict(
+        load(args.data).split(held_out=True),
+        argparse.Namespace(**{**vars(args), "clips_per_caption": None}),
+        None,
+    )
+    if held is not None:
+        held = replace(held, samples=F.avg_pool3d(held.samples, (1, 64 // size, 64 // size)) if size < 64
+                       else held.samples)  # fmt: skip
+        pool = replace(train, samples=samples) + held
+        pairs = [(a, b) for a, b in pan_pairs(pool) if max(a, b) >= len(train.captions)]
+        if pairs:
+            result["held out"] = pan_readout(base, cascade, pool, pairs, args)
     if (
         args.levels
     ):  # which noise levels the caption (own, opposite direction, another motion, none) matters at
@@ -184,8 +175,61 @@ def main() -> None:
     print(json.dumps(result, indent=1))
 
 
-def restrict(train: Dataset, args: argparse.Namespace, parser: argparse.ArgumentParser) -> Dataset:
-    """The clips the filters keep: ``--photo``, ``--motions``, ``--speed``, then ``--clips-per-caption``."""
+def pan_pairs(clips: Dataset) -> list[tuple[int, int]]:
+    """(pan left row, pan right row): the first clip of each (photo, speed) whose two pans are both here."""
+    motions = [MOTIONS[int(m)] for m in clips.labels["motion"]]
+    first: dict[tuple, int] = {}
+    for i, key in enumerate(
+        zip(clips.labels["subject"].tolist(), map(speed_of, clips.captions), motions, strict=True)
+    ):
+        first.setdefault(key, i)
+    return sorted(
+        (first[(s, v, "pan left")], first[(s, v, "pan right")])
+        for (s, v, m) in first
+        if m == "pan left" and (s, v, "pan right") in first
+    )
+
+
+def pan_readout(
+    base: Cascade, cascade: Cascade, clips: Dataset, pairs: list[tuple[int, int]], args: argparse.Namespace
+) -> dict:
+    """Sample each pair's left and right captions from the same ``args.seeds`` noises; measure the samples
+    and the pairs' real clips (at the base stage's frames and size) with `horizontal_drift`."""
+    work, way = [], []
+    for k, (left, right) in enumerate(pairs):
+        for seed in range(args.seeds):
+            for row, sign in ((left, 1.0), (right, -1.0)):  # pan left: the content moves right (+)
+                work.append(
+                    Item(f"{k:02d}-{seed}-{row}", 1000 * k + seed, Conditioning(text=clips.text[row]))
+                )
+                way.append(sign)
+    way = torch.tensor(way, dtype=torch.double)
+    with torch.no_grad():
+        generated = torch.stack(LocalExecutor().run(base, work)).cpu()
+    drift = horizontal_drift((generated + 1) / 2)
+    rows = [int(item.id.rsplit("-", 1)[1]) for item in work]
+    real_clips = cascade.downsample(0, clips.samples[rows])  # the base stage's frames and size, as sampled
+    real = horizontal_drift((real_clips + 1) / 2)
+    readout = {"pairs": len(work) // 2}
+    for name, clip, along in (("real", real_clips, real * way), ("generated", generated, drift * way)):
+        readout[name] = {
+            "right way": (along > args.threshold).double().mean().item(),
+            "px per frame": along.mean().item(),
+            "mean |px|": along.abs().mean().item(),
+            # mean absolute change between consecutive frames, in [0, 1] pixel units: still or boiling?
+            "frame change": ((clip[:, :, 1:] - clip[:, :, :-1]).abs().mean() / 2).item(),
+        }
+    # the same noise, left then right caption: does the left caption's content move further right?
+    readout["caption picks the side"] = (drift[0::2] > drift[1::2]).double().mean().item()
+    readout["left minus right, px"] = (drift[0::2] - drift[1::2]).mean().item()
+    return readout
+
+
+def restrict(
+    train: Dataset, args: argparse.Namespace, parser: argparse.ArgumentParser | None
+) -> Dataset | None:
+    """The clips the filters keep: ``--photo``, ``--motions``, ``--speed``, then ``--clips-per-caption``;
+    none kept is an error with a ``parser``, else None."""
     subjects = train.meta["attributes"]["subject"]
     wanted = args.motions.split(",") if args.motions else MOTIONS
     if unknown := [m for m in wanted if m not in MOTIONS]:
@@ -202,6 +246,8 @@ def restrict(train: Dataset, args: argparse.Namespace, parser: argparse.Argument
         per_caption[text] = per_caption.get(text, 0) + 1
         if args.clips_per_caption is None or per_caption[text] <= args.clips_per_caption:
             rows.append(i)
+    if not rows and parser is None:
+        return None
     if not rows:
         parser.error(
             f"no training clip is of --photo {args.photo} --motions {args.motions} --speed {args.speed}"

@@ -1,5 +1,6 @@
 """The bundled models and verifiers in models/: they load, they generate, and the verifiers see real data."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,53 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
     with pytest.raises(ValueError, match="no stage 'sr-time' there"):
         main(["train", "video", "--stage", "sr-time", "--data", str(data), "--runs", str(runs),
               "--init", str(MODELS / "music-default")])  # fmt: skip
+
+
+def test_a_curriculum_trains_on_the_captions_asked_then_continues_from_that_run(tmp_path):
+    # models/README.md: the video base binds a pan's direction to its words on one photo's pans first, then
+    # keeps it on every photo's. Phase 1 trains on the matching clips only and does not distil; phase 2
+    # starts from phase 1's runs folder.
+    from legato.pipelines.bundled import RECIPES, main, matching
+    from legato.pipelines.datasets import load
+    from legato.pipelines.datasets.video import time_reversed
+    from legato.video.models import UNet3D
+
+    data = small_video(tmp_path / "data", seed=0)
+    train = load(data).split(held_out=False)
+    train = train + time_reversed(train)
+    astronaut = r"pan (left|right) over an astronaut"
+    wanted = sorted({c for c in train.captions if re.search(astronaut, c)})
+    assert 2 <= len(wanted) < len(set(train.captions))
+    picked = matching(train, astronaut, 1)
+    assert sorted(picked.captions) == wanted  # every matching caption, once
+    assert sorted(matching(train, astronaut, None).captions) == sorted(
+        c for c in train.captions if re.search(astronaut, c)
+    )
+    for bad, message in (("(", "is not a regular expression"), ("moonwalk", "matches no training caption")):
+        with pytest.raises(ValueError, match=re.escape(repr(bad)) + ".*" + message):
+            matching(train, bad, None)
+    with pytest.raises(ValueError, match="--clips-per-caption 0: give a positive whole number"):
+        matching(train, astronaut, 0)
+
+    common = ["train", "video", "--stage", "base", "--data", str(data), "--device", "cpu", "--steps", "1",
+              "--batch-size", "2", "--precision", "bf16", "--no-distill"]  # fmt: skip
+    main([*common, "--runs", str(tmp_path / "phase1"), "--captions", astronaut, "--clips-per-caption", "1"])
+    assert sorted(p.name for p in (tmp_path / "phase1").iterdir()) == ["base"]  # trained, not distilled
+    # Phase 2 from a runs folder whose base network is far from any fresh one: it starts there.
+    fresh = RECIPES["video"].build().stages[0].denoiser.network
+    with torch.no_grad():
+        for parameter in fresh.parameters():
+            parameter.add_(0.5)
+    fresh.save_pretrained(tmp_path / "warm" / "base" / "model")
+    main([*common, "--runs", str(tmp_path / "phase2"), "--init", str(tmp_path / "warm")])
+    trained = UNet3D.from_pretrained(tmp_path / "phase2" / "base" / "model", low_cpu_mem_usage=False)
+    warm = fresh.state_dict()
+    recipe = RECIPES["video"].build().stages[0].denoiser.network.state_dict()
+    distance = {
+        name: max((v - weights[k]).abs().max().item() for k, v in trained.state_dict().items() if k in warm)
+        for name, weights in (("warm", warm), ("recipe", recipe))
+    }
+    assert distance["warm"] < 1e-2 < 0.4 < distance["recipe"]
 
 
 def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_names(tmp_path):

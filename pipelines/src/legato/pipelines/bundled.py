@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -124,13 +125,18 @@ def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_d
 
 def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str, *,
                 init: str | Path | None = None, steps: int | None = None, batch_size: int | None = None,
-                distill_steps: int | None = None, precision: str | None = None) -> None:  # fmt: skip
+                distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
+                clips_per_caption: int | None = None, distill: bool = True) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
     checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
 
-    ``init`` (a cascade folder, e.g. ``models/video-default``) starts the stage from that cascade's trained
-    network instead of the recipe's fresh one: more training on a shipped stage, where its first run's
-    checkpoints are gone. ``steps``, ``batch_size`` and ``distill_steps`` override the recipe's.
+    ``init`` (a cascade folder, e.g. ``models/video-default``, or another ``runs`` folder) starts the stage
+    from that cascade's or run's trained network instead of the recipe's fresh one: more training on a
+    shipped stage, where its first run's checkpoints are gone, or the second phase of a curriculum.
+    ``captions`` (a regular expression) and ``clips_per_caption`` train on the clips (time-reversed twins
+    included) whose caption it matches, the first ``clips_per_caption`` of each: a curriculum's first phase,
+    e.g. one photo's fast pans, on which the video base stage binds a pan's direction to its words before it
+    meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size`` and ``distill_steps`` override the recipe's.
     ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (bf16 autocast is
     2.4x faster on a CPU with AVX-512 bf16, and rounds differently)."""
     precision = precision or ("bf16" if str(device).startswith("cuda") else "no")
@@ -149,6 +155,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     train = load(data).split(held_out=False)
     if stage.is_base and recipe.base_augmentation is not None:
         train = train + recipe.base_augmentation(train)
+    if captions is not None or clips_per_caption is not None:
+        train = matching(train, captions, clips_per_caption)
     items = stage_items(cascade, index, train.samples, train.text)
     schedule = VPSchedule.from_scheduler(stage.scheduler)
     augmentation = None if stage.is_base else stage.sr.augmentation
@@ -184,7 +192,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
             teacher, null_text().map(lambda v: v.to(device)), scale=stage.guidance_scale
         )
     steps = stage.steps
-    for round_ in range(recipe.distill_rounds[index]):
+    for round_ in range(recipe.distill_rounds[index] if distill else 0):
         started = time.time()
         objective = ProgressiveDistillation(teacher.to(device), steps, augmentation=augmentation)
         trainer = Trainer(
@@ -209,12 +217,40 @@ def _with(values: tuple[int, ...], index: int, value: int | None, flag: str) -> 
     return (*values[:index], value, *values[index + 1 :])
 
 
+def matching(train: Dataset, captions: str | None, clips_per_caption: int | None) -> Dataset:
+    """The clips whose caption the regular expression ``captions`` matches (anywhere; None: all), the first
+    ``clips_per_caption`` of each caption (None: all)."""
+    try:
+        pattern = re.compile(captions or "")
+    except re.error as error:
+        raise ValueError(f"--captions {captions!r} is not a regular expression ({error})") from None
+    if clips_per_caption is not None and clips_per_caption < 1:
+        raise ValueError(f"--clips-per-caption {clips_per_caption}: give a positive whole number")
+    seen: dict[str, int] = {}
+    rows = []
+    for i, text in enumerate(train.captions):
+        if pattern.search(text):
+            seen[text] = seen.get(text, 0) + 1
+            if clips_per_caption is None or seen[text] <= clips_per_caption:
+                rows.append(i)
+    if not rows:
+        raise ValueError(
+            f"--captions {captions!r} matches no training caption; some are: {sorted(set(train.captions))[:4]}"
+        )
+    return train.subset(rows)
+
+
 def _trained_denoiser(init: str | Path, kind: str, stage: Stage) -> Denoiser:
-    """Stage ``stage.name`` of the cascade folder ``init``, checked to be the recipe's network."""
-    trained = {s.name: s for s in load_cascade(init, device="cpu").stages}
-    if stage.name not in trained:
-        raise ValueError(f"--init {init}: no stage {stage.name!r} there (it has {sorted(trained)})")
-    network = trained[stage.name].denoiser.network.float()
+    """Stage ``stage.name`` of the cascade folder or ``runs`` folder ``init``, checked to be the recipe's
+    network."""
+    run = Path(init) / stage.name / "model"
+    if (run / "config.json").is_file():  # a runs folder: the stage's trained (EMA) network
+        network = type(stage.denoiser.network).from_pretrained(run, low_cpu_mem_usage=False).float()
+    else:
+        trained = {s.name: s for s in load_cascade(init, device="cpu").stages}
+        if stage.name not in trained:
+            raise ValueError(f"--init {init}: no stage {stage.name!r} there (it has {sorted(trained)})")
+        network = trained[stage.name].denoiser.network.float()
     if _arch(network) != _arch(stage.denoiser.network):
         raise ValueError(
             f"--init {init}: its {stage.name!r} network is not the {kind} recipe's; start from a folder the "
@@ -297,7 +333,11 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--stage", help="one stage only (default: all, one after another)")
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     train.add_argument("--init", help="start each stage from this cascade folder's network (more training "
-                       "on shipped weights, e.g. models/video-default)")  # fmt: skip
+                       "on shipped weights, e.g. models/video-default) or this runs folder's")  # fmt: skip
+    train.add_argument("--captions", help="train on the clips whose caption this regular expression matches "
+                       "(a curriculum's first phase)")  # fmt: skip
+    train.add_argument("--clips-per-caption", type=int, help="and only the first K of each caption")
+    train.add_argument("--no-distill", action="store_true", help="train only; no distillation rounds")
     train.add_argument("--steps", type=int, help="training steps per stage (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
     train.add_argument(
@@ -317,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error(f"--stage {name!r}: the {args.kind} cascade has stages {names}")
             train_stage(args.kind, name, args.data, args.runs, args.device, init=args.init, steps=args.steps,
                         batch_size=args.batch_size, distill_steps=args.distill_steps,
-                        precision=args.precision)  # fmt: skip
+                        precision=args.precision, captions=args.captions,
+                        clips_per_caption=args.clips_per_caption, distill=not args.no_distill)  # fmt: skip
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")

@@ -49,7 +49,7 @@ from legato.diffusion import Conditioning, Denoiser, VPSchedule
 from legato.diffusion.training import TrainConfig, Trainer
 from legato.diffusion.training.checkpoint import load_network_weights
 from legato.pipelines.build import stage_items, stage_objective, video_cascade
-from legato.pipelines.bundled import TEXT_DIM
+from legato.pipelines.bundled import TEXT_DIM, matching
 from legato.pipelines.datasets import Dataset, load
 from legato.pipelines.datasets.video import MOTIONS, SPEEDS, SUBJECTS, speed_of, time_reversed
 from legato.pipelines.evaluate import motion_probe
@@ -236,23 +236,20 @@ def restrict(
         parser.error(
             f"--motions {args.motions!r}: {unknown} are not motions; use some of {', '.join(MOTIONS)}"
         )
-    per_caption: dict[str, int] = {}
-    rows = []
-    for i, text in enumerate(train.captions):
-        if args.photo and subjects[int(train.labels["subject"][i])] != args.photo:
-            continue
-        if MOTIONS[int(train.labels["motion"][i])] not in wanted or args.speed not in (None, speed_of(text)):
-            continue
-        per_caption[text] = per_caption.get(text, 0) + 1
-        if args.clips_per_caption is None or per_caption[text] <= args.clips_per_caption:
-            rows.append(i)
+    rows = [
+        i
+        for i, text in enumerate(train.captions)
+        if (not args.photo or subjects[int(train.labels["subject"][i])] == args.photo)
+        and MOTIONS[int(train.labels["motion"][i])] in wanted
+        and args.speed in (None, speed_of(text))
+    ]
     if not rows and parser is None:
         return None
     if not rows:
         parser.error(
             f"no training clip is of --photo {args.photo} --motions {args.motions} --speed {args.speed}"
         )
-    return train.subset(rows)
+    return matching(train.subset(rows), None, args.clips_per_caption)
 
 
 if __name__ == "__main__":

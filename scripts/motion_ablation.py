@@ -101,10 +101,16 @@ def main() -> None:
     args = parser.parse_args()
     args.threshold = args.threshold if args.threshold is not None else args.base_size / 64
 
-    train = load(args.data).split(held_out=False)
+    data = load(args.data)
+    train = data.split(held_out=False)
     train = restrict(train + time_reversed(train), args, parser)
     size = 2 * args.base_size  # this cascade's final size, from the dataset's 64x64
-    samples = F.avg_pool3d(train.samples, (1, 64 // size, 64 // size)) if size < 64 else train.samples
+
+    def to_size(clips: Dataset) -> Dataset:  # the dataset's 64x64 frames brought to this cascade's size
+        pooled = F.avg_pool3d(clips.samples, (1, 64 // size, 64 // size)) if size < 64 else clips.samples
+        return replace(clips, samples=pooled)
+
+    train = to_size(train)
     cascade = video_cascade(
         frames=16, size=size, text_dim=TEXT_DIM, channels=tuple(int(c) for c in args.channels.split(",")),
         steps=(32, 8, 8), guidance_scale=args.guidance, pooled_text=args.pooled_text,
@@ -127,7 +133,7 @@ def main() -> None:
                          "same --channels, --base-size and --pooled-text)")  # fmt: skip
     started = time.time()
     trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
-                      stage_items(cascade, 0, samples, train.text), config, Path(args.runs), device=args.device)  # fmt: skip
+                      stage_items(cascade, 0, train.samples, train.text), config, Path(args.runs), device=args.device)  # fmt: skip
     trainer.fit()
     trainer.export()  # runs/model: what another run's --init starts from
     trained = trainer.trained_network().float().eval()
@@ -144,31 +150,26 @@ def main() -> None:
         "parameters_M": sum(p.numel() for p in trained.parameters()) / 1e6,
         "train_seconds": round(train_seconds),
         # (photo, speed) pairs whose left and right pans are both training captions
-        **pan_readout(base, cascade, replace(train, samples=samples), pan_pairs(train), args),
+        **pan_readout(base, cascade, train, pan_pairs(train), args),
     }
     # held-out pans (a photo's pan one way is held out; its other way is a training caption): does the
     # direction carry over to a photo the model never saw panned that way?
     held = restrict(
-        load(args.data).split(held_out=True),
+        data.split(held_out=True),
         argparse.Namespace(**{**vars(args), "clips_per_caption": None}),
         None,
     )
     if held is not None:
-        held = replace(held, samples=F.avg_pool3d(held.samples, (1, 64 // size, 64 // size)) if size < 64
-                       else held.samples)  # fmt: skip
-        pool = replace(train, samples=samples) + held
+        pool = train + to_size(held)
         pairs = [(a, b) for a, b in pan_pairs(pool) if max(a, b) >= len(train.captions)]
         if pairs:
             result["held out"] = pan_readout(base, cascade, pool, pairs, args)
     if (
         args.levels
     ):  # which noise levels the caption (own, opposite direction, another motion, none) matters at
-        probed = Cascade((base.stages[0], *cascade.stages[1:]))
-        clips = replace(train, samples=samples)
+        probed, encoder = Cascade((base.stages[0], *cascade.stages[1:])), TextEncoder()
         result["caption loss by level"] = {
-            level: motion_probe(
-                probed, clips, TextEncoder(), items=min(40, len(clips.captions)), levels=(level,)
-            )
+            level: motion_probe(probed, train, encoder, items=min(40, len(train.captions)), levels=(level,))
             for level in map(int, args.levels.split(","))
         }
     (Path(args.runs) / f"result-guidance-{args.guidance:g}.json").write_text(json.dumps(result, indent=1))

@@ -136,7 +136,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     ``captions`` (a regular expression) and ``clips_per_caption`` train on the clips (time-reversed twins
     included) whose caption it matches, the first ``clips_per_caption`` of each: a curriculum's first phase,
     e.g. one photo's fast pans, on which the video base stage binds a pan's direction to its words before it
-    meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size`` and ``distill_steps`` override the recipe's.
+    meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size`` and
+    ``distill_steps`` override the recipe's.
     ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (bf16 autocast is
     2.4x faster on a CPU with AVX-512 bf16, and rounds differently)."""
     precision = precision or ("bf16" if str(device).startswith("cuda") else "no")

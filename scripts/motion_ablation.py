@@ -21,6 +21,12 @@ words at all, before blaming the budget::
     python scripts/motion_ablation.py --runs runs/ablation/fast-from-astro --init runs/ablation/astro-k4 \
         --motions "pan left,pan right" --speed fast --steps 2000 --batch-size 16 --seeds 8
 
+``--steps 0`` reads out the ``--init`` run as it is, e.g. the recipe's base (8 frames of 32x32) trained by
+``python -m legato.pipelines.bundled train video --stage base --runs runs/video-warm ...``::
+
+    python scripts/motion_ablation.py --runs runs/video-warm/readout --init runs/video-warm/base \
+        --base-size 32 --channels 64,128 --steps 0 --motions "pan left,pan right" --speed fast --seeds 8
+
 Prints, for the real clips and the samples: the share sliding the caption's way by more than
 ``--threshold`` pixels a frame, and the mean drift in the caption's direction; for the samples also the
 share of same-noise (left, right) pairs where the pan-left sample's content moves further right than the
@@ -72,7 +78,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--channels", default="32,64", help="per UNet level, e.g. 32,64,64 for three levels")
     parser.add_argument("--base-size", type=int, default=16, choices=(16, 32), help="base frames' pixels")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument(
+        "--steps", type=int, default=600,
+        help="training steps; 0 reads out the --init run as it is (e.g. a bundled train run's <runs>/base)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="bf16", choices=("bf16", "no"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -100,6 +109,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.threshold = args.threshold if args.threshold is not None else args.base_size / 64
+    if args.steps < 0 or (args.steps == 0 and not args.init):
+        parser.error(f"--steps {args.steps}: train a positive number of steps, or 0 with --init RUN to "
+                     "read out that run as it is")  # fmt: skip
 
     data = load(args.data)
     train = data.split(held_out=False)
@@ -120,11 +132,6 @@ def main() -> None:
     network = stage.denoiser.network
     print(f"base: {sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters, "
           f"{len(train.samples)} clips", flush=True)  # fmt: skip
-    config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, learning_rate=3e-4, cond_dropout=0.1, ema_decay=0.99,
-        lr_schedule="cosine", warmup_steps=min(200, args.steps // 10), checkpoint_every=100, log_every=50,
-        progress=False, seed=0, mixed_precision=args.precision,
-    )  # fmt: skip
     if args.init:
         try:
             load_network_weights(network, Path(args.init) / "model")
@@ -132,11 +139,19 @@ def main() -> None:
             parser.error(f"--init {args.init}: {error}".splitlines()[0] + " (train that run first, with the "
                          "same --channels, --base-size and --pooled-text)")  # fmt: skip
     started = time.time()
-    trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
-                      stage_items(cascade, 0, train.samples, train.text), config, Path(args.runs), device=args.device)  # fmt: skip
-    trainer.fit()
-    trainer.export()  # runs/model: what another run's --init starts from
-    trained = trainer.trained_network().float().eval()
+    if args.steps:
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, learning_rate=3e-4, cond_dropout=0.1,
+            ema_decay=0.99, lr_schedule="cosine", warmup_steps=min(200, args.steps // 10),
+            checkpoint_every=100, log_every=50, progress=False, seed=0, mixed_precision=args.precision,
+        )  # fmt: skip
+        trainer = Trainer(network, VPSchedule.from_scheduler(stage.scheduler), stage_objective(stage),
+                          stage_items(cascade, 0, train.samples, train.text), config, Path(args.runs),
+                          device=args.device)  # fmt: skip
+        trainer.fit()
+        trainer.export()  # runs/model: what another run's --init starts from
+        network = trainer.trained_network()
+    trained = network.float().to(args.device).eval()
     train_seconds = time.time() - started
     base = Cascade(
         (replace(stage, denoiser=Denoiser(trained, stage.denoiser.output_type)).to(args.device),)
@@ -172,6 +187,7 @@ def main() -> None:
             level: motion_probe(probed, train, encoder, items=min(40, len(train.captions)), levels=(level,))
             for level in map(int, args.levels.split(","))
         }
+    Path(args.runs).mkdir(parents=True, exist_ok=True)  # --steps 0 trains nothing into it
     (Path(args.runs) / f"result-guidance-{args.guidance:g}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

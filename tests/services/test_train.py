@@ -128,3 +128,49 @@ def test_the_bundled_recipe_refuses_what_only_fine_tuning_takes(dataset, cli_env
     )
     assert bad.code == 2
     assert "holds samples of shape (1, 32, 64), the model makes (3, 8, 16, 16)" in bad.stderr
+    recipe_only = invoke("train", "video", "--data", str(dataset), "--from", "video-tiny", "--out", "x",
+                         "--steps", "1", "--init", "models/video-default", "--no-distill", env=cli_env)  # fmt: skip
+    assert recipe_only.code == 2
+    assert "--init, --no-distill: only the bundled recipe takes these" in recipe_only.stderr
+
+
+def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
+    # models/README.md, Training: the video base trains on one photo's pans first (--captions,
+    # --clips-per-caption, no distillation), then continues from that run (--init a runs folder).
+    from legato.pipelines.datasets import save
+    from legato.pipelines.datasets.video import build_video
+    from legato.video.models import UNet3D
+
+    video = build_video(frames=16, size=64, clips_per_pair=1, seed=0)
+    data = save(video, tmp_path / "data", "all-MiniLM-L6-v2")
+    common = ["train", "video", "--data", str(data), "--stage", "base", "--steps", "1", "--batch-size", "2",
+              "--precision", "bf16", "--no-distill", "--device", "cpu", "--json"]  # fmt: skip
+    warm, pans = tmp_path / "warm", tmp_path / "pans"
+    phase1 = invoke(*common, "--runs", str(warm), "--captions", "pan (left|right) over an astronaut",
+                    "--clips-per-caption", "1", env=cli_env)  # fmt: skip
+    assert phase1.code == 0, phase1.stderr
+    assert sorted(p.name for p in warm.iterdir()) == ["base"]  # trained, not distilled
+    log = [json.loads(line) for line in (warm / "base" / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 1
+
+    # Phase 2 starts from phase 1's network, moved far from any fresh one so that "starts there" is visible.
+    network = UNet3D.from_pretrained(warm / "base" / "model", low_cpu_mem_usage=False)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.5)
+    network.save_pretrained(warm / "base" / "model")
+    phase2 = invoke(*common, "--runs", str(pans), "--init", str(warm), "--captions", "pan (left|right)",
+                    env=cli_env)  # fmt: skip
+    assert phase2.code == 0, phase2.stderr
+    trained = UNet3D.from_pretrained(pans / "base" / "model", low_cpu_mem_usage=False).state_dict()
+    start = network.state_dict()
+    assert max((v - start[k]).abs().max().item() for k, v in trained.items()) < 1e-2
+
+    for args, message in (
+        (("--captions", "moonwalk"), "'moonwalk' matches no training caption"),
+        (("--steps", "2,3"), "--steps '2,3': the recipe takes one number"),
+        (("--steps", "0"), "--steps 0: give a positive whole number"),
+    ):
+        bad = invoke(*common, "--runs", str(tmp_path / "bad"), *args, env=cli_env)
+        assert bad.code == 2, (args, bad.stderr)
+        assert message in bad.stderr + bad.stdout, args

@@ -4,6 +4,8 @@ command resumes it where it stopped.
 
 - ``train KIND --data D``: the bundled recipe (`legato.pipelines.bundled.train_stage`: train, then the
   recipe's progressive distillation), ``--export`` writes ``<kind>-default`` and ``<kind>-fast``;
+  ``--init``, ``--captions``, ``--clips-per-caption``, ``--no-distill``, ``--steps`` and ``--batch-size`` run
+  a curriculum's phases (models/README.md, Training);
 - ``train KIND --data D --from MODEL --steps N,M --out NEW [--workers W]``: fine-tune a model's cascade
   (`legato.pipelines.build.train_cascade`), data-parallel on ``W`` Ray Train workers where ``W > 1``;
 - ``distill MODEL --data D --out NEW``: halve a stage's sampling steps per round
@@ -81,9 +83,18 @@ def train(
     ] = None,
     steps: Annotated[
         str | None,
-        typer.Option(help="With --from: optimizer steps per stage (one number, or N,M; 0 keeps a stage)."),
+        typer.Option(
+            help="With --from: optimizer steps per stage (one number, or N,M; 0 keeps a stage). "
+            "Recipe: each trained stage's training steps (one number).",
+            show_default="the recipe's",
+        ),
     ] = None,
-    batch_size: BatchSize = 16,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Items per optimizer step.", show_default="16 with --from, else the recipe's"
+        ),
+    ] = None,
     learning_rate: Annotated[float, typer.Option(help="With --from: the peak learning rate.")] = 1e-3,
     stage: Annotated[
         str | None, typer.Option(help="Recipe: train this stage only (stages can run in parallel).")
@@ -91,6 +102,27 @@ def train(
     export: Annotated[
         Path | None,
         typer.Option(help="Recipe: afterwards write <kind>-default and <kind>-fast into this folder."),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Recipe: start each stage from this model folder's network, or this runs folder's (a "
+            "curriculum's next phase), instead of the recipe's fresh one."
+        ),
+    ] = None,
+    captions: Annotated[
+        str | None,
+        typer.Option(help="Recipe: train on the clips whose caption this regular expression matches."),
+    ] = None,
+    clips_per_caption: Annotated[
+        int | None, typer.Option(min=1, help="Recipe: and on the first K of each caption only.")
+    ] = None,
+    distill: Annotated[
+        bool, typer.Option(help="Recipe: the distillation rounds after training (--no-distill: train only).")
+    ] = True,
+    precision: Annotated[
+        Literal["bf16", "no"] | None,
+        typer.Option(help="Recipe: bf16 autocast or none.", show_default="bf16 on a GPU, none on a CPU"),
     ] = None,
     runs: Runs = None,
     device: Device = None,
@@ -119,10 +151,10 @@ def train(
         )
     started, device = time.perf_counter(), default_device(device)
     if from_model is None:
-        if out is not None or steps is not None or workers > 1:
-            fail(
-                "--out, --steps and --workers go with --from; the bundled recipe's steps are fixed (use --export)"
-            )
+        if out is not None or workers > 1:
+            fail("--out and --workers go with --from; the bundled recipe writes its runs (use --export)")
+        if steps is not None and not steps.isdigit():
+            fail(f"--steps {steps!r}: the recipe takes one number, each trained stage's training steps")
         from legato.pipelines import bundled
 
         runs = runs or Path("runs") / kind
@@ -131,7 +163,9 @@ def train(
             fail(f"--stage {stage!r}: the {kind} recipe has stages {names}")
         before = resumes(runs, names)
         for name in [stage] if stage else names:
-            bundled.train_stage(kind, name, data, runs, device)
+            bundled.train_stage(kind, name, data, runs, device, init=init, steps=int(steps) if steps else None,
+                                batch_size=batch_size, precision=precision, captions=captions,
+                                clips_per_caption=clips_per_caption, distill=distill)  # fmt: skip
         written = [str(p.resolve()) for p in bundled.export(kind, runs, export)] if export else []
         result = {
             "ok": True,
@@ -141,8 +175,15 @@ def train(
             "models": written,
         }
     else:
+        if recipe_only := [flag for flag, value in (("--init", init), ("--captions", captions),
+                           ("--clips-per-caption", clips_per_caption), ("--no-distill", not distill),
+                           ("--precision", precision)) if value]:  # fmt: skip
+            fail(
+                f"{', '.join(recipe_only)}: only the bundled recipe takes these; --from fine-tunes without them"
+            )
         if out is None or steps is None:
             fail("--from needs --out (the new model folder) and --steps (optimizer steps per stage)")
+        batch_size = batch_size or 16
         path, config = resolve_model(from_model, kind)
         per_stage = parse_steps(steps, config, zero_keeps=True)
         if out.resolve() == path:

@@ -60,7 +60,12 @@ CASES = [
     (["job", "status", "some-id"], "give --address"),
     (["job", "submit", "{tmp}/typo.yaml", "--address", "http://127.0.0.1:9"], "colour"),
     (["train", "music", "--data", "{tmp}/no-data"], "is not a folder"),
-    (["train", "music", "--data", "{tmp}", "--steps", "3"], "go with --from"),
+    (["train", "music", "--data", "{tmp}", "--workers", "2"], "go with --from"),
+    (["train", "music", "--data", "{tmp}", "--steps", "2,3"], "--steps '2,3': the recipe takes one number"),
+    (
+        ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "--captions", "reel"],
+        "--captions: only the bundled recipe takes these",
+    ),
     (
         ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "-o", "{tmp}/t", "--steps", "0,0"],
         "0 keeps a stage as it is",

@@ -151,7 +151,7 @@ def main() -> None:
         trainer.fit()
         trainer.export()  # runs/model: what another run's --init starts from
         network = trainer.trained_network()
-    trained = network.float().to(args.device).eval()
+    trained = network.float().eval()  # the stage's .to below puts it on the device
     train_seconds = time.time() - started
     base = Cascade(
         (replace(stage, denoiser=Denoiser(trained, stage.denoiser.output_type)).to(args.device),)

@@ -12,6 +12,7 @@ from legato.diffusion import (
     make_scheduler,
     sample,
 )
+from legato.diffusion.training import TrainConfig
 
 from .conftest import tiny_text_unet, tiny_unet
 
@@ -81,3 +82,18 @@ def test_missing_text_and_bad_guidance():
             steps=2,
             cond=Conditioning(text=torch.zeros(2, 4, 32)),
         )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"learning_rate": 5.0}, r"learning_rate=5.0 must lie in \(0, 1\); 1e-4 to 1e-3 is usual"),
+        ({"learning_rate": 0.0}, r"learning_rate=0.0 must lie in \(0, 1\)"),
+        ({"batch_size": 0}, "batch_size=0 must be a positive integer"),
+        ({"cond_dropout": 1.0}, r"cond_dropout=1.0 must lie in \[0, 1\)"),
+        ({"ema_decay": 1.0}, r"ema_decay=1.0 must lie in \(0, 1\), or None"),
+    ],
+)
+def test_a_bad_training_config_names_the_value(kwargs, match):
+    with pytest.raises(DiffusionError, match=match):
+        TrainConfig(steps=10, **kwargs)

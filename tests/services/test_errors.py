@@ -62,6 +62,7 @@ CASES = [
     (["train", "music", "--data", "{tmp}/no-data"], "is not a folder"),
     (["train", "music", "--data", "{tmp}", "--workers", "2"], "go with --from"),
     (["train", "music", "--data", "{tmp}", "--steps", "2,3"], "--steps '2,3': the recipe takes one number"),
+    (["train", "music", "--data", "{tmp}", "--learning-rate", "5"], "--learning-rate 5.0: give a peak rate"),
     (
         ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "--captions", "reel"],
         "--captions: only the bundled recipe takes these",

@@ -137,6 +137,7 @@ def test_the_bundled_recipe_refuses_what_only_fine_tuning_takes(dataset, cli_env
 def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
     # models/README.md, Training: the video base trains on one photo's pans first (--captions,
     # --clips-per-caption, no distillation), then continues from that run (--init a runs folder).
+    from legato.pipelines import bundled
     from legato.pipelines.datasets import save
     from legato.pipelines.datasets.video import build_video
     from legato.video.models import UNet3D
@@ -153,15 +154,18 @@ def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
     log = [json.loads(line) for line in (warm / "base" / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 1
 
-    # Phase 2 starts from phase 1's network, moved far from any fresh one so that "starts there" is visible.
+    # Phase 2 starts from phase 1's network (at its own peak learning rate), moved far from any fresh one so that "starts there" is visible.
     network = UNet3D.from_pretrained(warm / "base" / "model", low_cpu_mem_usage=False)
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.add_(0.5)
     network.save_pretrained(warm / "base" / "model")
     phase2 = invoke(*common, "--runs", str(pans), "--init", str(warm), "--captions", "pan (left|right)",
-                    env=cli_env)  # fmt: skip
+                    "--learning-rate", "1e-4", env=cli_env)  # fmt: skip
     assert phase2.code == 0, phase2.stderr
+    peak = {run: json.loads((run / "base" / "checkpoints" / "step-00000001" / "state.json").read_text())
+            ["config"]["learning_rate"] for run in (warm, pans)}  # fmt: skip
+    assert peak == {warm: bundled.RECIPES["video"].learning_rate, pans: 1e-4}
     trained = UNet3D.from_pretrained(pans / "base" / "model", low_cpu_mem_usage=False).state_dict()
     start = network.state_dict()
     assert max((v - start[k]).abs().max().item() for k, v in trained.items()) < 1e-2

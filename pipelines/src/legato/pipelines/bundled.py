@@ -126,7 +126,8 @@ def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_d
 def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str, *,
                 init: str | Path | None = None, steps: int | None = None, batch_size: int | None = None,
                 distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
-                clips_per_caption: int | None = None, distill: bool = True) -> None:  # fmt: skip
+                clips_per_caption: int | None = None, distill: bool = True,
+                learning_rate: float | None = None) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
     checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
 
@@ -136,8 +137,9 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     ``captions`` (a regular expression) and ``clips_per_caption`` train on the clips (time-reversed twins
     included) whose caption it matches, the first ``clips_per_caption`` of each: a curriculum's first phase,
     e.g. one photo's fast pans, on which the video base stage binds a pan's direction to its words before it
-    meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size`` and
-    ``distill_steps`` override the recipe's.
+    meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size``,
+    ``distill_steps`` and ``learning_rate`` (the training's peak; distillation keeps the recipe's) override
+    the recipe's.
     ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (bf16 autocast is
     2.4x faster on a CPU with AVX-512 bf16, and rounds differently)."""
     precision = precision or ("bf16" if str(device).startswith("cuda") else "no")
@@ -150,6 +152,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         batch_size=_with(recipe.batch_size, index, batch_size, "--batch-size"),
         distill_steps=_with((recipe.distill_steps,), 0, distill_steps, "--distill-steps")[0],
     )
+    if learning_rate is not None:
+        recipe = replace(recipe, learning_rate=learning_rate)
     stage = cascade.stages[index]
     if init is not None:
         stage = replace(stage, denoiser=_trained_denoiser(init, kind, stage))
@@ -341,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--no-distill", action="store_true", help="train only; no distillation rounds")
     train.add_argument("--steps", type=int, help="training steps per stage (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
+    train.add_argument("--learning-rate", type=float, help="training's peak rate (default: the recipe's)")
     train.add_argument(
         "--distill-steps", type=int, help="steps per distillation round (default: the recipe's)"
     )
@@ -359,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
             train_stage(args.kind, name, args.data, args.runs, args.device, init=args.init, steps=args.steps,
                         batch_size=args.batch_size, distill_steps=args.distill_steps,
                         precision=args.precision, captions=args.captions,
-                        clips_per_caption=args.clips_per_caption, distill=not args.no_distill)  # fmt: skip
+                        clips_per_caption=args.clips_per_caption, distill=not args.no_distill,
+                        learning_rate=args.learning_rate)  # fmt: skip
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")

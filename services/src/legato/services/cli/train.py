@@ -95,7 +95,12 @@ def train(
             min=1, help="Items per optimizer step.", show_default="16 with --from, else the recipe's"
         ),
     ] = None,
-    learning_rate: Annotated[float, typer.Option(help="With --from: the peak learning rate.")] = 1e-3,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="The training's peak learning rate.", show_default="1e-3 with --from, else the recipe's"
+        ),
+    ] = None,
     stage: Annotated[
         str | None, typer.Option(help="Recipe: train this stage only (stages can run in parallel).")
     ] = None,
@@ -150,6 +155,8 @@ def train(
             f"--data {data} is not a folder; build one with `python -m legato.pipelines.datasets {kind} {data}`"
         )
     started, device = time.perf_counter(), default_device(device)
+    if learning_rate is not None and not 0 < learning_rate < 1:
+        fail(f"--learning-rate {learning_rate}: give a peak rate in (0, 1), e.g. 3e-4, or leave it out")
     if from_model is None:
         if out is not None or workers > 1:
             fail("--out and --workers go with --from; the bundled recipe writes its runs (use --export)")
@@ -165,7 +172,8 @@ def train(
         for name in [stage] if stage else names:
             bundled.train_stage(kind, name, data, runs, device, init=init, steps=int(steps) if steps else None,
                                 batch_size=batch_size, precision=precision, captions=captions,
-                                clips_per_caption=clips_per_caption, distill=distill)  # fmt: skip
+                                clips_per_caption=clips_per_caption, distill=distill,
+                                learning_rate=learning_rate)  # fmt: skip
         written = [str(p.resolve()) for p in bundled.export(kind, runs, export)] if export else []
         result = {
             "ok": True,
@@ -183,7 +191,7 @@ def train(
             )
         if out is None or steps is None:
             fail("--from needs --out (the new model folder) and --steps (optimizer steps per stage)")
-        batch_size = batch_size or 16
+        batch_size, learning_rate = batch_size or 16, learning_rate or 1e-3
         path, config = resolve_model(from_model, kind)
         per_stage = parse_steps(steps, config, zero_keeps=True)
         if out.resolve() == path:

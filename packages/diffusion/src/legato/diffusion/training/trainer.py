@@ -62,6 +62,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise DiffusionError(f"TrainConfig.{name}={value!r} must be a positive integer")
+        if not 0 < self.learning_rate < 1:
+            raise DiffusionError(
+                f"TrainConfig.learning_rate={self.learning_rate!r} must lie in (0, 1); 1e-4 to 1e-3 is usual"
+            )
         if not 0 <= self.cond_dropout < 1:
             raise DiffusionError(
                 f"TrainConfig.cond_dropout={self.cond_dropout!r} must lie in [0, 1); 0.1 is usual"

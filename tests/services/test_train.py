@@ -154,7 +154,8 @@ def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
     log = [json.loads(line) for line in (warm / "base" / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 1
 
-    # Phase 2 starts from phase 1's network (at its own peak learning rate), moved far from any fresh one so that "starts there" is visible.
+    # Phase 2 starts from phase 1's network, moved far from any fresh one so that "starts there" is
+    # visible, and trains at its own --learning-rate where phase 1 kept the recipe's.
     network = UNet3D.from_pretrained(warm / "base" / "model", low_cpu_mem_usage=False)
     with torch.no_grad():
         for parameter in network.parameters():

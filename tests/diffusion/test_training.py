@@ -60,6 +60,21 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["step"] for r in lines] == list(range(5, 41, 5))  # no step logged twice
 
 
+def test_compiled_training_takes_the_eager_steps_and_saves_the_plain_network(tmp_path):
+    # torch.compile fuses kernels (rounding may differ in the last bits) but must not change what is trained,
+    # checkpointed or exported; a run started eager resumes compiled (a curriculum phase that turns it on).
+    losses = toy_trainer(tmp_path / "eager", 20).fit().losses
+    assert toy_trainer(tmp_path / "mixed", 20).fit(stop_at=10).losses == losses[:10]
+    compiled = toy_trainer(tmp_path / "mixed", 20, compile=True)
+    assert compiled.model is not compiled.network
+    assert compiled.fit().losses == pytest.approx(losses[10:], rel=1e-4)
+    plain, fused = (weights(ckpt.latest(tmp_path / run / "checkpoints").path) for run in ("eager", "mixed"))
+    assert plain.keys() == fused.keys()  # no torch.compile "_orig_mod." prefixes
+    for name, tensor in plain.items():
+        torch.testing.assert_close(fused[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    assert weights(compiled.export().parent).keys() == plain.keys()
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys, torch

@@ -68,6 +68,10 @@ CASES = [
         "--captions: only the bundled recipe takes these",
     ),
     (
+        ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "--compile"],
+        "--compile: only the bundled recipe takes these",
+    ),
+    (
         ["train", "music", "--data", "{tmp}", "--from", "music-tiny", "-o", "{tmp}/t", "--steps", "0,0"],
         "0 keeps a stage as it is",
     ),

@@ -129,6 +129,9 @@ def train(
         Literal["bf16", "no"] | None,
         typer.Option(help="Recipe: bf16 autocast or none.", show_default="bf16 on a GPU, none on a CPU"),
     ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="Recipe: train through torch.compile (compiles first, minutes).")
+    ] = False,
     runs: Runs = None,
     device: Device = None,
     workers: Annotated[
@@ -173,7 +176,7 @@ def train(
             bundled.train_stage(kind, name, data, runs, device, init=init, steps=int(steps) if steps else None,
                                 batch_size=batch_size, precision=precision, captions=captions,
                                 clips_per_caption=clips_per_caption, distill=distill,
-                                learning_rate=learning_rate)  # fmt: skip
+                                learning_rate=learning_rate, compile=compile)  # fmt: skip
         written = [str(p.resolve()) for p in bundled.export(kind, runs, export)] if export else []
         result = {
             "ok": True,
@@ -185,7 +188,7 @@ def train(
     else:
         if recipe_only := [flag for flag, value in (("--init", init), ("--captions", captions),
                            ("--clips-per-caption", clips_per_caption), ("--no-distill", not distill),
-                           ("--precision", precision)) if value]:  # fmt: skip
+                           ("--precision", precision), ("--compile", compile)) if value]:  # fmt: skip
             fail(
                 f"{', '.join(recipe_only)}: only the bundled recipe takes these; --from fine-tunes without them"
             )

@@ -1,8 +1,9 @@
 """`Trainer`: the one training loop, for any Legato network, objective and dataset of any sample rank.
 
-Inside: EMA (diffusers' ``EMAModel``), bf16 autocast, gradient accumulation and clipping, LR warm-up and
-decay (diffusers' ``get_scheduler``), condition dropout, bucketed batches, atomic checkpoints with exact
-resume (model, EMA, optimizer, LR schedule, data position and every RNG), JSONL metrics and a progress bar.
+Inside: EMA (diffusers' ``EMAModel``), bf16 autocast, ``torch.compile``, gradient accumulation and clipping,
+LR warm-up and decay (diffusers' ``get_scheduler``), condition dropout, bucketed batches, atomic checkpoints
+with exact resume (model, EMA, optimizer, LR schedule, data position and every RNG), JSONL metrics and a
+progress bar.
 Under ``torch.distributed`` (Ray Train's workers, or torchrun) it runs data-parallel: each worker takes
 every ``world``-th batch, gradients are averaged by DDP, and rank 0 writes checkpoints and metrics.
 """
@@ -47,6 +48,9 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     ema_decay: float | None = 0.999
     mixed_precision: Literal["no", "bf16"] = "no"
+    # torch.compile the network's forward (and so its backward) for the loop; the weights, checkpoints and
+    # exports are the uncompiled network's. The first step pays the compile (minutes for a UNet on a CPU).
+    compile: bool = False
     cond_dropout: float = 0.0
     null_label: int | None = None
     timestep_range: tuple[float, float] | None = None
@@ -121,6 +125,8 @@ class Trainer:
             item_shapes(dataset), config.batch_size, config.seed, shard=(self.rank, self.world)
         )
         self.model: nn.Module = DistributedDataParallel(self.network) if self.world > 1 else self.network
+        if config.compile:  # batches are all of one shape (short ones dropped): one static graph per bucket
+            self.model = torch.compile(self.model, dynamic=False)
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.lr_scheduler = get_scheduler(

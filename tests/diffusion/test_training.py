@@ -73,6 +73,9 @@ def test_compiled_training_takes_the_eager_steps_and_saves_the_plain_network(tmp
     for name, tensor in plain.items():
         torch.testing.assert_close(fused[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
     assert weights(compiled.export().parent).keys() == plain.keys()
+    # Checkpoints leave the live config as it was: diffusers' save_pretrained adds keys to it in place, and a
+    # compiled forward that reads self.config (diffusers' UNet2DModel does) would recompile at every one.
+    assert dict(compiled.network.config) == dict(toy_trainer(tmp_path / "fresh", 1).network.config)
 
 
 SCRIPT = textwrap.dedent(

@@ -51,7 +51,13 @@ def save_network(network: nn.Module, directory: Path) -> None:
     """diffusers' ``save_pretrained`` (safetensors) where the network has it, else a bare safetensors file."""
     directory.mkdir(parents=True, exist_ok=True)
     if hasattr(network, "save_pretrained"):
+        # diffusers' to_json_string adds _class_name and _diffusers_version to the live config in place, and a
+        # compiled forward that reads self.config guards on its length: put the config back as it was.
+        config = getattr(network, "_internal_dict", None)
+        kept = type(config)(config) if config is not None else None
         network.save_pretrained(directory, safe_serialization=True)
+        if kept is not None:
+            network._internal_dict = kept
     else:
         save_file({k: v.contiguous() for k, v in network.state_dict().items()}, directory / MODEL_FILE)
 

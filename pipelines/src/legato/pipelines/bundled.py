@@ -142,8 +142,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     the recipe's.
     ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (bf16 autocast is
     2.4x faster on a CPU with AVX-512 bf16, and rounds differently). ``compile`` trains through
-    ``torch.compile`` (`TrainConfig.compile`: 1.2x on the 2-core CPU for the video base, after a compile of
-    about 3 minutes per run)."""
+    ``torch.compile`` (`TrainConfig.compile`; a compile of about 3 minutes per run on a 2-core CPU)."""
     precision = precision or ("bf16" if str(device).startswith("cuda") else "no")
     recipe = RECIPES[kind]
     cascade = recipe.build()

@@ -182,7 +182,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     started = time.time()
     trainer = Trainer(
         stage.denoiser.network, schedule, stage_objective(stage),
-        items, _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, precision, compile),
+        items,
+        _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, precision, compile),
         Path(runs) / name, device=device,
     )  # fmt: skip
     trainer.fit()
@@ -203,7 +204,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         objective = ProgressiveDistillation(teacher.to(device), steps, augmentation=augmentation)
         trainer = Trainer(
             student_from(network), schedule, objective, items,
-            _config(recipe, index, recipe.distill_steps, recipe.distill_learning_rate, 100 + round_, 0.0, precision, compile),
+            _config(recipe, index, recipe.distill_steps, recipe.distill_learning_rate, 100 + round_, 0.0,
+                    precision, compile),
             Path(runs) / f"{name}-{steps // 2}", device=device,
         )  # fmt: skip
         trainer.fit()

@@ -232,8 +232,14 @@ def test_a_curriculum_trains_on_the_captions_asked_then_continues_from_that_run(
 
     common = ["train", "video", "--stage", "base", "--data", str(data), "--device", "cpu", "--steps", "1",
               "--batch-size", "2", "--precision", "bf16", "--no-distill"]  # fmt: skip
-    main([*common, "--runs", str(tmp_path / "phase1"), "--captions", astronaut, "--clips-per-caption", "1"])
+    # Phase 1 for 2 steps, checkpointed after each (scripts/video-curriculum's smaller interval on a CPU).
+    main([*common, "--runs", str(tmp_path / "phase1"), "--captions", astronaut, "--clips-per-caption", "1",
+          "--steps", "2", "--checkpoint-every", "1"])  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "phase1").iterdir()) == ["base"]  # trained, not distilled
+    checkpoints = tmp_path / "phase1" / "base" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000001", "step-00000002"]
+    with pytest.raises(ValueError, match="--checkpoint-every 0: give a positive whole number"):
+        main([*common, "--runs", str(tmp_path / "phase1"), "--checkpoint-every", "0"])
     # Phase 2 from a runs folder whose base network is far from any fresh one: it starts there.
     fresh = RECIPES["video"].build().stages[0].denoiser.network
     with torch.no_grad():

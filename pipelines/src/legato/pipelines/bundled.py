@@ -114,11 +114,11 @@ def null_text(batch: int = 1) -> Conditioning:
 
 
 def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_dropout: float,
-            precision: str, compile: bool) -> TrainConfig:  # fmt: skip
+            precision: str, compile: bool, checkpoint_every: int = 250) -> TrainConfig:  # fmt: skip
     return TrainConfig(
         steps=steps, batch_size=recipe.batch_size[index], learning_rate=lr, cond_dropout=cond_dropout,
         ema_decay=0.999 if steps >= 1000 else 0.99, lr_schedule="cosine", warmup_steps=min(200, steps // 10),
-        checkpoint_every=250, log_every=50, progress=False, seed=seed,
+        checkpoint_every=checkpoint_every, log_every=50, progress=False, seed=seed,
         mixed_precision=precision, compile=compile,
     )  # fmt: skip
 
@@ -127,7 +127,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
                 init: str | Path | None = None, steps: int | None = None, batch_size: int | None = None,
                 distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
                 clips_per_caption: int | None = None, distill: bool = True,
-                learning_rate: float | None = None, compile: bool = False) -> None:  # fmt: skip
+                learning_rate: float | None = None, compile: bool = False,
+                checkpoint_every: int = 250) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
     checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
 
@@ -140,9 +141,13 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size``,
     ``distill_steps`` and ``learning_rate`` (the training's peak; distillation keeps the recipe's) override
     the recipe's.
-    ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (bf16 autocast is
-    2.4x faster on a CPU with AVX-512 bf16, and rounds differently). ``compile`` trains through
-    ``torch.compile`` (`TrainConfig.compile`; a compile of about 3 minutes per run on a 2-core CPU)."""
+    ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (on a CPU, bf16
+    autocast was 2.4x faster on an AMD EPYC and 1.3x to 2.1x slower on two Intel Xeons; models/README.md).
+    ``compile`` trains through ``torch.compile`` (`TrainConfig.compile`; a compile of about 3 minutes per run
+    on a 2-core CPU). ``checkpoint_every`` steps each run writes a checkpoint (what a lost machine costs at
+    most; the results do not depend on it)."""
+    if checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every {checkpoint_every}: give a positive whole number of steps")
     precision = precision or ("bf16" if str(device).startswith("cuda") else "no")
     recipe = RECIPES[kind]
     cascade = recipe.build()
@@ -183,7 +188,8 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     trainer = Trainer(
         stage.denoiser.network, schedule, stage_objective(stage),
         items,
-        _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, precision, compile),
+        _config(recipe, index, recipe.train_steps[index], recipe.learning_rate, index, 0.1, precision, compile,
+                checkpoint_every),
         Path(runs) / name, device=device,
     )  # fmt: skip
     trainer.fit()
@@ -205,7 +211,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         trainer = Trainer(
             student_from(network), schedule, objective, items,
             _config(recipe, index, recipe.distill_steps, recipe.distill_learning_rate, 100 + round_, 0.0,
-                    precision, compile),
+                    precision, compile, checkpoint_every),
             Path(runs) / f"{name}-{steps // 2}", device=device,
         )  # fmt: skip
         trainer.fit()
@@ -355,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--precision", choices=("bf16", "no"),
                        help="bf16 autocast or none (default: bf16 on a GPU, none on a CPU)")  # fmt: skip
     train.add_argument("--compile", action="store_true", help="train through torch.compile")
+    train.add_argument("--checkpoint-every", type=int, default=250, metavar="STEPS",
+                       help="checkpoint every STEPS steps (default 250)")  # fmt: skip
     out = sub.add_parser("export", help="write models/<kind>-default and models/<kind>-fast")
     out.add_argument("kind", choices=sorted(RECIPES))
     out.add_argument("--runs", required=True)
@@ -369,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
                         batch_size=args.batch_size, distill_steps=args.distill_steps,
                         precision=args.precision, captions=args.captions,
                         clips_per_caption=args.clips_per_caption, distill=not args.no_distill,
-                        learning_rate=args.learning_rate, compile=args.compile)  # fmt: skip
+                        learning_rate=args.learning_rate, compile=args.compile,
+                        checkpoint_every=args.checkpoint_every)  # fmt: skip
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")

@@ -35,8 +35,14 @@ done
 """
 
 
+# The scripts commit: a clean CI machine may have no git identity.
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+
+
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
 
 
 @pytest.fixture
@@ -52,17 +58,16 @@ def repo(tmp_path: Path) -> Path:
     fake.write_text(FAKE_TRAIN)
     fake.chmod(0o755)
     git(repo, "init", "-q")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "start")
     return repo
 
 
 def curriculum(repo: Path, **env: str) -> list[str]:
     calls = repo.parent / "calls"
     calls.unlink(missing_ok=True)
-    environment = {**os.environ, "PYTHON": str(repo.parent / "fake-python"), "DEVICE": "cpu",
-                   "CALLS": str(calls), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                   "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", **env}  # fmt: skip
+    environment = {**GIT_ENV, "PYTHON": str(repo.parent / "fake-python"), "DEVICE": "cpu",
+                   "CALLS": str(calls), **env}  # fmt: skip
     subprocess.run(["bash", "scripts/video-curriculum"], cwd=repo, env=environment, check=True,
                    capture_output=True, text=True, timeout=120)  # fmt: skip
     return calls.read_text().splitlines() if calls.exists() else []
@@ -108,8 +113,6 @@ def test_keep_leaves_a_phase_uncommitted_when_other_work_is_staged(repo):
 
 
 def test_keep_checkpoints_commits_the_newest_checkpoint_amends_it_and_stops_on_sigterm(repo):
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     run = repo / "runs" / "r" / "base"
 
     def checkpoint(step: int) -> None:
@@ -130,7 +133,7 @@ def test_keep_checkpoints_commits_the_newest_checkpoint_amends_it_and_stops_on_s
 
     checkpoint(1)
     (run / "checkpoints" / "step-00000009").mkdir()  # torn: no state.json, never kept
-    loop = subprocess.Popen(["bash", "scripts/keep-checkpoints", "runs/r", "1"], cwd=repo, env=env,
+    loop = subprocess.Popen(["bash", "scripts/keep-checkpoints", "runs/r", "1"], cwd=repo, env=GIT_ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_for(lambda: tracked() == ["runs/r/base/checkpoints/step-00000001/state.json"])

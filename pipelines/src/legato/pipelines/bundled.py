@@ -42,6 +42,7 @@ from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 VOCODER = "vocoder-music"  # the models folder's vocoder (legato.pipelines.vocoder), which music cascades name
 MAX_TOKENS = 16
+CHECKPOINT_EVERY = 250  # steps between a training run's checkpoints (--checkpoint-every)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def null_text(batch: int = 1) -> Conditioning:
 
 
 def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_dropout: float,
-            precision: str, compile: bool, checkpoint_every: int = 250) -> TrainConfig:  # fmt: skip
+            precision: str, compile: bool, checkpoint_every: int) -> TrainConfig:  # fmt: skip
     return TrainConfig(
         steps=steps, batch_size=recipe.batch_size[index], learning_rate=lr, cond_dropout=cond_dropout,
         ema_decay=0.999 if steps >= 1000 else 0.99, lr_schedule="cosine", warmup_steps=min(200, steps // 10),
@@ -128,7 +129,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
                 distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
                 clips_per_caption: int | None = None, distill: bool = True,
                 learning_rate: float | None = None, compile: bool = False,
-                checkpoint_every: int = 250) -> None:  # fmt: skip
+                checkpoint_every: int = CHECKPOINT_EVERY) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
     checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
 
@@ -361,8 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--precision", choices=("bf16", "no"),
                        help="bf16 autocast or none (default: bf16 on a GPU, none on a CPU)")  # fmt: skip
     train.add_argument("--compile", action="store_true", help="train through torch.compile")
-    train.add_argument("--checkpoint-every", type=int, default=250, metavar="STEPS",
-                       help="checkpoint every STEPS steps (default 250)")  # fmt: skip
+    train.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="STEPS",
+                       help=f"checkpoint every STEPS steps (default {CHECKPOINT_EVERY})")  # fmt: skip
     out = sub.add_parser("export", help="write models/<kind>-default and models/<kind>-fast")
     out.add_argument("kind", choices=sorted(RECIPES))
     out.add_argument("--runs", required=True)

@@ -124,6 +124,17 @@ def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_d
     )  # fmt: skip
 
 
+def default_precision(device: str) -> str:
+    """bf16 autocast on a GPU and on a CPU with AMX tiles, else "no" (float32). On a CPU the flags decide it
+    only in part (models/README.md, Training): bf16 trained the video base 2.6x faster than float32 on a
+    Xeon with AMX, 1.3x slower on one that lists avx512_bf16 without AMX, 2.1x slower on one without bf16
+    instructions, and 2.4x faster on an AMD EPYC without AMX, which this rule leaves at float32."""
+    if str(device).startswith("cuda"):
+        return "bf16"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, present since torch 2.3
+    return "bf16" if amx is not None and amx() else "no"
+
+
 def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device: str, *,
                 init: str | Path | None = None, steps: int | None = None, batch_size: int | None = None,
                 distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
@@ -142,14 +153,14 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     meets every photo (models/README.md). ``distill=False`` trains only. ``steps``, ``batch_size``,
     ``distill_steps`` and ``learning_rate`` (the training's peak; distillation keeps the recipe's) override
     the recipe's.
-    ``precision`` ("bf16" autocast or "no") defaults to bf16 on a GPU, float32 elsewhere (on a CPU, bf16
-    autocast was 2.4x faster on an AMD EPYC and 1.3x to 2.1x slower on two Intel Xeons; models/README.md).
+    ``precision`` ("bf16" autocast or "no") defaults to `default_precision(device)`: bf16 on a GPU or a CPU
+    with AMX, float32 on other CPUs.
     ``compile`` trains through ``torch.compile`` (`TrainConfig.compile`; a compile of about 3 minutes per run
     on a 2-core CPU). ``checkpoint_every`` steps each run writes a checkpoint (what a lost machine costs at
     most; the results do not depend on it)."""
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every {checkpoint_every}: give a positive whole number of steps")
-    precision = precision or ("bf16" if str(device).startswith("cuda") else "no")
+    precision = precision or default_precision(device)
     recipe = RECIPES[kind]
     cascade = recipe.build()
     index = [s.name for s in cascade.stages].index(name)
@@ -360,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         "--distill-steps", type=int, help="steps per distillation round (default: the recipe's)"
     )
     train.add_argument("--precision", choices=("bf16", "no"),
-                       help="bf16 autocast or none (default: bf16 on a GPU, none on a CPU)")  # fmt: skip
+                       help="bf16 autocast or none (default: bf16 on a GPU or an AMX CPU, else none)")  # fmt: skip
     train.add_argument("--compile", action="store_true", help="train through torch.compile")
     train.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="STEPS",
                        help=f"checkpoint every STEPS steps (default {CHECKPOINT_EVERY})")  # fmt: skip

@@ -127,7 +127,9 @@ def train(
     ] = True,
     precision: Annotated[
         Literal["bf16", "no"] | None,
-        typer.Option(help="Recipe: bf16 autocast or none.", show_default="bf16 on a GPU, none on a CPU"),
+        typer.Option(
+            help="Recipe: bf16 autocast or none.", show_default="bf16 on a GPU or an AMX CPU, else none"
+        ),
     ] = None,
     compile: Annotated[
         bool, typer.Option("--compile", help="Recipe: train through torch.compile (compiles first, minutes).")

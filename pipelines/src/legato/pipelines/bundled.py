@@ -125,13 +125,11 @@ def _config(recipe: Recipe, index: int, steps: int, lr: float, seed: int, cond_d
 
 
 def default_precision(device: str) -> str:
-    """bf16 autocast on a GPU and on a CPU with AMX tiles, else "no" (float32). On a CPU the flags decide it
-    only in part (models/README.md, Training): bf16 trained the video base 2.6x faster than float32 on a
-    Xeon with AMX, 1.3x slower on one that lists avx512_bf16 without AMX, 2.1x slower on one without bf16
-    instructions, and 2.4x faster on an AMD EPYC without AMX, which this rule leaves at float32."""
+    """bf16 autocast on a GPU and on a CPU with AMX tiles, else "no" (float32): the rule the four CPUs timed
+    in models/README.md (Training) support, though it leaves the one without AMX where bf16 paid at float32."""
     if str(device).startswith("cuda"):
         return "bf16"
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, present since torch 2.3
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # a private torch API: without it, float32
     return "bf16" if amx is not None and amx() else "no"
 
 

@@ -287,13 +287,15 @@ def ratios(result: dict) -> dict:
 
 
 def table(result: dict) -> str:
+    """The rows as a Markdown table; the two ratios the targets are judged on to three decimals, since two
+    hide a miss (0.797 of the ceiling printed as 0.80)."""
     rows = result["rows"]
     attrs = [k for k in next(iter(rows.values()))["accuracy"] if k != "mean"]
     head = ["", *attrs, "mean acc", "acc / ceiling", "FD", "FD gap closed", "evals/item", "CPU s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, r in rows.items():
         cells = [name, *(f"{r['accuracy'][a]:.3f}" for a in attrs), f"{r['accuracy']['mean']:.3f}",
-                 f"{r['accuracy_vs_ceiling']:.2f}", f"{r['fd']:.3f}", f"{r['fd_gap_closed']:.2f}",
+                 f"{r['accuracy_vs_ceiling']:.3f}", f"{r['fd']:.3f}", f"{r['fd_gap_closed']:.3f}",
                  str(r["evals"] or ""), f"{r['seconds']:.0f}" if r["seconds"] else ""]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

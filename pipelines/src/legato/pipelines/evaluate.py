@@ -27,6 +27,13 @@ at the held-out prompts the table above reports::
     python -m legato.pipelines.evaluate music --guidance 3,5,7 --items 40
     python -m legato.pipelines.evaluate music --guidance 3 --scheduler dpm++ --steps 16,8   # other samplers
     python -m legato.pipelines.evaluate video --probe
+
+``--bases`` says where the fast cascade loses what it loses: the base stages alone on the held-out prompts,
+brought to the final size by bilinear upsampling as in the ``base + bilinear`` row, sampled by the default's
+own sampler, by the distillation's teacher (the default's network and guidance on DDIM's trailing grid,
+which the first round's student learnt to follow two steps at a time) and by the fast cascade's student::
+
+    python -m legato.pipelines.evaluate video --bases --items 40
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, VPSchedule
+from legato.diffusion.distill import student_scheduler
 from legato.pipelines.build import stage_objective
 from legato.pipelines.bundled import RECIPES
 from legato.pipelines.datasets import Dataset, load
@@ -174,6 +182,27 @@ def sweep_guidance(
         rows[name] = bench.row(samples, model_evaluations(cascade), seconds)
         print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
+
+
+def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0) -> dict:
+    """The base stages of ``<kind>-default``, of its distillation teacher and of ``<kind>-fast`` on the
+    held-out prompts (the quality table's), each brought to the final size by bilinear upsampling."""
+    bench = Bench.of(data, held_out=True, items=items, seed=seed, verifier=verifier)
+    default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
+    fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
+    base = default.stages[0]  # the teacher: `bundled.train_stage`'s first round, on the grid it distils
+    teacher = replace(base, scheduler=student_scheduler(base.scheduler.config))
+    rows = {}
+    for name, stage in [
+        ("default base", base),
+        ("distillation teacher", teacher),
+        ("fast base", fast.stages[0]),
+    ]:
+        samples, seconds = bench.run(replace(default, stages=(stage, *default.stages[1:])), stop=1)
+        evals = model_evaluations(replace(default, stages=(stage,)))
+        rows[name] = bench.row(bilinear(default, samples), evals, seconds)
+        print(row_line(name, rows[name]), flush=True)
+    return {"kind": kind, "items": items, "seed": seed, "rows": rows}
 
 
 PROBE_LEVELS = (600, 800, 900)
@@ -320,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--probe", action="store_true", help="video: does the default base stage read the motion words?"
     )
+    parser.add_argument("--bases", action="store_true", help="score the default's base stage, its "
+                        "distillation teacher's and the fast one's, each upsampled bilinearly")  # fmt: skip
     parser.add_argument("--scheduler", help="with --guidance: sample every stage with this scheduler")
     parser.add_argument("--steps", help="with --guidance: sampling steps per stage, comma-separated")
     args = parser.parse_args(argv)
@@ -349,6 +380,11 @@ def main(argv: list[str] | None = None) -> None:
                 for name, v in drift.items()
             )
         )
+        return
+    if args.bases:
+        base_rows(args.kind, data=args.data or f"data/{args.kind}", models=args.models,
+                  verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed)  # fmt: skip
+        print(f"\n{args.items} held-out prompts, base stages only, upsampled bilinearly")
         return
     if args.guidance:
         scales = [float(g) for g in args.guidance.split(",")]

@@ -257,10 +257,11 @@ def test_a_curriculum_trains_on_the_captions_asked_then_continues_from_that_run(
     assert distance["warm"] < 1e-2 < 0.4 < distance["recipe"]
 
 
-def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_names(tmp_path):
-    # Fresh clips of every (photo, motion) pair; the shipped base predicts them worse under another motion's
-    # caption and far worse with no prompt (on 40 training clips: +6.9% and +127%; the opposite direction
-    # of a pan or zoom only +0.8%: it has not learned which way its motions go, see models/README.md).
+def test_motion_probe_finds_the_shipped_video_base_reads_which_way_a_motion_goes(tmp_path):
+    # Fresh clips of every (photo, motion) pair; the shipped base (the curriculum's, models/README.md)
+    # predicts them worse under the opposite direction's caption, another motion's, and far worse with no
+    # prompt (measured here: +73%, +51%, +140%; the base it replaced, trained on everything from the start:
+    # +0.8%, +6.9%, +127% on 40 training clips).
     from legato.pipelines.datasets import load
     from legato.pipelines.evaluate import motion_probe, pan_drift
     from legato.pipelines.text import load_pipeline_cascade
@@ -270,14 +271,16 @@ def test_motion_probe_finds_the_shipped_video_base_reads_which_motion_a_prompt_n
     result = motion_probe(cascade, load(data), text, items=16, levels=(800,))
     assert set(result) == {"no prompt", "another motion", "opposite direction"}
     assert result["no prompt"] > 0.5, result
-    assert result["another motion"] > 0.02, result
+    assert result["another motion"] > 0.2, result
+    assert result["opposite direction"] > 0.2, result
     # Measured without the verifier: real pans slide their caption's way (at the base stage's 32 px, 1 to 3
-    # px a frame); the shipped base stage's samples of the same captions barely slide (40 training
-    # captions: real 100% at +1.86 px a frame, generated 0% at +0.02).
+    # px a frame), and so do the shipped base stage's samples of the same captions (here all 4, +1.86 px a
+    # frame against the real +2.31; the replaced base's 0% at +0.02).
     drift = pan_drift(cascade, load(data), items=4)
     assert drift["real"]["right way"] == 1.0
     assert drift["real"]["px per frame"] > 0.9
-    assert abs(drift["generated"]["px per frame"]) < 0.5 * drift["real"]["px per frame"], drift
+    assert drift["generated"]["right way"] >= 0.75, drift
+    assert drift["generated"]["px per frame"] > 0.5 * drift["real"]["px per frame"], drift
 
 
 def test_probe_samples_at_one_guidance_scale(capsys):
@@ -321,3 +324,25 @@ def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path)
     assert fast["accuracy_vs_ceiling"] == pytest.approx(fast["accuracy"]["mean"] / 1.0)
     with pytest.raises(ValueError, match="scored 2 items with seed 0; run them all"):
         main([*args, "--items", "3"])
+
+
+def test_base_rows_score_the_default_base_its_distillation_teacher_and_the_fast_base(tmp_path):
+    # `evaluate --bases`: the default base row is the quality table's base + bilinear (the same samples of
+    # the same prompts); the teacher samples the same network on DDIM's trailing grid, the fast base is
+    # the distilled student.
+    from legato.pipelines.evaluate import Bench, base_rows, bilinear
+    from legato.pipelines.text import load_pipeline_cascade
+
+    data = str(small_video(tmp_path / "video", seed=6))
+    verifier = str(MODELS / "verifiers" / "video")
+    rows = base_rows("video", data=data, models=str(MODELS), verifier=verifier, items=2)["rows"]
+    assert {name: row["evals"] for name, row in rows.items()} == {
+        "default base": 64, "distillation teacher": 64, "fast base": 8,
+    }  # fmt: skip
+    bench = Bench.of(data, held_out=True, items=2, seed=0, verifier=verifier)
+    default, _ = load_pipeline_cascade(MODELS / "video-default", "video", "cpu")
+    base, _ = bench.run(default, stop=1)
+    table = bench.row(bilinear(default, base))
+    assert rows["default base"]["fd"] == pytest.approx(table["fd"])
+    assert rows["default base"]["accuracy"] == table["accuracy"]
+    assert rows["distillation teacher"]["fd"] != pytest.approx(table["fd"])

@@ -190,8 +190,11 @@ def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, s
     bench = Bench.of(data, held_out=True, items=items, seed=seed, verifier=verifier)
     default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
     fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
-    base = default.stages[0]  # the teacher: `bundled.train_stage`'s first round, on the grid it distils
-    teacher = replace(base, scheduler=student_scheduler(base.scheduler.config))
+    base = default.stages[0]
+    # `bundled.train_stage`'s first-round teacher: the recipe build's step count (the default may sample at
+    # others, `Recipe.sampling`) on the trailing grid the student learns
+    steps = RECIPES[kind].build().stages[0].steps
+    teacher = replace(base, steps=steps, scheduler=student_scheduler(base.scheduler.config))
     rows = {}
     for name, stage in [
         ("default base", base),

@@ -1,5 +1,6 @@
 """The bundled models and verifiers in models/: they load, they generate, and the verifiers see real data."""
 
+import json
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from legato.diffusion import SuperResolution
 from legato.pipelines.datasets.music import build_music
 from legato.pipelines.datasets.video import build_video
 from legato.pipelines.evaluate import model_evaluations
-from legato.pipelines.verify import Verifier, degrade, frechet_distance, score
+from legato.pipelines.verify import Verifier, accuracy, accuracy_by_class, degrade, frechet_distance, score
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -31,6 +32,17 @@ def test_frechet_distance_matches_the_closed_form():
     # N(0, I) vs N(m, 4I): |m|^2 + tr(I + 4I - 2 * 2I) = 1 + 4
     assert frechet_distance(a, b) == pytest.approx(5.0, abs=0.25)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_accuracy_by_class_splits_each_attributes_accuracy_by_the_class_asked_for():
+    # motions asked: a, b, b, c, c; the verifier read a, a, b, c, a. Only classes asked for get a value.
+    predicted = {"motion": torch.tensor([0, 0, 1, 2, 0]), "subject": torch.tensor([1, 1, 1, 1, 1])}
+    labels = {"motion": torch.tensor([0, 1, 1, 2, 2]), "subject": torch.tensor([1, 1, 1, 1, 0])}
+    classes = {"motion": ["a", "b", "c", "d"], "subject": ["x", "y"]}
+    assert accuracy_by_class(predicted, labels, classes) == {
+        "motion": {"a": 1.0, "b": 0.5, "c": 0.5}, "subject": {"x": 0.0, "y": 1.0},
+    }  # fmt: skip
+    assert accuracy(predicted, labels) == pytest.approx({"motion": 0.6, "subject": 0.8, "mean": 0.7})
 
 
 def test_music_verifier_hears_instrument_and_style_of_fresh_renders():
@@ -118,7 +130,6 @@ def test_the_bundled_weights_stay_under_60_mb_and_each_is_stored_once():
 def test_export_of_the_shipped_networks_rebuilds_the_shipped_folders(kind, tmp_path):
     """`bundled.export` is the documented last step of retraining: given the shipped networks as its runs, it
     must write the shipped layout (cascade.json with shared stages and the vocoder, the same weight files)."""
-    import json
     import shutil
 
     from legato.cascade.pretrained import cascade_folders
@@ -171,6 +182,34 @@ def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only
     train = benches[False]
     real = train.row(train.split.samples[train.prompts])
     assert real["accuracy"]["subject"] > 0.8  # the verifier on real training clips
+
+
+def test_the_base_only_guidance_sweep_scores_the_base_stage_upsampled_on_training_prompts(tmp_path):
+    # `evaluate --guidance 3,5 --bases`: each scale's row is the base stage alone at that scale, brought to
+    # the final size bilinearly, on the training split's prompts (the same samples `Bench` would score).
+    from legato.pipelines.evaluate import Bench, bilinear, main
+    from legato.pipelines.text import load_pipeline_cascade
+
+    data = small_video(tmp_path / "video", seed=7)
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("video-default", "verifiers"):
+        (models / name).symlink_to(MODELS / name)
+    main(["video", "--data", str(data), "--models", str(models), "--items", "2", "--guidance", "3,5",
+          "--bases"])  # fmt: skip
+    rows = json.loads((models / "guidance-video.json").read_text())["rows"]
+    assert {name: row["evals"] for name, row in rows.items()} == {
+        "guidance 3, base + bilinear": 64, "guidance 5, base + bilinear": 64,
+    }  # fmt: skip
+    bench = Bench.of(str(data), held_out=False, items=2, seed=0, verifier=str(MODELS / "verifiers" / "video"))
+    default, _ = load_pipeline_cascade(MODELS / "video-default", "video", "cpu")
+    cascade = default.with_sampling(None, 5.0, None)
+    base, _ = bench.run(cascade, stop=1)
+    expected = bench.row(bilinear(cascade, base))
+    assert rows["guidance 5, base + bilinear"]["fd"] == pytest.approx(expected["fd"])
+    assert rows["guidance 5, base + bilinear"]["accuracy"] == expected["accuracy"]
+    assert rows["guidance 5, base + bilinear"]["by_class"] == expected["by_class"]
+    assert rows["guidance 3, base + bilinear"]["fd"] != pytest.approx(expected["fd"])
 
 
 def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tmp_path):
@@ -294,7 +333,6 @@ def test_probe_samples_at_one_guidance_scale(capsys):
 def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path):
     # After a model changes, `evaluate KIND --only fast` scores it on the last full run's prompts and keeps
     # every other row as it was (ratios recomputed); a run over other prompts is refused.
-    import json
 
     from legato.pipelines.evaluate import main
 

@@ -152,10 +152,26 @@ def predict(model: Verifier, samples: Tensor, batch_size: int = 64) -> tuple[dic
 
 def score(model: Verifier, samples: Tensor, labels: dict[str, Tensor]) -> dict[str, float]:
     """Attribute accuracy of ``samples`` against the attributes asked for, per attribute and their mean."""
-    predicted, _ = predict(model, samples)
-    out = {name: float((predicted[name] == labels[name]).float().mean()) for name in model.heads}
+    return accuracy(predict(model, samples)[0], labels)
+
+
+def accuracy(predicted: dict[str, Tensor], labels: dict[str, Tensor]) -> dict[str, float]:
+    """`score` from `predict`'s classes."""
+    out = {name: float((predicted[name] == labels[name]).float().mean()) for name in predicted}
     out["mean"] = float(np.mean(list(out.values())))
     return out
+
+
+def accuracy_by_class(
+    predicted: dict[str, Tensor], labels: dict[str, Tensor], classes: dict[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """Per attribute, the accuracy on the samples asked for each class (``classes``: the dataset meta's
+    attribute names), for the classes asked for at least once: which motions a model gets wrong."""
+    return {
+        name: {classes[name][c]: float((predicted[name][labels[name] == c] == c).float().mean())
+               for c in labels[name].unique().tolist()}
+        for name in predicted
+    }  # fmt: skip
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:

@@ -333,7 +333,6 @@ def test_probe_samples_at_one_guidance_scale(capsys):
 def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path):
     # After a model changes, `evaluate KIND --only fast` scores it on the last full run's prompts and keeps
     # every other row as it was (ratios recomputed); a run over other prompts is refused.
-
     from legato.pipelines.evaluate import main
 
     data = small_video(tmp_path / "video", seed=5)

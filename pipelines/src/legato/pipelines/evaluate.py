@@ -124,6 +124,13 @@ class Bench:
                 "fd": frechet_distance(embedding, self.reference_embedding), "evals": evals,
                 "seconds": seconds}  # fmt: skip
 
+    def base_row(self, cascade: Cascade) -> tuple[dict, Tensor]:
+        """``cascade``'s base stage alone, brought to the final size by `bilinear`, scored; and its samples
+        at the base stage's size (the rest of the cascade can go on from them)."""
+        base, seconds = self.run(cascade, stop=1)
+        evals = model_evaluations(replace(cascade, stages=cascade.stages[:1]))
+        return self.row(bilinear(cascade, base), evals, seconds), base
+
 
 def evaluate(
     kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0, only: str | None = None
@@ -135,11 +142,10 @@ def evaluate(
 
     def default_rows() -> dict:  # the default and, from the same base outputs, base + bilinear
         default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
-        base, base_s = run(default, stop=1)
+        base_row, base = bench.base_row(default)
         full, sr_s = run(default, start=1, inputs=list(base))
-        base_evals = model_evaluations(replace(default, stages=default.stages[:1]))
-        return {"default": row(full, model_evaluations(default), base_s + sr_s),
-                "base + bilinear": row(bilinear(default, base), base_evals, base_s)}  # fmt: skip
+        return {"default": row(full, model_evaluations(default), base_row["seconds"] + sr_s),
+                "base + bilinear": base_row}  # fmt: skip
 
     def fast_rows() -> dict:
         fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
@@ -187,13 +193,10 @@ def sweep_guidance(
         cascade = default.with_sampling(steps, scale, scheduler)
         name = sweep_name(scale, scheduler, steps) + (", base + bilinear" if base_only else "")
         if base_only:
-            samples, seconds = bench.run(cascade, stop=1)
-            samples = bilinear(cascade, samples)
-            evals = model_evaluations(replace(cascade, stages=cascade.stages[:1]))
+            rows[name], _ = bench.base_row(cascade)
         else:
             samples, seconds = bench.run(cascade)
-            evals = model_evaluations(cascade)
-        rows[name] = bench.row(samples, evals, seconds)
+            rows[name] = bench.row(samples, model_evaluations(cascade), seconds)
         print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
 
@@ -215,9 +218,7 @@ def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, s
         ("distillation teacher", teacher),
         ("fast base", fast.stages[0]),
     ]:
-        samples, seconds = bench.run(replace(default, stages=(stage, *default.stages[1:])), stop=1)
-        evals = model_evaluations(replace(default, stages=(stage,)))
-        rows[name] = bench.row(bilinear(default, samples), evals, seconds)
+        rows[name], _ = bench.base_row(replace(default, stages=(stage, *default.stages[1:])))
         print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "items": items, "seed": seed, "rows": rows}
 

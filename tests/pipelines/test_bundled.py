@@ -243,6 +243,39 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
               "--init", str(MODELS / "music-default")])  # fmt: skip
 
 
+def test_more_data_joins_training_only_clips_and_refuses_held_out_prompts(tmp_path):
+    # bundled train --more-data: clips over photos the verifier never scores join the training split, each
+    # part time-reversed on its own; a dataset that holds a held-out prompt, or names its classes otherwise,
+    # is refused before any training.
+    from legato.pipelines.bundled import main, training_only
+    from legato.pipelines.datasets import load, save
+
+    data = small_video(tmp_path / "data", seed=0)
+    more = save(build_video(frames=16, size=64, clips_per_pair=1, seed=1, more_photos=True), tmp_path / "more",
+                "all-MiniLM-L6-v2")  # fmt: skip
+    joined = training_only(load(more), load(data))
+    assert len(joined.captions) == len(load(more).captions)  # all of it: none held out
+    assert joined.labels["subject"].min() >= len(load(data).meta["attributes"]["subject"])
+    leaky = build_video(frames=16, size=64, clips_per_pair=1, seed=2)
+    leaky["held_out"][:] = False  # the verifier's photos with every pair in training
+    save(leaky, tmp_path / "leaky", "all-MiniLM-L6-v2")
+    with pytest.raises(ValueError, match="holds held-out prompts"):
+        training_only(load(tmp_path / "leaky"), load(data))
+    other = build_video(frames=16, size=64, clips_per_pair=1, seed=2)
+    other["attributes"] = {**other["attributes"], "subject": other["attributes"]["subject"][::-1]}
+    save(other, tmp_path / "other", "all-MiniLM-L6-v2")
+    with pytest.raises(ValueError, match=r"subject classes .* do not extend"):
+        training_only(load(tmp_path / "other"), load(data))
+    with pytest.raises(ValueError, match="holds held-out prompts"):  # refused by train, before training
+        main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(tmp_path / "runs"),
+              "--more-data", str(tmp_path / "leaky")])  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+    main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(tmp_path / "runs"),
+          "--more-data", str(more), "--device", "cpu", "--steps", "1", "--batch-size", "2",
+          "--precision", "bf16", "--no-distill"])  # fmt: skip
+    assert (tmp_path / "runs" / "base" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+
+
 def test_a_curriculum_trains_on_the_captions_asked_then_continues_from_that_run(tmp_path):
     # models/README.md: the video base binds a pan's direction to its words on one photo's pans first, then
     # keeps it on every photo's. Phase 1 trains on the matching clips only and does not distil; phase 2

@@ -8,6 +8,7 @@ from legato.codec import SMALL
 from legato.pipelines.datasets import Dataset, load, save
 from legato.pipelines.datasets.music import INSTRUMENTS, STYLES, build_music, render
 from legato.pipelines.datasets.video import (
+    MORE_SUBJECTS,
     MOTIONS,
     OPPOSITE,
     SUBJECTS,
@@ -82,6 +83,26 @@ def test_video_split_holds_out_pairs_not_photos_or_motions():
     assert len(held) == len(SUBJECTS)
     assert {s for s, _ in train} == set(range(len(SUBJECTS)))
     assert {m for _, m in train} == set(range(len(MOTIONS)))
+
+
+def test_more_photos_are_training_only_every_motion_on_photos_the_verifier_never_sees():
+    data = build_video(frames=8, size=16, clips_per_pair=1, seed=0)
+    more = build_video(frames=8, size=16, clips_per_pair=1, seed=0, more_photos=True)
+    assert more["attributes"]["subject"] == [*SUBJECTS, *MORE_SUBJECTS]
+    assert more["attributes"]["subject"][: len(SUBJECTS)] == data["attributes"]["subject"]
+    assert not more["held_out"].any()
+    pairs = set(zip(more["subject"].tolist(), more["motion"].tolist(), strict=True))
+    assert pairs == {(len(SUBJECTS) + s, m) for s in range(len(MORE_SUBJECTS)) for m in range(len(MOTIONS))}
+    assert not set(more["captions"]) & set(data["captions"])
+    assert (
+        "slow zoom into a cameraman" in more["captions"] or "fast zoom into a cameraman" in more["captions"]
+    )
+    # real, different photos: no clip of the more photos repeats one of the verifier's photos' clips
+    assert (
+        np.abs(more["video"][:, None].astype(int) - data["video"][None].astype(int)).mean((2, 3, 4, 5)).min()
+        > 5
+    )
+    assert "more_photos" not in data  # the verifier's dataset is built as before
 
 
 def _shift(a: torch.Tensor, b: torch.Tensor) -> int:

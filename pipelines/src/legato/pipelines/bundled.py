@@ -18,10 +18,12 @@ where it stopped: the same command continues an interrupted training. ``export``
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -138,7 +140,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
                 distill_steps: int | None = None, precision: str | None = None, captions: str | None = None,
                 clips_per_caption: int | None = None, distill: bool = True,
                 learning_rate: float | None = None, compile: bool = False,
-                checkpoint_every: int = CHECKPOINT_EVERY) -> None:  # fmt: skip
+                checkpoint_every: int = CHECKPOINT_EVERY, more_data: Sequence[str | Path] = ()) -> None:  # fmt: skip
     """Train stage ``name`` of cascade ``kind``, then its distillation rounds; each run resumes from its
     checkpoints and ends by writing ``runs/<run>/model`` (the EMA network, diffusers layout).
 
@@ -155,7 +157,10 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     with AMX, float32 on other CPUs.
     ``compile`` trains through ``torch.compile`` (`TrainConfig.compile`; a compile of about 3 minutes per run
     on a 2-core CPU). ``checkpoint_every`` steps each run writes a checkpoint (what a lost machine costs at
-    most; the results do not depend on it)."""
+    most; the results do not depend on it).
+    ``more_data`` are training-only datasets (``python -m legato.pipelines.datasets video FOLDER
+    --more-photos``) whose clips join ``data``'s training split, each with its own base augmentation; none may
+    hold a held-out prompt of ``data``."""
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every {checkpoint_every}: give a positive whole number of steps")
     precision = precision or default_precision(device)
@@ -173,9 +178,11 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     stage = cascade.stages[index]
     if init is not None:
         stage = replace(stage, denoiser=_trained_denoiser(init, kind, stage))
-    train = load(data).split(held_out=False)
+    dataset = load(data)
+    parts = [dataset.split(held_out=False), *(training_only(load(folder), dataset) for folder in more_data)]
     if stage.is_base and recipe.base_augmentation is not None:
-        train = train + recipe.base_augmentation(train)
+        parts = [part + recipe.base_augmentation(part) for part in parts]
+    train = functools.reduce(operator.add, parts)
     if captions is not None or clips_per_caption is not None:
         train = matching(train, captions, clips_per_caption)
     items = stage_items(cascade, index, train.samples, train.text)
@@ -230,6 +237,24 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         teacher = Denoiser(network, "v_prediction")
         steps //= 2
         print(f"{kind}/{name}: distilled to {steps} steps in {time.time() - started:.0f} s", flush=True)
+
+
+def training_only(more: Dataset, data: Dataset) -> Dataset:
+    """``more``'s training split, checked to extend ``data``: its attribute classes begin with ``data``'s (so
+    joined labels name the same classes) and none of its captions is a held-out prompt of ``data``."""
+    for name, classes in data.meta["attributes"].items():
+        if more.meta["attributes"].get(name, [])[: len(classes)] != classes:
+            raise ValueError(
+                f"--more-data's {name} classes {more.meta['attributes'].get(name)} do not extend {classes}: "
+                "build it with `python -m legato.pipelines.datasets video FOLDER --more-photos`"
+            )
+    more = more.split(held_out=False)
+    leaked = set(more.captions) & set(data.split(held_out=True).captions)
+    if leaked:
+        raise ValueError(
+            f"--more-data holds held-out prompts {sorted(leaked)[:3]}: it must not train on them"
+        )
+    return more
 
 
 def _with(values: tuple[int, ...], index: int, value: int | None, flag: str) -> tuple[int, ...]:
@@ -358,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     train.add_argument("--init", help="start each stage from this cascade folder's network (more training "
                        "on shipped weights, e.g. models/video-default) or this runs folder's")  # fmt: skip
+    train.add_argument("--more-data", action="append", default=[], metavar="FOLDER",
+                       help="training-only clips to add (datasets video FOLDER --more-photos); repeatable")  # fmt: skip
     train.add_argument("--captions", help="train on the clips whose caption this regular expression matches "
                        "(a curriculum's first phase)")  # fmt: skip
     train.add_argument("--clips-per-caption", type=int, help="and only the first K of each caption")
@@ -388,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
                         precision=args.precision, captions=args.captions,
                         clips_per_caption=args.clips_per_caption, distill=not args.no_distill,
                         learning_rate=args.learning_rate, compile=args.compile,
-                        checkpoint_every=args.checkpoint_every)  # fmt: skip
+                        checkpoint_every=args.checkpoint_every, more_data=args.more_data)  # fmt: skip
     else:
         for path in export(args.kind, args.runs, args.models):
             print(f"wrote {path}")

@@ -5,6 +5,10 @@ object over it (a ball rolling across), at a slow or fast speed, from a crop pos
 Captions say what was done: "slow zoom into a cat", "fast pan left over a coffee cup". The held-out split
 is by source photo *and* motion: for each photo one motion is held out, so every photo and every motion is
 in the training split, but no held-out (photo, motion) pair is.
+
+`MORE_SUBJECTS` are other photos for training only (``build_video(more_photos=True)``): every motion on
+each, none held out, none among the verifier's `SUBJECTS`. On them a model sees each motion on more photos
+than the five it meets on the verifier's, which is what a held-out (photo, motion) pair asks of it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ SUBJECTS = {
     "colorwheel": "a color wheel",
     "brick": "a brick wall",
 }
+# Training-only photos (all ship inside the wheel too): more photos for each motion, never scored.
+MORE_SUBJECTS = {
+    "camera": "a cameraman",
+    "moon": "the moon",
+    "coins": "coins",
+    "clock": "a clock",
+    "retina": "a retina",
+    "grass": "grass",
+    "gravel": "gravel",
+    "page": "a page of text",
+}
+assert not SUBJECTS.keys() & MORE_SUBJECTS.keys(), "a training-only photo must not be one the verifier scores"
 MOTIONS = ("pan left", "pan right", "zoom in", "zoom out", "rotate", "ball")
 # The motions that are another played backwards (`clip`: same speed, same travel, reversed in time).
 OPPOSITE = {"pan left": "pan right", "pan right": "pan left", "zoom in": "zoom out", "zoom out": "zoom in"}
@@ -36,7 +52,7 @@ SPEEDS = {"slow": 0.5, "fast": 1.0}
 
 
 def caption(subject: str, motion: str, speed: str) -> str:
-    what = SUBJECTS[subject]
+    what = SUBJECTS.get(subject) or MORE_SUBJECTS[subject]
     return {
         "pan left": f"{speed} pan left over {what}",
         "pan right": f"{speed} pan right over {what}",
@@ -120,15 +136,21 @@ def _ball(video: Tensor, amount: float, rng: np.random.Generator) -> Tensor:
     return video * (1 - alpha) + red * alpha
 
 
-def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int = 0) -> dict:
+def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int = 0,
+                more_photos: bool = False) -> dict:  # fmt: skip
     """The dataset as arrays: ``video`` (N, 3, frames, size, size) uint8, per-clip ``subject`` and
-    ``motion`` (indices into `SUBJECTS` and `MOTIONS`), ``speed``, ``caption`` (index into ``captions``) and
-    ``held_out`` (bool)."""
+    ``motion`` (indices into ``attributes``), ``speed``, ``caption`` (index into ``captions``) and
+    ``held_out`` (bool).
+
+    ``more_photos`` builds the clips of `MORE_SUBJECTS` instead, every one in the training split; their
+    subject classes follow `SUBJECTS`' (``attributes["subject"]`` lists both), so joined with the
+    verifier's dataset every label still names its photo."""
     rng = np.random.default_rng(seed)
-    subjects = list(SUBJECTS)
+    subjects = list(SUBJECTS) + (list(MORE_SUBJECTS) if more_photos else [])
     captions: dict[str, int] = {}
     rows: dict[str, list] = {k: [] for k in ("video", "subject", "motion", "speed", "caption", "held_out")}
-    for si, subject in enumerate(subjects):
+    for subject in MORE_SUBJECTS if more_photos else SUBJECTS:
+        si = subjects.index(subject)
         image = photo(subject)
         for mi, motion in enumerate(MOTIONS):
             for _ in range(clips_per_pair):
@@ -139,7 +161,7 @@ def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int =
                 rows["motion"].append(mi)
                 rows["speed"].append(list(SPEEDS).index(speed))
                 rows["caption"].append(captions.setdefault(caption(subject, motion, speed), len(captions)))
-                rows["held_out"].append(mi == held_out_motion(si))
+                rows["held_out"].append(not more_photos and mi == held_out_motion(si))
     arrays = {k: np.stack(v) if k == "video" else np.asarray(v) for k, v in rows.items()}
     return {
         **arrays,
@@ -148,6 +170,7 @@ def build_video(*, frames: int, size: int, clips_per_pair: int = 40, seed: int =
         "frames": frames,
         "size": size,
         "seed": seed,
+        **({"more_photos": True} if more_photos else {}),
     }
 
 

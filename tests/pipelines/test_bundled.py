@@ -416,3 +416,11 @@ def test_base_rows_score_the_default_base_its_distillation_teacher_and_the_fast_
     assert rows["default base"]["fd"] == pytest.approx(table["fd"])
     assert rows["default base"]["accuracy"] == table["accuracy"]
     assert rows["distillation teacher"]["fd"] != pytest.approx(table["fd"])
+    # --candidate RUNS: a runs folder's base network sampled as the default's; the shipped network saved as
+    # a run scores the default base row again, same samples
+    default.stages[0].denoiser.network.save_pretrained(tmp_path / "runs" / "base" / "model")
+    candidate = base_rows("video", data=data, models=str(MODELS), verifier=verifier, items=2,
+                          candidate=str(tmp_path / "runs"))["rows"]  # fmt: skip
+    assert list(candidate) == [f"{tmp_path / 'runs'} base"]
+    (row,) = candidate.values()
+    assert (row["fd"], row["accuracy"], row["evals"]) == (table["fd"], table["accuracy"], 64)

@@ -177,7 +177,7 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         recipe = replace(recipe, learning_rate=learning_rate)
     stage = cascade.stages[index]
     if init is not None:
-        stage = replace(stage, denoiser=_trained_denoiser(init, kind, stage))
+        stage = replace(stage, denoiser=trained_denoiser(init, kind, stage))
     dataset = load(data)
     parts = [dataset.split(held_out=False), *(training_only(load(folder), dataset) for folder in more_data)]
     if stage.is_base and recipe.base_augmentation is not None:
@@ -289,7 +289,7 @@ def matching(train: Dataset, captions: str | None, clips_per_caption: int | None
     return train.subset(rows)
 
 
-def _trained_denoiser(init: str | Path, kind: str, stage: Stage) -> Denoiser:
+def trained_denoiser(init: str | Path, kind: str, stage: Stage) -> Denoiser:
     """Stage ``stage.name`` of the cascade folder or ``runs`` folder ``init``, checked to be the recipe's
     network."""
     run = Path(init) / stage.name / "model"

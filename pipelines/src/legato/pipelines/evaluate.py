@@ -55,7 +55,7 @@ from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, VPSchedule
 from legato.diffusion.distill import student_scheduler
 from legato.pipelines.build import stage_objective
-from legato.pipelines.bundled import RECIPES
+from legato.pipelines.bundled import RECIPES, trained_denoiser
 from legato.pipelines.datasets import Dataset, load
 from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption, speed_of
 from legato.pipelines.text import TextEncoder, load_pipeline_cascade
@@ -201,23 +201,27 @@ def sweep_guidance(
     return {"kind": kind, "split": "train", "items": items, "seed": seed, "rows": rows}
 
 
-def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0) -> dict:
+def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, seed: int = 0,
+              candidate: str | None = None) -> dict:  # fmt: skip
     """The base stages of ``<kind>-default``, of its distillation teacher and of ``<kind>-fast`` on the
-    held-out prompts (the quality table's), each brought to the final size by bilinear upsampling."""
+    held-out prompts (the quality table's), each brought to the final size by bilinear upsampling.
+
+    ``candidate`` (a ``bundled train`` runs folder) scores instead that folder's trained base network, sampled
+    as the default's base stage is: the default base row of a network not shipped yet."""
     bench = Bench.of(data, held_out=True, items=items, seed=seed, verifier=verifier)
     default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
-    fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
     base = default.stages[0]
-    # `bundled.train_stage`'s first-round teacher: the recipe build's step count (the default may sample at
-    # others, `Recipe.sampling`) on the trailing grid the student learns
-    steps = RECIPES[kind].build().stages[0].steps
-    teacher = replace(base, steps=steps, scheduler=student_scheduler(base.scheduler.config))
+    if candidate is not None:
+        stages = [(f"{candidate} base", replace(base, denoiser=trained_denoiser(candidate, kind, base)))]
+    else:
+        fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
+        # `bundled.train_stage`'s first-round teacher: the recipe build's step count (the default may
+        # sample at others, `Recipe.sampling`) on the trailing grid the student learns
+        steps = RECIPES[kind].build().stages[0].steps
+        teacher = replace(base, steps=steps, scheduler=student_scheduler(base.scheduler.config))
+        stages = [("default base", base), ("distillation teacher", teacher), ("fast base", fast.stages[0])]
     rows = {}
-    for name, stage in [
-        ("default base", base),
-        ("distillation teacher", teacher),
-        ("fast base", fast.stages[0]),
-    ]:
+    for name, stage in stages:
         rows[name], _ = bench.base_row(replace(default, stages=(stage, *default.stages[1:])))
         print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "items": items, "seed": seed, "rows": rows}
@@ -376,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bases", action="store_true", help="score the default's base stage, its "
                         "distillation teacher's and the fast one's, each upsampled bilinearly; with "
                         "--guidance: the default's base stage alone at each scale")  # fmt: skip
+    parser.add_argument("--candidate", metavar="RUNS", help="with --bases: score this bundled train runs "
+                        "folder's base network instead, sampled as the default's base stage")  # fmt: skip
     parser.add_argument("--scheduler", help="with --guidance: sample every stage with this scheduler")
     parser.add_argument("--steps", help="with --guidance: sampling steps per stage, comma-separated")
     args = parser.parse_args(argv)
@@ -406,9 +412,12 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         return
+    if args.candidate and (not args.bases or args.guidance):
+        parser.error(f"--candidate {args.candidate} scores a trained base stage: use it with --bases alone")
     if args.bases and not args.guidance:
         base_rows(args.kind, data=args.data or f"data/{args.kind}", models=args.models,
-                  verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed)  # fmt: skip
+                  verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed,
+                  candidate=args.candidate)  # fmt: skip
         print(f"\n{args.items} held-out prompts, base stages only, upsampled bilinearly")
         return
     if args.guidance:

@@ -54,6 +54,8 @@ def repo(tmp_path: Path) -> Path:
     (repo / ".gitignore").write_text("runs/\ndata/\n")
     (repo / "data" / "video").mkdir(parents=True)
     (repo / "data" / "video" / "arrays.npz").write_bytes(b"")
+    (repo / "data" / "video-more").mkdir(parents=True)
+    (repo / "data" / "video-more" / "arrays.npz").write_bytes(b"")
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_TRAIN)
     fake.chmod(0o755)
@@ -75,30 +77,34 @@ def curriculum(repo: Path, **env: str) -> list[str]:
 
 def test_the_curriculum_runs_its_phases_in_order_each_from_the_last_and_skips_finished_ones(repo):
     calls = curriculum(repo, STEPS3="7", BATCH3="4")
-    assert len(calls) == 3
-    warm, pans, full = calls
+    assert len(calls) == 4
+    warm, pans, full, photos = calls
     assert "--runs runs/curriculum/video-warm" in warm
     assert "--init" not in warm
     assert "over an astronaut --clips-per-caption 4 --steps 2000 --batch-size 8 --no-distill" in warm
     assert "--runs runs/curriculum/video-pans --init runs/curriculum/video-warm" in pans
     assert "--runs runs/curriculum/video --init runs/curriculum/video-pans --steps 7 --batch-size 4" in full
-    assert "--no-distill" not in full  # phase 3 distils
+    assert "--no-distill" in full  # phase 4 distils
+    assert ("--runs runs/curriculum/video-photos --init runs/curriculum/video --more-data data/video-more "
+            "--steps 400 --batch-size 4 --learning-rate 1e-4") in photos  # fmt: skip
+    assert "--no-distill" not in photos
     assert all("--checkpoint-every 100 --compile" in call for call in calls)
     # Run again: every phase's last network is there, so nothing trains.
     assert curriculum(repo) == []
-    # An interrupted phase 3 (its trained base there, its last distillation round not) runs again.
-    shutil.rmtree(repo / "runs" / "curriculum" / "video" / "base-8")
-    assert [c.split(" --runs ")[1].split()[0] for c in curriculum(repo)] == ["runs/curriculum/video"]
+    # An interrupted phase 4 (its trained base there, its last distillation round not) runs again.
+    shutil.rmtree(repo / "runs" / "curriculum" / "video-photos" / "base-8")
+    assert [c.split(" --runs ")[1].split()[0] for c in curriculum(repo)] == ["runs/curriculum/video-photos"]
 
 
 def test_keep_commits_each_phases_networks_and_untracks_its_checkpoints(repo):
     curriculum(repo, KEEP="1")
     subjects = git(repo, "log", "--format=%s").splitlines()
     phases = [s for s in subjects if s.startswith("Video curriculum:")]
-    assert len(phases) == 3
+    assert len(phases) == 4
     tracked = git(repo, "ls-files", "runs").split()
     assert "runs/curriculum/video-warm/base/model/config.json" in tracked
-    assert {"runs/curriculum/video/base-16/model/config.json", "runs/curriculum/video/base-8/model/config.json",
+    assert {"runs/curriculum/video-photos/base-16/model/config.json",
+            "runs/curriculum/video-photos/base-8/model/config.json",
             "runs/curriculum/video/base/metrics.jsonl"} <= set(tracked)  # fmt: skip
     assert not [path for path in tracked if "/checkpoints/" in path]
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""

@@ -18,8 +18,6 @@ where it stopped: the same command continues an interrupted training. ``export``
 from __future__ import annotations
 
 import argparse
-import functools
-import operator
 import os
 import re
 import time
@@ -178,11 +176,10 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
     stage = cascade.stages[index]
     if init is not None:
         stage = replace(stage, denoiser=trained_denoiser(init, kind, stage))
-    dataset = load(data)
-    parts = [dataset.split(held_out=False), *(training_only(load(folder), dataset) for folder in more_data)]
+    parts = training_parts(data, more_data)
     if stage.is_base and recipe.base_augmentation is not None:
-        parts = [part + recipe.base_augmentation(part) for part in parts]
-    train = functools.reduce(operator.add, parts)
+        parts = [x for part in parts for x in (part, recipe.base_augmentation(part))]
+    train = Dataset.concat(parts)
     if captions is not None or clips_per_caption is not None:
         train = matching(train, captions, clips_per_caption)
     items = stage_items(cascade, index, train.samples, train.text)
@@ -239,6 +236,13 @@ def train_stage(kind: str, name: str, data: str | Path, runs: str | Path, device
         print(f"{kind}/{name}: distilled to {steps} steps in {time.time() - started:.0f} s", flush=True)
 
 
+def training_parts(data: str | Path, more_data: Sequence[str | Path]) -> list[Dataset]:
+    """``data``'s training split, then each ``more_data`` folder's (`training_only`); the whole of ``data``,
+    held-out clips included, is not kept past this."""
+    dataset = load(data)
+    return [dataset.split(held_out=False), *(training_only(load(folder), dataset) for folder in more_data)]
+
+
 def training_only(more: Dataset, data: Dataset) -> Dataset:
     """``more``'s training split, checked to extend ``data``: its attribute classes begin with ``data``'s (so
     joined labels name the same classes) and none of its captions is a held-out prompt of ``data``."""
@@ -249,7 +253,8 @@ def training_only(more: Dataset, data: Dataset) -> Dataset:
                 "build it with `python -m legato.pipelines.datasets video FOLDER --more-photos`"
             )
     more = more.split(held_out=False)
-    leaked = set(more.captions) & set(data.split(held_out=True).captions)
+    held_out = {text for text, held in zip(data.captions, data.held_out.tolist(), strict=True) if held}
+    leaked = set(more.captions) & held_out
     if leaked:
         raise ValueError(
             f"--more-data holds held-out prompts {sorted(leaked)[:3]}: it must not train on them"

@@ -40,15 +40,26 @@ class Dataset:
 
     def __add__(self, other: Dataset) -> Dataset:
         """Both datasets' samples, one after the other (the same kind of samples and attributes)."""
-        if self.samples.shape[1:] != other.samples.shape[1:] or self.labels.keys() != other.labels.keys():
-            raise ValueError(
-                f"cannot join samples {tuple(self.samples.shape[1:])} with {tuple(other.samples.shape[1:])}, "
-                f"attributes {sorted(self.labels)} with {sorted(other.labels)}: join splits of one dataset"
-            )
-        return Dataset(torch.cat([self.samples, other.samples]), torch.cat([self.text, other.text]),
-                       self.captions + other.captions,
-                       {k: torch.cat([v, other.labels[k]]) for k, v in self.labels.items()},
-                       torch.cat([self.held_out, other.held_out]), self.meta)  # fmt: skip
+        return Dataset.concat([self, other])
+
+    @staticmethod
+    def concat(parts: list[Dataset]) -> Dataset:
+        """The parts' samples one after the other, copied once (the same kind of samples and attributes);
+        the first part's meta."""
+        first = parts[0]
+        for other in parts[1:]:
+            if (
+                first.samples.shape[1:] != other.samples.shape[1:]
+                or first.labels.keys() != other.labels.keys()
+            ):
+                raise ValueError(
+                    f"cannot join samples {tuple(first.samples.shape[1:])} with {tuple(other.samples.shape[1:])}, "
+                    f"attributes {sorted(first.labels)} with {sorted(other.labels)}: join splits of one dataset"
+                )
+        return Dataset(torch.cat([p.samples for p in parts]), torch.cat([p.text for p in parts]),
+                       [c for p in parts for c in p.captions],
+                       {k: torch.cat([p.labels[k] for p in parts]) for k in first.labels},
+                       torch.cat([p.held_out for p in parts]), first.meta)  # fmt: skip
 
     def split(self, held_out: bool) -> Dataset:
         return self.subset((self.held_out == held_out).nonzero().flatten())

@@ -7,8 +7,9 @@ is by source photo *and* motion: for each photo one motion is held out, so every
 in the training split, but no held-out (photo, motion) pair is.
 
 `MORE_SUBJECTS` are other photos for training only (``build_video(more_photos=True)``): every motion on
-each, none held out, none among the verifier's `SUBJECTS`. On them a model sees each motion on more photos
-than the five it meets on the verifier's, which is what a held-out (photo, motion) pair asks of it.
+each, none held out, none among the verifier's `SUBJECTS`. On them a model sees each motion on 8 more photos
+than the 6 or 7 it meets among the verifier's: a held-out (photo, motion) pair asks for a motion on a photo
+it was never shown on.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
 
 from legato.codec import SMALL
 from legato.diffusion import SuperResolution
@@ -214,8 +215,8 @@ def test_the_base_only_guidance_sweep_scores_the_base_stage_upsampled_on_trainin
 
 def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tmp_path):
     # What a GPU session continues from: the shipped video base (its first run's checkpoints are gone),
-    # here for one step of batch 2 and one step per distillation round on a small real dataset, in bf16
-    # autocast (what makes CPU training 2.4x faster).
+    # here for one step of batch 2 on a small real dataset, in bf16 autocast (what makes CPU training 2.4x
+    # faster). The video recipe distils nothing (its fast cascade samples this base at fewer steps).
     from legato.cascade.pretrained import load_cascade
     from legato.pipelines.bundled import RECIPES, main
     from legato.video.models import UNet3D
@@ -234,13 +235,33 @@ def test_more_training_starts_from_a_shipped_stage_with_the_recipe_overridden(tm
 
     # One step of an EMA that starts from the shipped weights stays next to them, far from a fresh network.
     assert distance(shipped) < 1e-3 < 0.1 < distance(fresh)
-    assert sorted(p.name for p in runs.iterdir()) == ["base", "base-16", "base-8"]  # trained, then 2 rounds
+    assert sorted(p.name for p in runs.iterdir()) == ["base"]  # the video recipe distils nothing
     with pytest.raises(ValueError, match="--batch-size 0: give a positive whole number"):
         main(["train", "video", "--stage", "base", "--data", str(data), "--runs", str(runs),
               "--batch-size", "0"])  # fmt: skip
     with pytest.raises(ValueError, match="no stage 'sr-time' there"):
         main(["train", "video", "--stage", "sr-time", "--data", str(data), "--runs", str(runs),
               "--init", str(MODELS / "music-default")])  # fmt: skip
+
+
+def test_more_training_of_the_music_base_distils_it_in_the_recipes_rounds(tmp_path):
+    # The music recipe distils its base twice (32 -> 16 -> 8 steps): one step of each round here, from the
+    # shipped base, on a few real renders; each student starts from its teacher and lands next to it.
+    from legato.pipelines.bundled import main
+    from legato.pipelines.datasets import save
+
+    data = save(build_music(SMALL, window=256, per_style=2, renders=1, held_out=0.25, seed=3),
+                tmp_path / "data", "all-MiniLM-L6-v2")  # fmt: skip
+    runs = tmp_path / "runs"
+    main(["train", "music", "--stage", "base", "--data", str(data), "--runs", str(runs), "--device", "cpu",
+          "--init", str(MODELS / "music-default"), "--steps", "1", "--batch-size", "2", "--distill-steps", "1",
+          "--precision", "bf16"])  # fmt: skip
+    assert sorted(p.name for p in runs.iterdir()) == ["base", "base-16", "base-8"]  # trained, then 2 rounds
+    base, student = (
+        UNet2DConditionModel.from_pretrained(runs / name / "model", low_cpu_mem_usage=False).state_dict()
+        for name in ("base", "base-8")
+    )
+    assert max((base[k] - student[k]).abs().max().item() for k in base) < 1e-2
 
 
 def test_more_data_joins_training_only_clips_and_refuses_held_out_prompts(tmp_path):
@@ -398,8 +419,8 @@ def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path)
 
 def test_base_rows_score_the_default_base_its_distillation_teacher_and_the_fast_base(tmp_path):
     # `evaluate --bases`: the default base row is the quality table's base + bilinear (the same samples of
-    # the same prompts); the teacher samples the same network on DDIM's trailing grid, the fast base is
-    # the distilled student.
+    # the same prompts); the teacher samples the same network on DDIM's trailing grid (what a distillation
+    # round would learn from), the fast base is the same network again at the fast cascade's 8 guided steps.
     from legato.pipelines.evaluate import Bench, base_rows, bilinear
     from legato.pipelines.text import load_pipeline_cascade
 
@@ -407,7 +428,7 @@ def test_base_rows_score_the_default_base_its_distillation_teacher_and_the_fast_
     verifier = str(MODELS / "verifiers" / "video")
     rows = base_rows("video", data=data, models=str(MODELS), verifier=verifier, items=2)["rows"]
     assert {name: row["evals"] for name, row in rows.items()} == {
-        "default base": 64, "distillation teacher": 64, "fast base": 8,
+        "default base": 64, "distillation teacher": 64, "fast base": 16,
     }  # fmt: skip
     bench = Bench.of(data, held_out=True, items=2, seed=0, verifier=verifier)
     default, _ = load_pipeline_cascade(MODELS / "video-default", "video", "cpu")

@@ -32,7 +32,8 @@ at the held-out prompts the table above reports::
 ``--bases`` says where the fast cascade loses what it loses: the base stages alone on the held-out prompts,
 brought to the final size by bilinear upsampling as in the ``base + bilinear`` row, sampled by the default's
 own sampler, by the distillation's teacher (the default's network and guidance on DDIM's trailing grid,
-which the first round's student learnt to follow two steps at a time) and by the fast cascade's student::
+which a first round's student learns to follow two steps at a time) and by the fast cascade's base stage
+(a distilled student where the recipe distils, as music's; for video the default's network at 8 steps)::
 
     python -m legato.pipelines.evaluate video --bases --items 40
 

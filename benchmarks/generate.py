@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/generate.py                       # the bundled models, on the CPU
     python benchmarks/generate.py --untrained --device cuda --dtype bfloat16   # a GPU machine
+    .venv/bin/python benchmarks/generate.py --kinds video          # one kind only
 
 Each cascade runs ``--items`` items (prompts from the held-out captions' style) through `LocalExecutor` in
 its stages' own batch sizes, after a warm-up run; music clips also time the mel -> audio inversion
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--kinds", nargs="+", default=["music", "video"], choices=("music", "video"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +58,7 @@ def main() -> None:
           f"{'untrained weights' if args.untrained else args.models}\n")  # fmt: skip
     print("| cascade | evals/item | cascade s | items/s | inversion s | total items/s | fast vs default |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for kind in ("music", "video"):
+    for kind in args.kinds:
         if args.untrained:
             cascades, pipes = {"default": RECIPES[kind].build(), "fast": untrained(kind)}, {}
             text = torch.randn(args.items, MAX_TOKENS, TEXT_DIM) * 0.1

@@ -87,6 +87,7 @@ def test_the_curriculum_runs_its_phases_in_order_each_from_the_last_and_skips_fi
     assert "--no-distill" in full
     assert ("--runs runs/curriculum/video-photos --init runs/curriculum/video --more-data data/video-more "
             "--steps 400 --batch-size 4 --learning-rate 1e-4") in photos  # fmt: skip
+    assert "--no-distill" not in photos  # the recipe's rounds, if it has any, follow the base
     assert all("--checkpoint-every 100 --compile" in call for call in calls)
     # Run again: every phase's last network is there, so nothing trains.
     assert curriculum(repo) == []

@@ -38,8 +38,8 @@ from legato.diffusion.distill import (
     student_scheduler,
 )
 from legato.diffusion.models import MLP
-from legato.diffusion.toy import sliced_wasserstein, two_moons_labelled
 from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
+from legato.diffusion.two_moons import sliced_wasserstein, two_moons_labelled
 
 SCHEDULE = VPSchedule.from_scheduler(DDPMScheduler())
 

@@ -19,8 +19,8 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from legato.diffusion import Denoiser, NoiseLevelExperts, VPSchedule, expert_ranges, generators, randn, sample
 from legato.diffusion.models import MLP
-from legato.diffusion.toy import sliced_wasserstein, two_moons
 from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
+from legato.diffusion.two_moons import sliced_wasserstein, two_moons
 
 SCHEDULE = VPSchedule.from_scheduler(DDPMScheduler())
 BOUNDARY = 300

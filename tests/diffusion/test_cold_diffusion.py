@@ -5,7 +5,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from legato.diffusion import Denoiser, DiffusionError, VPSchedule, sample
-from legato.diffusion.cold import ColdObjective, ColdScheduler
+from legato.diffusion.cold_diffusion import ColdObjective, ColdScheduler
 from legato.diffusion.training import TensorItems, TrainConfig, Trainer
 
 from .conftest import bars, tiny_unet

@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 
 from legato.diffusion import DiffusionError, VPSchedule, generators, randn, sample
 from legato.diffusion.models import MLP
-from legato.diffusion.toy import sliced_wasserstein, two_moons, two_moons_labelled
 from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer, shifted_betas
 from legato.diffusion.training import checkpoint as ckpt
+from legato.diffusion.two_moons import sliced_wasserstein, two_moons, two_moons_labelled
 
 from .conftest import bars, tiny_unet
 
@@ -84,7 +84,7 @@ SCRIPT = textwrap.dedent(
     from diffusers import DDPMScheduler
     from legato.diffusion import VPSchedule
     from legato.diffusion.models import MLP
-    from legato.diffusion.toy import two_moons
+    from legato.diffusion.two_moons import two_moons
     from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
     torch.manual_seed(0)
     cfg = TrainConfig(steps=int(sys.argv[2]), batch_size=64, learning_rate=2e-3, checkpoint_every=2,

@@ -12,8 +12,8 @@ from skimage.color import rgb2gray
 from skimage.transform import downscale_local_mean
 
 from legato.diffusion import Denoiser, VPSchedule, generators, randn, sample
-from legato.diffusion.toy import sliced_wasserstein
 from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
+from legato.diffusion.two_moons import sliced_wasserstein
 
 from .conftest import tiny_unet
 

@@ -28,7 +28,7 @@ import ray
 import torch
 from torch import Tensor
 
-from legato.cascade import Cascade, Item, Progress, batches, check_run, finish, run_batch
+from legato.cascade import Cascade, Item, Progress, batches, check_run, run_batch
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 
 
@@ -235,8 +235,7 @@ class RayExecutor:
             ready, pending = ray.wait(pending, num_returns=1)
             done += sizes[ready[0]]
             progress(cascade.stages[span.stop - 1].name, done, len(items))
-        outputs = [row for batch in ray.get(refs) for row in batch]
-        return finish(cascade, span, outputs)
+        return [row for batch in ray.get(refs) for row in batch]
 
     def shutdown(self) -> None:
 
@@ -318,7 +317,7 @@ def ray_data_run(
         outputs[int(row["pos"])] = torch.from_numpy(np.array(row["x"]))
         if progress is not None:
             progress(last, len(outputs), len(items))
-    return finish(cascade, span, [outputs[p] for p in range(len(items))])
+    return [outputs[p] for p in range(len(items))]
 
 
 class RayDataExecutor:

@@ -5,7 +5,7 @@ The main flow::
     base = Stage("base", Denoiser(unet), DDIMScheduler(), steps=25, shape=(3, 8, 16, 16), guidance_scale=4.0)
     sr = Stage("sr-space", Denoiser(sr_unet, "sample"), DDIMScheduler(), steps=10,
                sr=SuperResolution(space=2), batch_size=4)
-    cascade = Cascade((base, sr), decode=None)
+    cascade = Cascade((base, sr))
     items = [Item(id="a", seed=0, cond=Conditioning(text=emb_a)), ...]
     outputs = LocalExecutor().run(cascade, items)                 # one output per item, in order
     previews = LocalExecutor().run(cascade, items, stop="sr-space")  # the base stage only
@@ -24,7 +24,6 @@ from legato.cascade.cascade import (
     Progress,
     batches,
     check_run,
-    finish,
     run_batch,
 )
 from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
@@ -41,7 +40,6 @@ __all__ = [
     "Stage",
     "batches",
     "check_run",
-    "finish",
     "load_cascade",
     "require_safetensors",
     "run_batch",

@@ -1,4 +1,4 @@
-"""`Cascade`: an ordered tuple of stages and a final decode; `Item`: one unit of work; `LocalExecutor`.
+"""`Cascade`: an ordered tuple of stages; `Item`: one unit of work; `LocalExecutor`.
 
 Executors (this one, and the Ray ones in legato.pipelines) share one contract: ``run(cascade, items,
 start=, stop=, inputs=, progress=)`` returns one output per item, in the items' order, and an item's output
@@ -20,7 +20,6 @@ from torch import Tensor
 from legato.cascade.stage import Stage, time_axis
 from legato.diffusion import Conditioning, make_scheduler
 from legato.diffusion.errors import DiffusionError
-from legato.diffusion.training import collate
 
 Progress = Callable[[str, int, int], None]  # (stage name, items finished at that stage, items in the run)
 
@@ -53,15 +52,14 @@ class Item:
 
 @dataclass(frozen=True, eq=False)
 class Cascade:
-    """Stages in order (a base stage first, then super-resolution stages), and an optional per-item
-    ``decode`` (e.g. mel -> audio) applied to the last stage's output ``(C, ...)``.
+    """Stages in order (a base stage first, then super-resolution stages). Executors return the last
+    stage's samples; turning them into audio or frames is the pipeline's step (`legato.pipelines`).
 
     ``metadata`` is JSON-able information that travels with the cascade's files (what a pipeline needs to
-    rebuild its decode: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
+    decode its samples: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
     """
 
     stages: tuple[Stage, ...]
-    decode: Callable[[Tensor], Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,13 +161,11 @@ class Cascade:
         return save_cascade(self, path, weights_dtype)
 
     @classmethod
-    def from_pretrained(
-        cls, path: str | Path, *, device: str | None = None, decode: Callable[[Tensor], Any] | None = None
-    ) -> Cascade:
+    def from_pretrained(cls, path: str | Path, *, device: str | None = None) -> Cascade:
         """Load a folder written by `save_pretrained` (``device`` overrides every stage's)."""
         from legato.cascade.pretrained import load_cascade
 
-        return load_cascade(path, device=device, decode=decode)
+        return load_cascade(path, device=device)
 
 
 def batches(count: int, size: int) -> list[range]:
@@ -199,7 +195,7 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
 
 def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
     """Stage ``index`` on one batch of items (what every executor's worker calls)."""
-    cond = collate([(torch.zeros(()), item.cond) for item in items])[1]
+    cond = Conditioning.stack([item.cond for item in items])
     prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix) for item in items]
     fades = [item.fade for item in items]
     return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes, fades)
@@ -215,7 +211,7 @@ class Executor(Protocol):
         stop: int | str | None = None,
         inputs: Sequence[Tensor] | None = None,
         progress: Progress | None = None,
-    ) -> list[Any]: ...
+    ) -> list[Tensor]: ...
 
 
 class LocalExecutor:
@@ -230,7 +226,7 @@ class LocalExecutor:
         stop: int | str | None = None,
         inputs: Sequence[Tensor] | None = None,
         progress: Progress | None = None,
-    ) -> list[Any]:
+    ) -> list[Tensor]:
         span = cascade.span(start, stop)
         check_run(cascade, items, span, inputs)
         current: list[Tensor] | None = list(inputs) if inputs is not None else None
@@ -243,11 +239,4 @@ class LocalExecutor:
                 if progress is not None:
                     progress(stage.name, len(outputs), len(items))
             current = outputs
-        return finish(cascade, span, current)
-
-
-def finish(cascade: Cascade, span: range, outputs: list[Tensor]) -> list[Any]:
-    """Decode the outputs when the run reached the cascade's last stage."""
-    if cascade.decode is None or span.stop != len(cascade.stages):
-        return outputs
-    return [cascade.decode(x) for x in outputs]
+        return current

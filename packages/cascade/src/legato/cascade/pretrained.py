@@ -23,13 +23,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import diffusers
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from legato.cascade.stage import DTYPES, Stage
 from legato.diffusion import (
@@ -93,9 +92,7 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
     return target
 
 
-def load_cascade(
-    path: str | Path, *, device: str | None = None, decode: Callable[[Tensor], Any] | None = None
-) -> Cascade:
+def load_cascade(path: str | Path, *, device: str | None = None) -> Cascade:
     """Read a folder written by `save_cascade`; ``device`` overrides every stage's device."""
     from legato.cascade.cascade import Cascade
 
@@ -114,7 +111,7 @@ def load_cascade(
     if config.get("format") != FORMAT:
         raise DiffusionError(f"{file}: format {config.get('format')!r} is not {FORMAT!r}")
     stages = tuple(_stage_from(stage_folder(root, s), s, device) for s in config["stages"])
-    return Cascade(stages, decode=decode, metadata=config.get("metadata", {}))
+    return Cascade(stages, metadata=config.get("metadata", {}))
 
 
 def stage_folder(root: Path, spec: dict[str, Any]) -> Path:

@@ -52,7 +52,8 @@ class Stage:
         shape: for a base stage, the per-item sample shape ``(C, H, W)`` or ``(C, T, H, W)``.
         sr: for a super-resolution stage, how it is conditioned on the previous stage's output.
         frames: a temporal SR stage's output length (default ``T * sr.time``).
-        guidance_scale: classifier-free guidance on the text (null text = zeros, as the Trainer drops it);
+        guidance_scale: classifier-free guidance on the text (the null is `Conditioning.null`: zeros, as the
+            Trainer drops it);
             1 runs the conditional model alone.
         guidance_input: the denoiser takes the scale as an input (``Conditioning.guidance``: a student of
             guided distillation) and runs one forward per step instead of two.
@@ -241,6 +242,4 @@ class Stage:
             return self.denoiser, cond
         if cond.text is None:
             raise DiffusionError(f"stage {self.name!r}: guidance_scale needs text conditioning (prompts)")
-        pooled = None if cond.pooled is None else torch.zeros_like(cond.pooled[:1])
-        null = Conditioning(text=torch.zeros_like(cond.text[:1]), pooled=pooled)
-        return ClassifierFreeGuidance(self.denoiser, null, self.guidance_scale), cond
+        return ClassifierFreeGuidance(self.denoiser, cond.null(), self.guidance_scale), cond

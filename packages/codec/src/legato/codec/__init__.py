@@ -13,15 +13,15 @@ Long audio goes through a fixed model window with `split_windows` / `join_window
 reconstructions. Every failure on bad input is a `CodecError`.
 """
 
+from legato.codec.atomic import atomic_output
 from legato.codec.audio_io import AUDIO_FORMATS, AudioFormat, mux_audio, read_audio, write_audio
+from legato.codec.crossfade import crossfade, crossfade_concat, join_windows, num_windows, split_windows
 from legato.codec.errors import CodecError
-from legato.codec.files import atomic_output
 from legato.codec.image import MelImage, load_mel_image, save_mel_image
 from legato.codec.inversion import griffin_lim, mel_to_linear
 from legato.codec.mel import MelCodec
 from legato.codec.metrics import log_spectral_distance, snr, spectral_convergence
 from legato.codec.params import PRESETS, RIFFUSION, SMALL, SpectrogramParams
-from legato.codec.windows import crossfade, crossfade_concat, join_windows, num_windows, split_windows
 
 __all__ = [
     "AUDIO_FORMATS",

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from legato.codec.atomic import atomic_output
 from legato.codec.errors import CodecError
-from legato.codec.files import atomic_output
 
 _CHUNK = 16_384  # samples per frame handed to the encoder (PyAV re-blocks to the codec's frame size)
 _MAX_CHANNELS = 8

@@ -22,8 +22,8 @@ import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
+from legato.codec.atomic import atomic_output
 from legato.codec.errors import CodecError
-from legato.codec.files import atomic_output
 from legato.codec.params import SpectrogramParams
 
 _KEY_PARAMS = "legato:spectrogram_params"

@@ -21,6 +21,7 @@ from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
 from legato.diffusion.errors import DiffusionError, SamplingCancelled
 from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
+from legato.diffusion.metrics import frechet_distance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
 from legato.diffusion.schedulers import (
@@ -54,6 +55,7 @@ __all__ = [
     "diffedit_mask",
     "expert_ranges",
     "forward_network",
+    "frechet_distance",
     "generators",
     "invert",
     "make_scheduler",

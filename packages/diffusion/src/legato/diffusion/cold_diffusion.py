@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
-from legato.diffusion.models.dispatch import forward_network
+from legato.diffusion.models.forward import forward_network
 
 
 def blur(x0: Tensor, t: Tensor, steps: int, sigma_max: float) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +70,29 @@ class Conditioning:
                 "branch must set the same fields (e.g. an empty-prompt embedding, a null label)"
             )
         return Conditioning(**{k: torch.cat([mine[k], theirs[k]]) for k in mine})
+
+    @staticmethod
+    def stack(items: Sequence[Conditioning]) -> Conditioning:
+        """Unbatched per-item conditionings (e.g. one prompt's ``(L, D)`` text each) stacked into a batch."""
+        if not items:
+            raise DiffusionError("cannot stack an empty list of conditionings; pass one per item")
+        fields = items[0].tensors().keys()
+        for item in items[1:]:
+            if item.tensors().keys() != fields:
+                raise DiffusionError(
+                    f"cannot stack conditionings with fields {sorted(fields)} and {sorted(item.tensors())}; "
+                    "give every item the same fields"
+                )
+        return Conditioning(**{k: torch.stack([item.tensors()[k] for item in items]) for k in fields})
+
+    def null(self) -> Conditioning:
+        """The unconditional branch of classifier-free guidance for networks trained with Legato's condition
+        dropout: one row of all-zero ``text`` and ``pooled`` embeddings (what `drop_conditions` gives a
+        dropped item; the empty prompt of Legato's own text encoder is zero-padded to the same)."""
+        if self.text is None:
+            raise DiffusionError("classifier-free guidance needs text conditioning (prompts) to drop")
+        pooled = None if self.pooled is None else torch.zeros_like(self.pooled[:1])
+        return Conditioning(text=torch.zeros_like(self.text[:1]), pooled=pooled)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Conditioning:
         return Conditioning(**{k: fn(v) for k, v in self.tensors().items()})

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.errors import DiffusionError
-from legato.diffusion.models.dispatch import forward_network
+from legato.diffusion.models.forward import forward_network
 from legato.diffusion.tensors import append_dims
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]

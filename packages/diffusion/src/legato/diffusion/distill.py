@@ -24,7 +24,7 @@ from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.guidance import ClassifierFreeGuidance
-from legato.diffusion.models.dispatch import forward_network
+from legato.diffusion.models.forward import forward_network
 from legato.diffusion.schedulers import convert_scheduler
 from legato.diffusion.tensors import append_dims
 from legato.diffusion.training.objective import draw_noise

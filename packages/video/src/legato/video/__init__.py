@@ -27,7 +27,6 @@ from legato.video.io import (
 from legato.video.metrics import (
     VideoFeatures,
     frame_consistency,
-    frechet_distance,
     horizontal_drift,
     psnr,
     video_frechet_distance,
@@ -43,7 +42,6 @@ __all__ = [
     "VideoFormat",
     "camera_move",
     "frame_consistency",
-    "frechet_distance",
     "horizontal_drift",
     "psnr",
     "random_camera_moves",

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
+from legato.diffusion.metrics import frechet_distance
 from legato.video.io import VideoError
 
 
@@ -121,27 +122,7 @@ def horizontal_drift(video: Tensor, max_shift: int | None = None) -> Tensor:
     return (refined - m).mean(1)
 
 
-def frechet_distance(a: Tensor, b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``(N, D)`` and ``(M, D)``:
-    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)`` (float64, symmetric square roots, so
-    singular covariances from few samples are fine)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise VideoError(
-            f"frechet_distance takes (N >= 2, D) features of equal D, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    root_a = _sqrtm(cov_a)
-    cross = _sqrtm(root_a @ cov_b @ root_a)
-    return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a + cov_b - 2 * cross))
-
-
 def video_frechet_distance(videos: Tensor, reference: Tensor) -> float:
-    """Fréchet distance between two sets of ``(N, C, T, H, W)`` clips in [0, 1] on `VideoFeatures`."""
+    """Fréchet distance (`legato.diffusion.metrics.frechet_distance`) between two sets of ``(N, C, T, H, W)``
+    clips in [0, 1] on `VideoFeatures`."""
     return frechet_distance(video_features(videos), video_features(reference))
-
-
-def _sqrtm(matrix: Tensor) -> Tensor:
-    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T

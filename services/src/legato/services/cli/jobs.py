@@ -1,26 +1,14 @@
-"""``legato job submit|status|logs|stop|list``: job specs on a Ray cluster, through Ray's Jobs API.
+"""``legato batch SPEC``, ``legato demo`` and ``legato gallery``: job specs run here, and their gallery.
 
-``submit`` validates the spec here, then submits ``python -m legato.services.cli batch SPEC --model ABS
---output ABS`` as a Ray job: the working directory (default: here) is uploaded without weights, data and
-outputs (``excludes``), the models are named by absolute path (the cluster's nodes must see them, like the
-output folder: one machine, or shared storage), and the job's submission id names it everywhere after.
-
-Token authentication: ``--token`` (or ``$RAY_AUTH_TOKEN``) is sent as ``Authorization: Bearer``; without it,
-``RAY_AUTH_MODE=token`` makes Ray's client find the token itself (``$RAY_AUTH_TOKEN_PATH``,
-``~/.ray/auth_token``).
+A spec's ``model`` (and ``soundtrack``) may be a folder or a model name (``music-fast``); options override
+the spec's fields. A job is resumable: its manifest lists the finished items, which a re-run skips.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import secrets
-import shlex
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,263 +18,111 @@ from legato.services.cli.common import (
     emit,
     fail,
     handle_errors,
-    one_line,
     out_console,
     resolve_model,
 )
 
-app = typer.Typer(help="Run job specs on a Ray cluster: submit, follow, stop, list.", no_args_is_help=True)
 
-Address = Annotated[
-    str | None,
-    typer.Option(
-        help="The cluster's dashboard, http://HOST:8265.",
-        show_default="$RAY_API_SERVER_ADDRESS or $RAY_ADDRESS",
-    ),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        envvar="RAY_AUTH_TOKEN",
-        show_envvar=True,
-        help="The cluster's auth token (clusters started with RAY_AUTH_MODE=token).",
-    ),
-]
-JobId = Annotated[str, typer.Argument(help="The job's submission id.", show_default=False)]
-# Never uploaded: weights, datasets, outputs and environments (gitignore patterns, from the working dir).
-EXCLUDES = ["/.git", "/.venv", "/venv", "__pycache__", "/models", "/outputs", "/runs", "/data", "*.safetensors",
-            "*.ckpt", "*.pt", "*.pth", "*.bin", "*.npz", "*.wav", "*.flac", "*.mp3", "*.ogg", "*.mp4", "*.webm"]  # fmt: skip
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-def client(address: str | None, token: str | None):
-    """A `JobSubmissionClient`; ``--address`` wins over the environment (which Ray lets override it)."""
-    from ray.job_submission import JobSubmissionClient
-
-    if address:
-        for var in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
-            os.environ.pop(var, None)
-    elif not (os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")):
-        fail("give --address http://HOST:8265 (the cluster's dashboard), or set RAY_API_SERVER_ADDRESS")
-    from ray.exceptions import AuthenticationError
-
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    where = address or "$RAY_API_SERVER_ADDRESS / $RAY_ADDRESS"
-    try:
-        return JobSubmissionClient(address, headers=headers)
-    except ConnectionError as err:
-        fail(f"cannot reach the Ray dashboard at {where}: {one_line(err)}", EXIT_FAILED)
-    except AuthenticationError:
-        problem = "refused the token" if token else "needs an auth token"
-        fail(
-            f"the cluster at {where} {problem}: pass --token or set RAY_AUTH_TOKEN (see `legato job submit --help`)"
-        )
-
-
-@contextlib.contextmanager
-def known_job(job_id: str) -> Iterator[None]:
-    """An unknown submission id is bad input (exit 2), not a crash."""
-    try:
-        yield
-    except RuntimeError as err:
-        if "does not exist" in str(err):
-            fail(f"no job {job_id!r} on this cluster; `legato job list` shows its jobs")
-        raise
-
-
-def info_dict(info) -> dict:
-    return {
-        "submission_id": info.submission_id,
-        "status": str(info.status.value if hasattr(info.status, "value") else info.status),
-        "message": info.message,
-        "entrypoint": info.entrypoint,
-        "start_time": info.start_time,
-        "end_time": info.end_time,
-        "metadata": info.metadata,
-    }
-
-
-async def _tail(jobs, job_id: str, echo) -> None:
-    async for chunk in jobs.tail_job_logs(job_id):
-        echo(chunk)
-
-
-def follow(jobs, job_id: str, echo) -> str:
-    """Stream the job's logs to ``echo`` until it ends; returns its final status."""
-    asyncio.run(_tail(jobs, job_id, echo))
-    while (status := str(jobs.get_job_status(job_id).value)) not in TERMINAL:
-        time.sleep(0.2)
-    return status
-
-
-def ship_path(value: str, kind: str | None) -> str:
-    """A spec's model as an absolute path the cluster can open (an absolute path missing here is kept)."""
-    if Path(value).is_absolute() and not Path(value).exists():
-        return value
-    return str(resolve_model(value, kind)[0])
-
-
-@app.command("submit")
-@handle_errors
-def submit(
-    spec: Annotated[
-        Path, typer.Argument(help="A job spec (.yaml or .json) inside the working dir.", show_default=False)
-    ],
-    address: Address = None,
-    token: Token = None,
-    wait: Annotated[
-        bool, typer.Option(help="Stream the job's logs until it ends; exit 1 unless it succeeded.")
-    ] = False,
-    submission_id: Annotated[
-        str | None, typer.Option(help="The job's id.", show_default="legato-<kind>-<time>-<random>")
-    ] = None,
-    working_dir: Annotated[
-        Path | None,
-        typer.Option(help="Uploaded to the job (weights, data, outputs excluded).", show_default="."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="More gitignore patterns to leave out of the upload; repeatable.")
-    ] = None,
-    env: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE for the job's environment; repeatable.")
-    ] = None,
-    num_cpus: Annotated[
-        float | None, typer.Option(min=0, help="CPUs reserved for the job's driver (local executor).")
-    ] = None,
-    num_gpus: Annotated[
-        float | None, typer.Option(min=0, help="GPUs reserved for the job's driver (local executor).")
-    ] = None,
-    python: Annotated[str, typer.Option(help="The cluster's Python with Legato installed.")] = "python",
-    as_json: JsonOption = False,
-) -> None:
-    """Submit a job spec to a Ray cluster as a Ray job (resumable like `legato batch`)."""
+def read_spec(path: Path, base: Path | None = None, **overrides):
+    """The spec at ``path`` with ``overrides`` (None: keep the spec's), models resolved to folders; relative
+    paths in it are relative to ``base`` (default: the current folder, as for `run_job`)."""
     from legato.pipelines import JobSpec
 
-    job = JobSpec.from_file(spec)  # a bad spec is refused here, not on the cluster
-    root = (working_dir or Path.cwd()).resolve()
-    if not root.is_dir():
-        fail(f"--working-dir {root} is not a folder")
-    try:
-        relative = spec.resolve().relative_to(root)
-    except ValueError:
-        fail(f"{spec} is outside the working dir {root}; pass --working-dir, or move the spec into it")
-    output = str(Path(job.output).expanduser().resolve())
-    command = [python, "-m", "legato.services.cli", "batch", str(relative), "--model", ship_path(job.model, job.kind),
-               "--output", output]  # fmt: skip
-    if job.soundtrack:
-        command += ["--soundtrack", ship_path(job.soundtrack, "music")]
-    pairs = [item.split("=", 1) for item in env or []]
-    if any(len(p) != 2 or not p[0] for p in pairs):
-        fail(f"--env takes KEY=VALUE, got {env}")
-    runtime_env = {
-        "working_dir": str(root),
-        "excludes": [*EXCLUDES, *(exclude or [])],
-        "env_vars": {
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "TRANSFORMERS_VERBOSITY": "error",
-            **dict(pairs),
-        },
-    }
-    job_id = submission_id or f"legato-{job.kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    jobs = client(address, token)
-    started = time.perf_counter()
-    job_id = jobs.submit_job(
-        entrypoint=shlex.join(command), runtime_env=runtime_env, submission_id=job_id,
-        entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
-        metadata={"legato_spec": str(relative), "legato_output": output},
-    )  # fmt: skip
-    result = {"ok": True, "submission_id": job_id, "output": output, "entrypoint": shlex.join(command),
-              "submit_seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
-    if not wait:
-        emit(result, as_json)
-        if not as_json:
-            print(f"submitted {job_id}; follow it with `legato job logs {job_id} --follow`")
-        return
-    if not as_json:
-        print(f"submitted {job_id}; its logs follow", flush=True)
-    status = follow(
-        jobs, job_id, (lambda chunk: None) if as_json else (lambda chunk: print(chunk, end="", flush=True))
-    )
-    info = jobs.get_job_info(job_id)
-    result.update(ok=status == "SUCCEEDED", status=status, message=info.message,
-                  seconds=round(time.perf_counter() - started, 3))  # fmt: skip
-    if as_json:
-        result["logs"] = jobs.get_job_logs(job_id)
-    emit(result, as_json)
-    if not as_json:
-        print(f"job {job_id}: {status} in {result['seconds']:.1f} s; files in {output}")
-    raise typer.Exit(0 if status == "SUCCEEDED" else EXIT_FAILED)
+    spec = JobSpec.from_file(path)
+    data = {**spec.model_dump(exclude_unset=True), **{k: v for k, v in overrides.items() if v is not None}}
+    if base is not None:
+        data["output"] = str(base / data["output"])
+        for key in ("model", "soundtrack"):
+            if data.get(key) and (base / data[key]).exists():
+                data[key] = str(base / data[key])
+    data["model"] = str(resolve_model(data["model"], spec.kind)[0])
+    if data.get("soundtrack"):
+        data["soundtrack"] = str(resolve_model(data["soundtrack"], "music")[0])
+    return JobSpec.model_validate(data)
 
 
-@app.command("status")
 @handle_errors
-def status(job_id: JobId, address: Address = None, token: Token = None, as_json: JsonOption = False) -> None:
-    """A job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) and message."""
-    jobs = client(address, token)
-    with known_job(job_id):
-        info = info_dict(jobs.get_job_info(job_id))
-    emit({"ok": True, **info}, as_json)
-    if not as_json:
-        print(f"{job_id}: {info['status']}" + (f" ({info['message']})" if info["message"] else ""))
-
-
-@app.command("logs")
-@handle_errors
-def logs(
-    job_id: JobId,
-    address: Address = None,
-    token: Token = None,
-    follow_: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends.")
+def batch(
+    spec: Annotated[Path, typer.Argument(help="A job spec (.yaml, .yml or .json).", show_default=False)],
+    executor: Annotated[
+        Literal["local", "ray", "ray-data"] | None,
+        typer.Option(help="Override the spec's executor.", show_default="the spec's"),
+    ] = None,
+    output: Annotated[str | None, typer.Option(help="Override the spec's output folder.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Override the spec's model.")] = None,
+    soundtrack: Annotated[
+        str | None, typer.Option(help="Override the spec's soundtrack model (video).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Override the spec's device (cpu, cuda...).")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster for ray executors.", show_default="$RAY_ADDRESS or a new local one"),
+    ] = None,
+    gallery: Annotated[
+        bool, typer.Option(help="Also write index.html in the output's parent folder.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """A job's logs (its driver's stdout and stderr)."""
-    jobs = client(address, token)
-    with known_job(job_id):
-        if follow_:
-            follow(jobs, job_id, lambda chunk: print(chunk, end="", flush=True))
-        else:
-            print(jobs.get_job_logs(job_id), end="")
+    """Run a job spec: every item not finished yet (a re-run resumes), with the executor the spec names."""
+    from legato.services.cli.run import print_summary, run_spec
+
+    job = read_spec(spec, executor=executor, output=output, model=model, soundtrack=soundtrack, device=device)
+    summary = run_spec(job, as_json=as_json, address=address, title=str(spec))
+    extra = {}
+    if gallery:
+        from legato.pipelines.gallery import write_gallery
+
+        extra["gallery"] = str(write_gallery(Path(job.output).resolve().parent).resolve())
+    raise typer.Exit(print_summary(summary, as_json, extra=extra))
 
 
-@app.command("stop")
 @handle_errors
-def stop(job_id: JobId, address: Address = None, token: Token = None, as_json: JsonOption = False) -> None:
-    """Stop a running job (its finished items stay; submitting the spec again resumes it)."""
-    jobs = client(address, token)
-    with known_job(job_id):
-        stopped = jobs.stop_job(job_id)
-    emit({"ok": True, "submission_id": job_id, "stopped": stopped}, as_json)
+def demo(
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with jobs/main-*.yaml; outputs go to its outputs/.",
+            show_default="here, or the checkout",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The main job: music clips and a video with a soundtrack from the bundled models, and a gallery."""
+    from legato.pipelines.gallery import write_gallery
+    from legato.pipelines.main_job import SPECS
+    from legato.services.cli.common import checkout_models
+    from legato.services.cli.run import print_summary, run_spec
+
+    if root is None:
+        root = Path.cwd() if (Path.cwd() / SPECS[0]).is_file() else checkout_models().parent
+    missing = [s for s in SPECS if not (root / s).is_file()]
+    if missing:
+        fail(f"{root} has no {', '.join(missing)}; run from a Legato checkout or pass --root")
+    started, jobs, code = time.perf_counter(), [], 0
+    for path in SPECS:  # the specs' paths (models/, outputs/) are relative to the root
+        summary = run_spec(read_spec(root / path, base=root), as_json=as_json, title=path)
+        failed = EXIT_FAILED if summary["failed"] else 0
+        code = max(code, failed if as_json else print_summary(summary, as_json=False))
+        jobs.append(summary)
+    page = write_gallery(root / "outputs").resolve()
+    seconds = time.perf_counter() - started
+    emit({"ok": code == 0, "jobs": jobs, "gallery": str(page), "seconds": round(seconds, 3)}, as_json)
     if not as_json:
-        print(f"{job_id}: {'stopping' if stopped else 'was not running'}")
+        out_console().print(f"\ndone in {seconds:.0f} s; open {page}", markup=False)
+    raise typer.Exit(code)
 
 
-@app.command("list")
 @handle_errors
-def list_(address: Address = None, token: Token = None, as_json: JsonOption = False) -> None:
-    """The cluster's jobs, newest first."""
-    jobs = sorted(
-        (info_dict(j) for j in client(address, token).list_jobs()),
-        key=lambda j: j["start_time"] or 0,
-        reverse=True,
-    )
-    emit({"ok": True, "jobs": jobs}, as_json)
-    if as_json:
-        return
-    from rich.markup import escape
-    from rich.table import Table
+def gallery(
+    folder: Annotated[Path, typer.Argument(help="A folder of job outputs (<job>/manifest.jsonl).")] = Path(
+        "outputs"
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Write FOLDER/index.html: players, spectrograms, prompts and seeds of every job in FOLDER."""
+    from legato.pipelines.gallery import write_gallery
 
-    table = Table(show_edge=False)
-    for column in ("submission id", "status", "started", "spec or entrypoint"):
-        table.add_column(column, overflow="fold")
-    for j in jobs:
-        started = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["start_time"] / 1000))
-            if j["start_time"]
-            else ""
-        )
-        what = (j["metadata"] or {}).get("legato_spec") or j["entrypoint"] or ""
-        table.add_row(escape(j["submission_id"] or ""), j["status"], started, escape(what))
-    out_console().print(table)
+    page = write_gallery(folder).resolve()
+    emit({"ok": True, "gallery": str(page)}, as_json)
+    if not as_json:
+        print(page)

@@ -103,8 +103,6 @@ class ServeExecutor(RayExecutor):
             outputs += list(response.result(timeout_s=self.timeout_s))
             if progress is not None:
                 progress(cascade.stages[span.stop - 1].name, len(outputs), len(items))
-        if cascade.decode is not None and span.stop == len(cascade.stages):  # as legato.cascade.finish
-            return [cascade.decode(x) for x in outputs]
         return outputs
 
     def shutdown(self) -> None:  # the deployments belong to Serve

@@ -64,9 +64,7 @@ def collate(items: Sequence[Item]) -> tuple[Tensor, Conditioning]:
     shapes = {tuple(x.shape) for x, _ in items}
     if len(shapes) > 1:
         raise DiffusionError(f"a batch mixes sample shapes {sorted(shapes)}; bucket items by shape")
-    fields = items[0][1].tensors().keys()
-    cond = Conditioning(**{k: torch.stack([c.tensors()[k] for _, c in items]) for k in fields})
-    return torch.stack([x for x, _ in items]), cond
+    return torch.stack([x for x, _ in items]), Conditioning.stack([c for _, c in items])
 
 
 def drop_conditions(

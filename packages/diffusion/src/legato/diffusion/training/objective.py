@@ -27,7 +27,7 @@ from legato.diffusion.augmentation import NoiseAugmentation
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import Denoiser, EDMDenoiser, VPSchedule
 from legato.diffusion.errors import DiffusionError
-from legato.diffusion.models.dispatch import forward_network
+from legato.diffusion.models.forward import forward_network
 from legato.diffusion.tensors import append_dims, check_frame_correlation, correlate_frames
 
 Parameterization = Literal["epsilon", "v_prediction", "sample", "edm"]

@@ -9,7 +9,7 @@ from diffusers import UNet3DConditionModel
 from torch import Tensor, nn
 
 from legato.diffusion import Conditioning, register_network
-from legato.diffusion.models.dispatch import refuse
+from legato.diffusion.models.forward import refuse
 from legato.video.models.unet3d import UNet3D, UNet3DOutput
 
 

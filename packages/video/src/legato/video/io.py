@@ -99,12 +99,19 @@ def write_video(
         raise VideoError(f"{dst}: fps={fps!r} must lie in (0, 240]")
     sound = _check_audio(audio, sample_rate, dst, spec)
     try:
-        with atomic_output(dst) as tmp, av.open(str(tmp), "w", format=spec.container) as container:
+        # bitexact: no random segment id (webm) or version strings in the file, only what the frames decide
+        with (
+            atomic_output(dst) as tmp,
+            av.open(str(tmp), "w", format=spec.container, options={"fflags": "+bitexact"}) as container,
+        ):
             stream = container.add_stream(spec.codec, rate=rate)
             stream.height, stream.width = pixels.shape[1:3]
             stream.pix_fmt = spec.pix_fmt
             if spec.codec == "libx264":
-                stream.options = {"crf": str(crf)}
+                # x264's macroblock tree reads memory it did not write on these small frames: the same frames
+                # gave other bytes whenever the heap was reused (tests/video/test_io.py). Off, a file is a
+                # function of its frames, as a job's byte-equal resume and executors need.
+                stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
             audio_stream = None
             if sound is not None:
                 wave, out_rate = sound

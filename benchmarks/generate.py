@@ -7,7 +7,7 @@
 Each cascade runs ``--items`` items (prompts from the held-out captions' style) through `LocalExecutor` in
 its stages' own batch sizes, after a warm-up run; music clips also time the mel -> audio inversion
 (the model's: its vocoder where its folder names one, else Griffin-Lim; none with ``--untrained``). ``--untrained`` builds the same architectures and step counts from
-the recipes in `legato.pipelines.bundled` with their initial weights: speed does not depend on the weights,
+the recipes in `legato.recipes` with their initial weights: speed does not depend on the weights,
 and no model files or text encoder need to be on the machine (prompts are then random embeddings).
 Printed, from one run: model evaluations per item, seconds, items per second, and fast / default.
 """
@@ -22,10 +22,10 @@ import torch
 
 from legato.cascade import Item, LocalExecutor
 from legato.diffusion import Conditioning
-from legato.pipelines.bundled import MAX_TOKENS, RECIPES, TEXT_DIM
-from legato.pipelines.datasets.music import INSTRUMENTS, STYLES
-from legato.pipelines.datasets.video import MOTIONS, SUBJECTS, caption
-from legato.pipelines.evaluate import model_evaluations, untrained
+from legato.recipes.catalog import MAX_TOKENS, RECIPES, TEXT_DIM
+from legato.recipes.datasets.music import INSTRUMENTS, STYLES
+from legato.recipes.datasets.video import MOTIONS, SUBJECTS, caption
+from legato.recipes.evaluate import model_evaluations, untrained
 
 
 def prompts(kind: str, count: int) -> list[str]:

@@ -32,7 +32,7 @@ import torch
 def tiny_model(folder: Path) -> Path:
     from legato.codec import SMALL
     from legato.pipelines import MusicPipeline, TextEncoder
-    from legato.pipelines.build import music_cascade
+    from legato.recipes.networks import music_cascade
 
     text, params = TextEncoder(), SMALL.replace(n_mels=32)
     cascade = music_cascade(params, window=64, text_dim=text.dim, channels=(16, 32), sr_channels=(16, 32),

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/vocoder.py                       # CPU, models/vocoder-music, data/music-audio
     .venv/bin/python benchmarks/vocoder.py --device cuda
 
-The held-out renders of ``python -m legato.pipelines.vocoder data data/music-audio`` (pieces no model was
+The held-out renders of ``legato recipes vocoder data data/music-audio`` (pieces no model was
 trained on) are cut into 4.096 s windows; each goes audio -> mel -> 8-bit image (what the diffusion models
 see and the dataset stores) -> audio, through NNLS + fast Griffin-Lim (`MelCodec.audio`) and through the
 `Vocoder` (with and without its mel-consistency rounds). Prints spectral convergence and log-spectral distance against the original audio (dB, lower is
@@ -21,7 +21,7 @@ import torch
 
 from legato.codec import MelCodec, log_spectral_distance, spectral_convergence
 from legato.codec.vocoder import Vocoder
-from legato.pipelines.vocoder import load_audio
+from legato.recipes.vocoder import load_audio
 
 
 def sync(device: torch.device) -> None:

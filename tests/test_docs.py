@@ -32,3 +32,22 @@ def test_example_runs(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "<doc example>", "exec"), {"__name__": "__doc_example__"})
     assert os.getcwd() == str(tmp_path)
+
+
+LINK = re.compile(r"\]\((\.\./[^)#]+)\)(?: `([A-Za-z_][\w.]*)`)?")
+
+
+def test_the_architecture_routes_links_name_files_and_functions_that_exist():
+    """docs/architecture.md walks a prompt to its files hop by hop: every link opens a file of the checkout,
+    and the function or class named after it is defined there (a rename that forgets the doc fails here)."""
+    doc = ROOT / "docs" / "architecture.md"
+    found = LINK.findall(doc.read_text())
+    assert len(found) >= 20
+    for target, name in found:
+        path = (doc.parent / target).resolve()
+        assert path.is_file(), target
+        source = path.read_text()
+        for part in name.split(".") if name else []:
+            assert re.search(rf"^\s*(def|class) {re.escape(part)}\b", source, re.MULTILINE), (
+                f"{name} in {target}"
+            )

@@ -5,26 +5,26 @@ scratch on the video dataset's training split plus its time-reversed twins, then
 caption's left and right versions from the same noise and measures them with `horizontal_drift` (no
 verifier)::
 
-    python scripts/motion_ablation.py --data data/video --runs runs/ablation/plain
-    python scripts/motion_ablation.py --data data/video --runs runs/ablation/pooled --pooled-text
-    python scripts/motion_ablation.py --data data/video --runs runs/ablation/pyoco --frame-correlation 0.5
+    python recipes/scripts/motion_ablation.py --data data/video --runs runs/ablation/plain
+    python recipes/scripts/motion_ablation.py --data data/video --runs runs/ablation/pooled --pooled-text
+    python recipes/scripts/motion_ablation.py --data data/video --runs runs/ablation/pyoco --frame-correlation 0.5
 
 ``--photo``, ``--motions``, ``--speed`` and ``--clips-per-caption`` train on a subset instead: with a few clips
 it is a check that the whole stack (data, trainer, text conditioning, sampler) can bind a direction to its
 words at all, before blaming the budget::
 
-    python scripts/motion_ablation.py --runs runs/ablation/astro-k4 --photo astronaut \
+    python recipes/scripts/motion_ablation.py --runs runs/ablation/astro-k4 --photo astronaut \
         --motions "pan left,pan right" --speed fast --clips-per-caption 4 --steps 2000 --batch-size 8 --seeds 8
 
 ``--init RUN`` starts from another run's trained base (a curriculum: one photo's pans, then every photo's)::
 
-    python scripts/motion_ablation.py --runs runs/ablation/fast-from-astro --init runs/ablation/astro-k4 \
+    python recipes/scripts/motion_ablation.py --runs runs/ablation/fast-from-astro --init runs/ablation/astro-k4 \
         --motions "pan left,pan right" --speed fast --steps 2000 --batch-size 16 --seeds 8
 
 ``--steps 0`` reads out the ``--init`` run as it is, e.g. the recipe's base (8 frames of 32x32) trained by
-``python -m legato.pipelines.bundled train video --stage base --runs runs/video-warm ...``::
+``legato train video --stage base --runs runs/video-warm ...``::
 
-    python scripts/motion_ablation.py --runs runs/video-warm/readout --init runs/video-warm/base \
+    python recipes/scripts/motion_ablation.py --runs runs/video-warm/readout --init runs/video-warm/base \
         --base-size 32 --channels 64,128 --steps 0 --motions "pan left,pan right" --speed fast --seeds 8
 
 Prints, for the real clips and the samples: the share sliding the caption's way by more than
@@ -36,7 +36,7 @@ does), and the base stage's loss under another caption than each clip's own, noi
 is held out, paired with its other way, a training caption) asks whether a direction carries over to a photo
 never seen panned that way, as the verifier's held-out prompts do. Training resumes from the run
 folder's checkpoints, so the same command with another ``--guidance`` only samples again. Findings are
-recorded in models/README.md.
+recorded in recipes/docs/history.md.
 """
 
 from __future__ import annotations
@@ -54,12 +54,14 @@ from legato.cascade import Cascade, Item, LocalExecutor
 from legato.diffusion import Conditioning, Denoiser, VPSchedule
 from legato.diffusion.training import TrainConfig, Trainer
 from legato.diffusion.training.checkpoint import load_network_weights
-from legato.pipelines.build import stage_items, stage_objective, video_cascade
-from legato.pipelines.bundled import TEXT_DIM, matching
-from legato.pipelines.datasets import Dataset, load
-from legato.pipelines.datasets.video import MOTIONS, SPEEDS, SUBJECTS, speed_of, time_reversed
-from legato.pipelines.evaluate import motion_probe
 from legato.pipelines.text import TextEncoder
+from legato.pipelines.training import stage_items, stage_objective
+from legato.recipes.catalog import TEXT_DIM
+from legato.recipes.datasets import Dataset, load
+from legato.recipes.datasets.video import MOTIONS, SPEEDS, SUBJECTS, speed_of, time_reversed
+from legato.recipes.networks import video_cascade
+from legato.recipes.probes import motion_probe
+from legato.recipes.train import matching
 from legato.video.metrics import horizontal_drift
 
 
@@ -80,7 +82,7 @@ def main() -> None:
     parser.add_argument("--base-size", type=int, default=16, choices=(16, 32), help="base frames' pixels")
     parser.add_argument(
         "--steps", type=int, default=600,
-        help="training steps; 0 reads out the --init run as it is (e.g. a bundled train run's <runs>/base)",
+        help="training steps; 0 reads out the --init run as it is (e.g. a legato train run's <runs>/base)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="bf16", choices=("bf16", "no"))

@@ -127,6 +127,8 @@ def test_a_stage_shared_with_another_cascade_loads_from_its_folder_and_is_part_o
     after = LocalExecutor().run(loaded, tiny_items(2))
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     digest = model_hash(tmp_path / "fast")
+    (tmp_path / "fast" / "README.md").write_text("# fast\n\nA card edited after the outputs were made.\n")
+    assert model_hash(tmp_path / "fast") == digest  # documentation is not the model
     weights = default / "sr" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     assert model_hash(tmp_path / "fast") != digest

@@ -49,9 +49,10 @@ def _music_audio(count: int, sample_rate: int) -> tuple[torch.Tensor, list[str]]
 def music_model(tmp_path_factory) -> Path:
     """A music cascade (base 16x32 mel -> SR x2 -> 32x64, 1 s windows) trained for a minute; its folder."""
     from legato.codec import SMALL, MelCodec
-    from legato.pipelines.build import music_cascade, train_cascade
     from legato.pipelines.music import MusicPipeline
     from legato.pipelines.text import TextEncoder
+    from legato.pipelines.training import train_cascade
+    from legato.recipes.networks import music_cascade
 
     torch.set_num_threads(2)
     params, window = SMALL.replace(n_mels=32), 64
@@ -71,9 +72,10 @@ def video_model(tmp_path_factory) -> Path:
     """A video cascade (4 frames of 8 px -> 8 frames -> 16 px) trained on camera moves over photos."""
     import skimage.data
 
-    from legato.pipelines.build import train_cascade, video_cascade
     from legato.pipelines.text import TextEncoder
+    from legato.pipelines.training import train_cascade
     from legato.pipelines.video import VideoPipeline
+    from legato.recipes.networks import video_cascade
     from legato.video import random_camera_moves
 
     torch.set_num_threads(2)

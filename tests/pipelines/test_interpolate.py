@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from legato.codec import read_audio
-from legato.pipelines.datasets.music import INSTRUMENTS, STYLES, TEMPI
 from legato.pipelines.interpolate import slerp
 from legato.pipelines.music import MusicPipeline
-from legato.pipelines.verify import Verifier
+from legato.recipes.datasets.music import INSTRUMENTS, STYLES, TEMPI
+from legato.recipes.verifiers import Verifier
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 A = "a chorale on organ, slow tempo, in G major"

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,7 +115,8 @@ def test_a_killed_job_resumes_with_no_item_missing_twice_or_partial(music_model,
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "legato.pipelines.jobs", str(path)], env=env,
+    legato = Path(sys.executable).parent / "legato"  # the installed command, as a user runs the job
+    proc = subprocess.Popen([str(legato), "batch", str(path), "--json"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 240

@@ -1,5 +1,5 @@
 """Long music: clips many windows long, whose joins (each window continuing the last quarter of the one
-before, `legato.pipelines.windows.continue_windows`) must not click.
+before, `legato.pipelines.continuation.continue_windows`) must not click.
 
 Two measures, each a join against the rest of the same clip:
 - the mel image's change from one frame to the next at the first frame of each new window, as a percentile

@@ -7,8 +7,8 @@ import torch
 
 from legato.codec import read_audio
 from legato.codec.master import Mastering, integrated_loudness, true_peak
-from legato.pipelines.datasets.music import INSTRUMENTS, STYLES, TEMPI
 from legato.pipelines.music import MusicPipeline
+from legato.recipes.datasets.music import INSTRUMENTS, STYLES, TEMPI
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

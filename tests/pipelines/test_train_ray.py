@@ -7,10 +7,10 @@ from diffusers import DDPMScheduler
 
 from legato.diffusion import VPSchedule
 from legato.diffusion.models import MLP
-from legato.diffusion.two_moons import two_moons
 from legato.diffusion.training import Objective, TensorItems, TrainConfig, Trainer
 from legato.diffusion.training import checkpoint as ckpt
-from legato.pipelines.train import train_on_ray
+from legato.diffusion.two_moons import two_moons
+from legato.pipelines.ray_train import train_on_ray
 
 
 def build(out_dir: str) -> Trainer:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from legato.codec import SMALL
-from legato.pipelines.datasets import Dataset, load, save
-from legato.pipelines.datasets.music import INSTRUMENTS, STYLES, build_music, render
-from legato.pipelines.datasets.video import (
+from legato.recipes.datasets import Dataset, load, save
+from legato.recipes.datasets.music import INSTRUMENTS, STYLES, build_music, render
+from legato.recipes.datasets.video import (
     MORE_SUBJECTS,
     MOTIONS,
     OPPOSITE,
@@ -173,3 +173,26 @@ def test_time_reversed_clips_never_add_a_held_out_pair(tmp_path):
         assert torch.equal(picked.text[k], joined.text[i])
         assert all(picked.labels[name][k] == joined.labels[name][i] for name in joined.labels)
     assert torch.equal(data.subset(torch.arange(len(data.captions))[~data.held_out]).samples, train.samples)
+
+
+def test_the_recipes_steps_run_as_legato_commands(tmp_path):
+    """`legato recipes dataset` builds what `load` reads; `legato recipes verifier` trains and saves a verifier
+    on it; bad input is refused in one line, before any work."""
+    from ..cli import invoke
+
+    folder = tmp_path / "video"
+    built = invoke("recipes", "dataset", "video", str(folder), "--small", "--seed", "2")
+    assert built.code == 0, built.stderr
+    data = load(folder)
+    assert data.samples.shape[1:] == (3, 16, 64, 64)
+    assert f"{len(data.held_out)} items ({int(data.held_out.sum())} held out)" in built.stdout
+    trained = invoke("recipes", "verifier", "video", "--data", str(folder), "--out", str(tmp_path / "v"),
+                     "--epochs", "1")  # fmt: skip
+    assert trained.code == 0, trained.stderr
+    assert "held-out real accuracy" in trained.stdout
+    assert "motion" in trained.stdout
+    assert (tmp_path / "v" / "diffusion_pytorch_model.safetensors").is_file()
+    refused = invoke("recipes", "dataset", "music", str(tmp_path / "m"), "--more-photos")
+    assert refused.code == 2
+    assert "--more-photos builds video clips" in refused.stderr
+    assert not (tmp_path / "m").exists()

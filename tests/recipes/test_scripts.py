@@ -1,25 +1,23 @@
-"""scripts/video-curriculum and scripts/keep-checkpoints, run by bash in a scratch git repository.
+"""recipes/scripts/video-curriculum, run by bash in a scratch git repository.
 
-What runs is real: bash, git, both scripts. The trainer is stood in for by a shell script that writes what
-`bundled train` leaves in its runs folder (a checkpoint with its state.json, metrics.jsonl, then model/):
-these tests are about the orchestration, and the Trainer's own resume is tested in
+What runs is real: bash, git, the script. The `legato` command is stood in for by a shell script that writes
+what `legato train video` leaves in its runs folder (a checkpoint with its state.json, metrics.jsonl, then
+model/): these tests are about the orchestration, and the Trainer's own resume is tested in
 tests/diffusion/test_training.py.
 """
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
-# Writes one checkpoint, metrics and the network for the stage, as `bundled train video --stage base` does
+# Writes one checkpoint, metrics and the network for the stage, as `legato train video --stage base` does
 # (the video recipe has no distillation rounds: its fast cascade samples the base at fewer steps); logs its
 # arguments.
 FAKE_TRAIN = r"""#!/usr/bin/env bash
@@ -48,9 +46,8 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for name in ("video-curriculum", "keep-checkpoints"):
-        shutil.copy2(ROOT / "scripts" / name, repo / "scripts" / name)
+    (repo / "recipes" / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "recipes" / "scripts" / "video-curriculum", repo / "recipes" / "scripts")
     (repo / ".gitignore").write_text("runs/\ndata/\n")
     (repo / "data" / "video").mkdir(parents=True)
     (repo / "data" / "video" / "arrays.npz").write_bytes(b"")
@@ -70,7 +67,7 @@ def curriculum(repo: Path, **env: str) -> list[str]:
     calls.unlink(missing_ok=True)
     environment = {**GIT_ENV, "PYTHON": str(repo.parent / "fake-python"), "DEVICE": "cpu",
                    "CALLS": str(calls), **env}  # fmt: skip
-    subprocess.run(["bash", "scripts/video-curriculum"], cwd=repo, env=environment, check=True,
+    subprocess.run(["bash", "recipes/scripts/video-curriculum"], cwd=repo, env=environment, check=True,
                    capture_output=True, text=True, timeout=120)  # fmt: skip
     return calls.read_text().splitlines() if calls.exists() else []
 
@@ -96,61 +93,10 @@ def test_the_curriculum_runs_its_phases_in_order_each_from_the_last_and_skips_fi
     assert [c.split(" --runs ")[1].split()[0] for c in curriculum(repo)] == ["runs/curriculum/video-photos"]
 
 
-def test_keep_commits_each_phases_networks_and_untracks_its_checkpoints(repo):
-    curriculum(repo, KEEP="1")
-    subjects = git(repo, "log", "--format=%s").splitlines()
-    phases = [s for s in subjects if s.startswith("Video curriculum:")]
-    assert len(phases) == 4
-    tracked = git(repo, "ls-files", "runs").split()
-    assert "runs/curriculum/video-warm/base/model/config.json" in tracked
-    assert {"runs/curriculum/video-photos/base/model/config.json",
-            "runs/curriculum/video/base/metrics.jsonl"} <= set(tracked)  # fmt: skip
-    assert not [path for path in tracked if "/checkpoints/" in path]
-    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
-
-
-def test_keep_leaves_a_phase_uncommitted_when_other_work_is_staged(repo):
-    (repo / "notes.txt").write_text("work in progress\n")
-    git(repo, "add", "notes.txt")
-    curriculum(repo, KEEP="1")
-    assert "Video curriculum:" not in git(repo, "log", "--format=%s")
-    assert git(repo, "diff", "--cached", "--name-only").split() == ["notes.txt"]  # still staged, alone
-
-
-def test_keep_checkpoints_commits_the_newest_checkpoint_amends_it_and_stops_on_sigterm(repo):
-    run = repo / "runs" / "r" / "base"
-
-    def checkpoint(step: int) -> None:
-        folder = run / "checkpoints" / f"step-{step:08d}"
-        folder.mkdir(parents=True)
-        (folder / "state.json").write_text(f'{{"step": {step}}}')
-        with open(run / "metrics.jsonl", "a") as f:
-            f.write(f'{{"step": {step}}}\n')
-
-    def tracked() -> list[str]:
-        return [p for p in git(repo, "ls-files", "runs").split() if "/checkpoints/" in p]
-
-    def wait_for(condition, seconds: float = 30.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            assert time.monotonic() < deadline, "keep-checkpoints did not commit in time"
-            time.sleep(0.1)
-
-    checkpoint(1)
-    (run / "checkpoints" / "step-00000009").mkdir()  # torn: no state.json, never kept
-    loop = subprocess.Popen(["bash", "scripts/keep-checkpoints", "runs/r", "1"], cwd=repo, env=GIT_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_for(lambda: tracked() == ["runs/r/base/checkpoints/step-00000001/state.json"])
-        checkpoint(2)
-        wait_for(lambda: tracked() == ["runs/r/base/checkpoints/step-00000002/state.json"])
-        subjects = git(repo, "log", "--format=%s").splitlines()
-        assert len(subjects) == 2  # the second checkpoint amended the first one's commit
-        assert subjects[0].startswith("Checkpoint: newest of runs/r")
-        started = time.monotonic()
-        loop.send_signal(signal.SIGTERM)
-        loop.wait(timeout=10)
-        assert time.monotonic() - started < 5  # between commits, not after its sleep
-    finally:
-        loop.kill()
-    assert not (repo / ".git" / "index.lock").exists()
+def test_the_curriculum_commits_nothing(repo):
+    """Training state never enters git (tests/test_repository.py): the runs stay where they were written."""
+    before = git(repo, "log", "--format=%H")
+    curriculum(repo)
+    assert git(repo, "log", "--format=%H") == before
+    assert git(repo, "status", "--porcelain") == ""  # runs/ is ignored, and nothing else changed
+    assert (repo / "runs" / "curriculum" / "video-photos" / "base" / "model" / "config.json").is_file()

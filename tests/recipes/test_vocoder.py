@@ -7,8 +7,8 @@ import torch
 
 from legato.codec import SMALL, MelCodec, spectral_convergence
 from legato.codec.vocoder import Vocoder
-from legato.pipelines.datasets.music import render_pieces
-from legato.pipelines.vocoder import build_audio, load_audio, trainer
+from legato.recipes.datasets.music import render_pieces
+from legato.recipes.vocoder import build_audio, load_audio, trainer
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

@@ -24,7 +24,9 @@ COMMANDS = commands(typer.main.get_command(app))
 EXPECTED = {
     ("generate", "music"), ("generate", "video"), ("edit", "music"), ("edit", "video"), ("batch",), ("job", "submit"),
     ("job", "status"), ("job", "logs"), ("job", "stop"), ("job", "list"), ("models",), ("demo",),
-    ("gallery",), ("train",), ("distill",), ("serve",),
+    ("gallery",), ("train",), ("distill",), ("serve",), ("recipes", "dataset"), ("recipes", "export"),
+    ("recipes", "verifier"), ("recipes", "evaluate"), ("recipes", "vocoder", "data"), ("recipes", "vocoder", "train"),
+    ("recipes", "vocoder", "export"),
 }  # fmt: skip
 
 

@@ -1,15 +1,15 @@
-"""The main job's gallery: index.html over real job outputs, every link pointing at a file that is there."""
+"""The main job's gallery (`legato demo`, `legato gallery`): index.html over real job outputs, every link
+pointing at a file that is there, every player playing in a browser."""
 
 from html.parser import HTMLParser
 
 import pytest
 import yaml
 
-from legato.pipelines.gallery import write_gallery
-from legato.pipelines.main_job import main as main_job
+from legato.services.gallery import write_gallery
 
 from . import browser
-from .conftest import MUSIC_PROMPTS
+from .conftest import invoke
 
 
 class _Links(HTMLParser):
@@ -28,13 +28,14 @@ class _Links(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def main_job_run(music_model, video_model, tmp_path_factory):
+def main_job_run(models, tmp_path_factory):
+    music_model, video_model = models / "music-tiny", models / "video-tiny"
     tmp_path = tmp_path_factory.mktemp("main-job")
     out = tmp_path / "outputs"
-    prompt = "<b>" + MUSIC_PROMPTS[0]  # markup in a prompt is shown as text, not run
+    prompt = "<b>a melody of short notes"  # markup in a prompt is shown as text, not run
     specs = {
         "music": {"kind": "music", "model": str(music_model), "output": str(tmp_path / "elsewhere" / "music"),
-                  "items": [{"id": "m1", "prompt": prompt, "seed": 1}, {"id": "m2", "prompt": MUSIC_PROMPTS[1]}]},
+                  "items": [{"id": "m1", "prompt": prompt, "seed": 1}, {"id": "m2", "prompt": "a low drone"}]},
         "video": {"kind": "video", "model": str(video_model), "soundtrack": str(music_model),
                   "output": str(tmp_path / "elsewhere" / "video"), "items": [{"id": "v1", "prompt": "a camera move over a photo"}]},
     }  # fmt: skip
@@ -43,26 +44,28 @@ def main_job_run(music_model, video_model, tmp_path_factory):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(spec))
         paths.append(str(path))
-    main_job([*paths, "--output", str(out)])  # --output places the specs' folders under it, by name
+    done = invoke(
+        "demo", *paths, "--output", str(out)
+    )  # --output places the specs' folders under it, by name
+    assert done.code == 0, done.stderr
     assert not (tmp_path / "elsewhere").exists()
     return out, paths, prompt
 
 
-def test_main_job_refuses_specs_that_would_share_a_folder_before_any_work(tmp_path, capsys):
+def test_demo_refuses_specs_that_would_share_a_folder_before_any_work(tmp_path):
     paths = []
     for name in ("a", "b"):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"kind": "music", "model": "models/music-default",
+        path.write_text(yaml.safe_dump({"kind": "music", "model": "music-default",
                                         "output": f"{name}/clips", "items": [{"prompt": "a reel"}]}))  # fmt: skip
         paths.append(str(path))
-    with pytest.raises(SystemExit) as exit_:
-        main_job([*paths, "--output", str(tmp_path / "out")])
-    assert exit_.value.code == 2
-    assert "share a last name" in capsys.readouterr().err
+    refused = invoke("demo", *paths, "--output", str(tmp_path / "out"))
+    assert refused.code == 2
+    assert "share a last name" in refused.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_main_job_writes_outputs_manifests_and_a_gallery(main_job_run, capsys):
+def test_demo_writes_outputs_manifests_and_a_gallery(main_job_run):
     out, paths, prompt = main_job_run
     page = (out / "index.html").read_text()
     parser = _Links()
@@ -75,8 +78,8 @@ def test_main_job_writes_outputs_manifests_and_a_gallery(main_job_run, capsys):
     assert "&lt;b&gt;" in page
     assert prompt not in page
     assert prompt in "".join(parser.text)
-    main_job([*paths, "--output", str(out)])  # a second run: nothing regenerated, the same page
-    assert "open " + str((out / "index.html").resolve()) in capsys.readouterr().out
+    again = invoke("demo", *paths, "--output", str(out))  # a second run: nothing regenerated, the same page
+    assert "open " + str((out / "index.html").resolve()) in again.stdout
     assert (out / "index.html").read_text() == page
     assert " s</div>" in page  # each card's timings from the manifest
 

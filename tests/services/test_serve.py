@@ -27,7 +27,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny cascades saved as pipeline folders: music (1 s windows), video (8 frames of 16 px)."""
     from legato.codec import SMALL
     from legato.pipelines import MusicPipeline, TextEncoder, VideoPipeline
-    from legato.pipelines.build import music_cascade, video_cascade
+    from legato.recipes.networks import music_cascade, video_cascade
 
     root, text = tmp_path_factory.mktemp("models"), TextEncoder()
     params = SMALL.replace(n_mels=32)

@@ -14,8 +14,8 @@ from .conftest import invoke, legato
 def dataset(tmp_path_factory):
     """The music dataset builder at the tiny model's size: 32 mel bands x 64 frames, one piece per style."""
     from legato.codec import SMALL
-    from legato.pipelines.datasets import save
-    from legato.pipelines.datasets.music import build_music
+    from legato.recipes.datasets import save
+    from legato.recipes.datasets.music import build_music
 
     data = build_music(SMALL.replace(n_mels=32), window=64, per_style=1, renders=1, windows_per_render=1,
                        held_out=0.0)  # fmt: skip
@@ -135,11 +135,11 @@ def test_the_bundled_recipe_refuses_what_only_fine_tuning_takes(dataset, cli_env
 
 
 def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
-    # models/README.md, Training: the video base trains on one photo's pans first (--captions,
+    # recipes/docs/history.md, Training: the video base trains on one photo's pans first (--captions,
     # --clips-per-caption, no distillation), then continues from that run (--init a runs folder).
-    from legato.pipelines import bundled
-    from legato.pipelines.datasets import save
-    from legato.pipelines.datasets.video import build_video
+    from legato.recipes import RECIPES
+    from legato.recipes.datasets import save
+    from legato.recipes.datasets.video import build_video
     from legato.video.models import UNet3D
 
     video = build_video(frames=16, size=64, clips_per_pair=1, seed=0)
@@ -166,7 +166,7 @@ def test_the_recipe_runs_a_curriculum_phase_by_phase(tmp_path, cli_env):
     assert phase2.code == 0, phase2.stderr
     peak = {run: json.loads((run / "base" / "checkpoints" / "step-00000001" / "state.json").read_text())
             ["config"]["learning_rate"] for run in (warm, pans)}  # fmt: skip
-    assert peak == {warm: bundled.RECIPES["video"].learning_rate, pans: 1e-4}
+    assert peak == {warm: RECIPES["video"].learning_rate, pans: 1e-4}
     trained = UNet3D.from_pretrained(pans / "base" / "model", low_cpu_mem_usage=False).state_dict()
     start = network.state_dict()
     assert max((v - start[k]).abs().max().item() for k, v in trained.items()) < 1e-2

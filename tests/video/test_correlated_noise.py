@@ -114,7 +114,8 @@ def test_a_correlated_stage_refuses_what_would_break_the_correlation():
 def test_a_stage_trains_on_the_noise_it_samples_from():
     """The pipelines' trainers read the objective off the stage: a correlated base stage trains on
     correlated noise, its super-resolution stages on independent noise with their own augmentation."""
-    from legato.pipelines.build import stage_objective, video_cascade
+    from legato.pipelines.training import stage_objective
+    from legato.recipes.networks import video_cascade
 
     base, temporal, spatial = video_cascade(frames=4, size=8, text_dim=8, frame_correlation=0.5).stages
     assert base.frame_correlation == 0.5

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from legato.cascade import Item
 from legato.diffusion import Conditioning, convert_scheduler, invert
-from legato.pipelines.windows import join, overlap_positions, pool, split, window_seed
+from legato.pipelines.continuation import join, overlap_positions, pool, split, window_seed
 
 
 def load_mask(mask: Tensor | str | Path, size: tuple[int, int]) -> Tensor:

@@ -15,7 +15,7 @@
       - {prompt: "a jig on fiddle", seed: 0, duration: 10}
       - {prompt: "ragtime piano", seed: 1}
 
-    result = run_job(JobSpec.from_file("job.yaml"))       # or: python -m legato.pipelines.jobs job.yaml
+    result = run_job(JobSpec.from_file("job.yaml"))       # or: legato batch job.yaml
 
 Each item's files are written atomically (a temporary sibling renamed into place), then one manifest line
 (``id, seed, prompt, model hash, files, timings``) is appended and synced. Running the same spec again
@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -196,7 +195,8 @@ class JobResult:
 
 def model_hash(path: str | Path) -> str:
     """A short hash of a model folder's files (cascade.json, configs, weights) and of the folders outside it
-    that it loads (shared stages, a vocoder), for the manifest."""
+    that it loads (shared stages, a vocoder), for the manifest. Model cards (``*.md``) are documentation,
+    not what makes an item: editing one leaves the hash, and a resume, as they were."""
     digest = hashlib.sha256()
     root = Path(path).resolve()
     folders = [root, *cascade_folders(root)]
@@ -205,7 +205,10 @@ def model_hash(path: str | Path) -> str:
         folders.append((root / vocoder).resolve())
     outside = sorted({f for f in folders[1:] if not f.is_relative_to(root)})
     for folder in [root, *outside]:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        files = [
+            p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix != ".md"
+        ]
+        for file in sorted(files):
             digest.update(os.path.relpath(file, root).encode())
             with open(file, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
@@ -343,23 +346,3 @@ def run_job(
                 if log is not None:
                     log(f"{len(written) + len(skipped)}/{len(ids)} items in {output}")
     return JobResult(output, written, skipped, time.perf_counter() - started)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m legato.pipelines.jobs SPEC``: run a job spec, print progress lines."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m legato.pipelines.jobs JOB.yaml", file=sys.stderr)
-        return 2
-    try:
-        spec = JobSpec.from_file(args[0])
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    result = run_job(spec, log=lambda line: print(line, flush=True))
-    print(f"done: {len(result.written)} written, {len(result.skipped)} already there, {result.seconds:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

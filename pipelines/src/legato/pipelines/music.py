@@ -11,7 +11,7 @@ The cascade works on mel "images" in [-1, 1] (``2 * unit - 1`` of `legato.codec.
 time as width. Any duration comes from windows of the cascade's fixed width: window ``k`` is generated with
 the last ``overlap`` frames of window ``k - 1`` as a prefix that every stage keeps (outpainting), so the
 join is the model continuing the music, and the whole spectrogram is then inverted to audio at once, so the
-phase runs on across joins (`legato.pipelines.windows`). Edits (img2img, DDIM inversion with a new prompt,
+phase runs on across joins (`legato.pipelines.continuation`). Edits (img2img, DDIM inversion with a new prompt,
 inpainting a time range or a mask) run window by window and are joined by crossfades of the mel images
 (`legato.pipelines.editing`).
 """
@@ -30,11 +30,12 @@ from legato.codec import MelCodec, SpectrogramParams, read_audio
 from legato.codec.master import Mastering, master
 from legato.codec.vocoder import Vocoder
 from legato.diffusion import Conditioning
+from legato.pipelines.continuation import continue_windows, overlap_positions, window_seed
 from legato.pipelines.editing import Editing
+from legato.pipelines.folders import load_pipeline_cascade
 from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
-from legato.pipelines.text import TextEncoder, load_pipeline_cascade
-from legato.pipelines.windows import continue_windows, overlap_positions, window_seed
+from legato.pipelines.text import TextEncoder
 
 # The fraction of each window's overlap that crossfades into the next window (Item.fade). With the prefix
 # kept exactly (0), the bundled model's joins were the largest mel changes of a 30 s clip; faded over the
@@ -179,7 +180,7 @@ class MusicPipeline(Editing):
     ) -> list[AudioClip]:
         """One clip per prompt, ``duration`` seconds long (default: one window), seeded per item; longer
         clips join windows that continue the last ``overlap`` seconds, of which ``fade`` (a fraction)
-        crossfades into the new window (see `legato.pipelines.windows.continue_windows`)."""
+        crossfades into the new window (see `legato.pipelines.continuation.continue_windows`)."""
         prompts, seeds = as_lists(prompts, seeds)
         mels = self.generate(prompts, seeds, duration=duration, overlap=overlap, fade=fade, progress=progress)
         samples = None if duration is None else round(duration * self.params.sample_rate)

@@ -93,15 +93,3 @@ def check_prompt(prompt: str) -> str:
     if bad:
         raise ValueError(f"a prompt holds control characters {bad}; remove them (plain text only)")
     return prompt
-
-
-def load_pipeline_cascade(path, kind: str, device: str | None):
-    """A pipeline folder's cascade (checked to be a ``kind`` one) and the text encoder its metadata names."""
-    from legato.cascade import Cascade
-
-    cascade = Cascade.from_pretrained(path, device=device)
-    meta = cascade.metadata
-    if meta.get("pipeline") != kind:
-        raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a {kind} one")
-    text = TextEncoder(meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16))
-    return cascade, text

@@ -11,7 +11,7 @@
 
 The cascade's samples are ``(C, T, H, W)`` in [-1, 1]; its ``metadata["fps"]`` is the output frame rate.
 More frames than one window come window by window, each continuing the last quarter of the one before
-(`legato.pipelines.windows`); edits come from `legato.pipelines.editing`, as for music. A soundtrack comes
+(`legato.pipelines.continuation`); edits come from `legato.pipelines.editing`, as for music. A soundtrack comes
 from a `MusicPipeline` given the same prompt and seed, as long as the video.
 """
 
@@ -26,11 +26,12 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.diffusion import Conditioning
+from legato.pipelines.continuation import continue_windows, overlap_positions
 from legato.pipelines.editing import Editing
+from legato.pipelines.folders import load_pipeline_cascade
 from legato.pipelines.music import MusicPipeline, as_lists
 from legato.pipelines.outputs import Soundtrack, VideoClip
-from legato.pipelines.text import TextEncoder, load_pipeline_cascade
-from legato.pipelines.windows import continue_windows, overlap_positions
+from legato.pipelines.text import TextEncoder
 from legato.video import Video, read_soundtrack, read_video
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m legato.pipelines.evaluate music --items 40       # prints the table, writes models/quality-music.json
+    legato recipes evaluate music --items 40       # prints the table, writes models/quality-music.json
 
 The held-out split (pieces never trained on; for video, (photo, motion) pairs never trained on) is shuffled
 by the seed; its first ``items`` samples give the prompts (their captions' embeddings and attributes), the
@@ -14,8 +14,8 @@ rest are the reference set for the Fréchet distance. Rows, all scored by the sa
 - ``base + bilinear``: the default cascade's base-stage output, upsampled to the final size by the SR
   stages' own bilinear/linear upsampling instead of the SR models (does the cascade pay?).
 
-``--probe`` (video) asks the default base stage whether it reads the motion words (`motion_probe`) and whether
-its samples of pan captions slide the way they say (`pan_drift`, measured by `horizontal_drift`, no verifier
+``--probe`` (video) asks the default base stage whether it reads the motion words (`legato.recipes.probes`) and
+whether its samples of pan captions slide the way they say (`pan_drift`, measured by `horizontal_drift`, no verifier
 involved; sampled at the model's base guidance, or at ``--guidance G``): 10 minutes on a 2-core CPU (1.5
 for the loss probe) where the table takes most of an hour, a check to run while training the base stage
 for motion.
@@ -24,10 +24,10 @@ for motion.
 *training* split (FD against other training items), so that an inference setting is chosen without looking
 at the held-out prompts the table above reports::
 
-    python -m legato.pipelines.evaluate music --guidance 3,5,7 --items 40
-    python -m legato.pipelines.evaluate music --guidance 3 --scheduler dpm++ --steps 16,8   # other samplers
-    python -m legato.pipelines.evaluate video --probe
-    python -m legato.pipelines.evaluate video --guidance 2,3,4.5 --bases   # base stage alone: its motion
+    legato recipes evaluate music --guidance 3,5,7 --items 40
+    legato recipes evaluate music --guidance 3 --scheduler dpm++ --steps 16,8   # other samplers
+    legato recipes evaluate video --probe
+    legato recipes evaluate video --guidance 2,3,4.5 --bases   # base stage alone: its motion
 
 ``--bases`` says where the fast cascade loses what it loses: the base stages alone on the held-out prompts,
 brought to the final size by bilinear upsampling as in the ``base + bilinear`` row, sampled by the default's
@@ -35,7 +35,7 @@ own sampler, by the distillation's teacher (the default's network and guidance o
 which a first round's student learns to follow two steps at a time) and by the fast cascade's base stage
 (a distilled student where the recipe distils, as music's; for video the default's network at 8 steps)::
 
-    python -m legato.pipelines.evaluate video --bases --items 40
+    legato recipes evaluate video --bases --items 40
 
 Every row keeps each attribute's accuracy per class asked for (``by_class``); the printed rows show it for
 the attributes not always right: which motions a video base misses.
@@ -43,7 +43,6 @@ the attributes not always right: which motions a video base misses.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass, replace
@@ -53,15 +52,13 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Item, LocalExecutor
-from legato.diffusion import Conditioning, VPSchedule
+from legato.diffusion import Conditioning, frechet_distance
 from legato.diffusion.distill import student_scheduler
-from legato.pipelines.build import stage_objective
-from legato.pipelines.bundled import RECIPES, trained_denoiser
-from legato.pipelines.datasets import Dataset, load
-from legato.pipelines.datasets.video import MOTIONS, OPPOSITE, caption, speed_of
-from legato.pipelines.text import TextEncoder, load_pipeline_cascade
-from legato.pipelines.verify import Verifier, accuracy, accuracy_by_class, frechet_distance, predict
-from legato.video.metrics import horizontal_drift
+from legato.pipelines.folders import load_pipeline_cascade
+from legato.recipes.catalog import RECIPES
+from legato.recipes.datasets import Dataset, load
+from legato.recipes.train import trained_denoiser
+from legato.recipes.verifiers import Verifier, accuracy, accuracy_by_class, predict
 
 
 def model_evaluations(cascade: Cascade) -> int:
@@ -207,7 +204,7 @@ def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, s
     """The base stages of ``<kind>-default``, of its distillation teacher and of ``<kind>-fast`` on the
     held-out prompts (the quality table's), each brought to the final size by bilinear upsampling.
 
-    ``candidate`` (a ``bundled train`` runs folder) scores instead that folder's trained base network, sampled
+    ``candidate`` (a ``legato train`` runs folder) scores instead that folder's trained base network, sampled
     as the default's base stage is: the default base row of a network not shipped yet."""
     bench = Bench.of(data, held_out=True, items=items, seed=seed, verifier=verifier)
     default, _ = load_pipeline_cascade(Path(models) / f"{kind}-default", kind, "cpu")
@@ -216,7 +213,7 @@ def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, s
         stages = [(f"{candidate} base", replace(base, denoiser=trained_denoiser(candidate, kind, base)))]
     else:
         fast, _ = load_pipeline_cascade(Path(models) / f"{kind}-fast", kind, "cpu")
-        # `bundled.train_stage`'s first-round teacher: the recipe build's step count (the default may
+        # `legato.recipes.train.train_stage`'s first-round teacher: the recipe build's step count (the default may
         # sample at others, `Recipe.sampling`) on the trailing grid the student learns
         steps = RECIPES[kind].build().stages[0].steps
         teacher = replace(base, steps=steps, scheduler=student_scheduler(base.scheduler.config))
@@ -226,94 +223,6 @@ def base_rows(kind: str, *, data: str, models: str, verifier: str, items: int, s
         rows[name], _ = bench.base_row(replace(default, stages=(stage, *default.stages[1:])))
         print(row_line(name, rows[name]), flush=True)
     return {"kind": kind, "items": items, "seed": seed, "rows": rows}
-
-
-PROBE_LEVELS = (600, 800, 900)
-ANOTHER = {"pan left": "zoom in", "pan right": "zoom out", "zoom in": "pan left", "zoom out": "pan right",
-           "rotate": "ball", "ball": "rotate"}  # fmt: skip
-
-
-@torch.no_grad()
-def motion_probe(
-    cascade: Cascade,
-    split: Dataset,
-    text: TextEncoder,
-    *,
-    items: int = 40,
-    levels: tuple[int, ...] = PROBE_LEVELS,
-    seed: int = 0,
-    batch_size: int = 16,
-) -> dict[str, float]:
-    """Does a video cascade's base stage read the motion words of a prompt? Its training loss on ``items``
-    real clips of ``split`` (drawn by the seed) with their own captions, against the same clips and noise
-    with the caption of ``another motion`` (`ANOTHER`, same photo and speed), of the ``opposite direction``
-    (`OPPOSITE`: the pans and zooms among them) and with ``no prompt``. Returns each one's mean relative
-    loss increase over the noise levels ``levels`` (0.05: 5% higher loss than with the clip's own caption).
-
-    A base stage that has bound the words to the motions they name predicts a clip worse under another
-    motion's caption; under the opposite direction's only if it also knows which way its motion goes."""
-    stage = cascade.stages[0]
-    network, schedule = stage.denoiser.network, VPSchedule.from_scheduler(stage.scheduler)
-    objective = stage_objective(stage)
-    order = torch.randperm(len(split.samples), generator=torch.Generator().manual_seed(seed))[:items]
-    subjects = split.meta["attributes"]["subject"]
-    rows = [(int(split.labels["subject"][i]), MOTIONS[int(split.labels["motion"][i])],
-             speed_of(split.captions[i])) for i in order.tolist()]  # fmt: skip
-    swapped = {
-        "another motion": (ANOTHER, list(range(len(rows)))),
-        "opposite direction": (OPPOSITE, [k for k, (_, m, _) in enumerate(rows) if m in OPPOSITE]),
-    }
-    x0 = cascade.downsample(0, split.samples[order])
-    own = split.text[order]
-    prompts = {"no prompt": (torch.zeros_like(own), list(range(len(rows))))}
-    for name, (motion, keep) in swapped.items():
-        embedded = text([caption(subjects[rows[k][0]], motion[rows[k][1]], rows[k][2]) for k in keep])
-        prompts[name] = (torch.zeros_like(own).index_copy_(0, torch.tensor(keep), embedded), keep)
-
-    def losses(embeddings: Tensor, level: int) -> Tensor:
-        out = []
-        for start in range(0, len(x0), batch_size):  # the same noise for every prompt: a paired comparison
-            generator = torch.Generator().manual_seed(seed * 1000 + level * 7 + start)
-            out.append(objective.loss(network, schedule, x0[start : start + batch_size],
-                                      Conditioning(text=embeddings[start : start + batch_size]), generator,
-                                      timestep_range=(level, level)))  # fmt: skip
-        return torch.cat(out)
-
-    result = {}
-    for level in levels:
-        base = losses(own, level)
-        for name, (embeddings, keep) in prompts.items():
-            ratio = (losses(embeddings, level)[keep] / base[keep]).mean().item() - 1
-            result[name] = result.get(name, 0.0) + ratio / len(levels)
-    return result
-
-
-PANS = {"pan left": 1, "pan right": -1}  # which way a pan's content slides (`horizontal_drift`'s sign)
-
-
-@torch.no_grad()
-def pan_drift(cascade: Cascade, split: Dataset, *, items: int = 24, seed: int = 0,
-              threshold: float = 0.5) -> dict[str, dict[str, float]]:  # fmt: skip
-    """How ``items`` real pans of ``split`` (at the base stage's resolution) and the base stage's samples of
-    their captions (seed = row) slide: the fraction whose `horizontal_drift` goes the caption's way by more
-    than ``threshold`` pixels a frame, and their mean drift in the caption's direction. A readout of motion
-    that needs no verifier: a base stage whose frames change without sliding drifts near 0 pixels."""
-    motions = [MOTIONS[int(m)] for m in split.labels["motion"]]
-    pans = [i for i, motion in enumerate(motions) if motion in PANS]
-    order = torch.randperm(len(pans), generator=torch.Generator().manual_seed(seed))[:items].tolist()
-    rows = [pans[k] for k in order]
-    way = torch.tensor([PANS[motions[i]] for i in rows], dtype=torch.double)
-    real = cascade.downsample(0, split.samples[rows])
-    work = [Item(f"{k:04d}", k, Conditioning(text=split.text[i])) for k, i in enumerate(rows)]
-    generated = torch.stack(LocalExecutor().run(cascade, work, stop=1))
-    result = {}
-    for name, clips in (("real", real), ("generated", generated)):
-        along = horizontal_drift((clips + 1) / 2) * way
-        result[name] = {
-            "right way": (along > threshold).double().mean().item(),
-            "px per frame": along.mean().item(),
-        }
-    return result
 
 
 def sweep_name(scale: float, scheduler: str | None, steps: list[int] | None) -> str:
@@ -359,92 +268,13 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m legato.pipelines.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("kind", choices=("music", "video"))
-    parser.add_argument("--data", default=None, help="default: data/<kind>")
-    parser.add_argument("--models", default="models")
-    parser.add_argument("--items", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--only",
-        choices=("default", "fast"),
-        help="score this model again (default: with base + bilinear), keep the other rows",
-    )
-    parser.add_argument(
-        "--guidance", help="comma-separated base guidance scales for the default model, on training prompts"
-    )
-    parser.add_argument(
-        "--probe", action="store_true", help="video: does the default base stage read the motion words?"
-    )
-    parser.add_argument("--bases", action="store_true", help="score the default's base stage, its "
-                        "distillation teacher's and the fast one's, each upsampled bilinearly; with "
-                        "--guidance: the default's base stage alone at each scale")  # fmt: skip
-    parser.add_argument("--candidate", metavar="RUNS", help="with --bases: score this bundled train runs "
-                        "folder's base network instead, sampled as the default's base stage")  # fmt: skip
-    parser.add_argument("--scheduler", help="with --guidance: sample every stage with this scheduler")
-    parser.add_argument("--steps", help="with --guidance: sampling steps per stage, comma-separated")
-    args = parser.parse_args(argv)
-    if (args.scheduler or args.steps) and not args.guidance:
-        parser.error("--scheduler and --steps set up a sweep: add --guidance (e.g. --guidance 3)")
-    if args.probe:
-        if args.kind != "video":
-            parser.error("--probe asks a video base stage about motion: use it with video")
-        if args.guidance and "," in args.guidance:
-            parser.error(
-                f"--probe --guidance {args.guidance}: give one scale (the pan readout samples at it)"
-            )
-        cascade, text = load_pipeline_cascade(Path(args.models) / "video-default", "video", "cpu")
-        if args.guidance:  # the pan readout samples at this base guidance instead of the model's
-            cascade = cascade.with_sampling(None, float(args.guidance), None)
-        split = load(args.data or "data/video").split(held_out=False)
-        result = motion_probe(cascade, split, text, items=args.items, seed=args.seed)
-        levels = ", ".join(map(str, PROBE_LEVELS))
-        print(f"loss against the clip's own caption, {args.items} training clips, noise levels {levels}:")
-        print("\n".join(f"  {name}: {value:+.1%}" for name, value in result.items()))
-        drift = pan_drift(cascade, split, items=args.items, seed=args.seed)
-        print(f"pans sliding the way their caption says (> 0.5 px a frame at the base stage's size), {args.items} "
-              f"training captions, guidance {cascade.stages[0].guidance_scale:g}:")  # fmt: skip
-        print(
-            "\n".join(
-                f"  {name}: {v['right way']:.0%}, {v['px per frame']:+.2f} px a frame"
-                for name, v in drift.items()
-            )
-        )
-        return
-    if args.candidate and (not args.bases or args.guidance):
-        parser.error(f"--candidate {args.candidate} scores a trained base stage: use it with --bases alone")
-    if args.bases and not args.guidance:
-        base_rows(args.kind, data=args.data or f"data/{args.kind}", models=args.models,
-                  verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed,
-                  candidate=args.candidate)  # fmt: skip
-        print(f"\n{args.items} held-out prompts, base stages only, upsampled bilinearly")
-        return
-    if args.guidance:
-        scales = [float(g) for g in args.guidance.split(",")]
-        steps = [int(n) for n in args.steps.split(",")] if args.steps else None
-        result = sweep_guidance(args.kind, scales, data=args.data or f"data/{args.kind}", models=args.models,
-                                verifier=f"{args.models}/verifiers/{args.kind}", items=args.items,
-                                seed=args.seed, scheduler=args.scheduler, steps=steps,
-                                base_only=args.bases)  # fmt: skip
-        out = Path(args.models) / f"guidance-{args.kind}.json"
-        if out.is_file():  # scales scored before on the same prompts stay in the file
-            before = json.loads(out.read_text())
-            if (before["items"], before["seed"]) == (args.items, args.seed):
-                result["rows"] = {**before["rows"], **result["rows"]}
-        out.write_text(json.dumps(result, indent=1))
-        print("\n".join(row_line(name, r) for name, r in result["rows"].items()))
-        print(f"\n{args.items} training-split prompts; wrote {out}")
-        return
-    result = evaluate(args.kind, data=args.data or f"data/{args.kind}", models=args.models,
-                      verifier=f"{args.models}/verifiers/{args.kind}", items=args.items, seed=args.seed,
-                      only=args.only)  # fmt: skip
-    out = Path(args.models) / f"quality-{args.kind}.json"
-    out.write_text(json.dumps(result, indent=1))
-    print(table(result))
-    print(f"\n{args.items} held-out prompts, {result['reference_items']} reference items; wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+def save(result: dict, path: str | Path, *, merge: bool = False) -> dict:
+    """Write ``result`` as JSON to ``path`` and return what was written: with ``merge``, the rows ``path``
+    already holds for the same items and seed stay (a sweep's scales scored before)."""
+    path = Path(path)
+    if merge and path.is_file():
+        before = json.loads(path.read_text())
+        if (before["items"], before["seed"]) == (result["items"], result["seed"]):
+            result = {**result, "rows": {**before["rows"], **result["rows"]}}
+    path.write_text(json.dumps(result, indent=1))
+    return result

@@ -2,19 +2,17 @@
 
 A `Verifier` predicts a caption's attributes from a sample (music: style, instrument and tempo band from
 the mel image; video: subject and motion from the clip). For a set of generated items and the attributes
-their prompts asked for, `score` gives the attribute accuracy, and `frechet_distance` compares the
-verifier's embeddings of two sets (generated against held-out real, as FID does with Inception features).
+their prompts asked for, `score` gives the attribute accuracy, and `legato.diffusion.frechet_distance` compares
+the verifier's embeddings of two sets (generated against held-out real, as FID does with Inception features).
 
 ::
 
-    python -m legato.pipelines.verify train music --data data/music --out models/verifiers/music
+    legato recipes verifier music --data data/music --out models/verifiers/music
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
@@ -23,7 +21,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
 from legato.diffusion import SuperResolution
-from legato.pipelines.datasets import Dataset, load
+from legato.recipes.datasets import Dataset
 
 
 class Verifier(ModelMixin, ConfigMixin):
@@ -174,40 +172,13 @@ def accuracy_by_class(
     }  # fmt: skip
 
 
-def frechet_distance(a: Tensor, b: Tensor) -> float:
-    """The Fréchet distance between Gaussians fitted to embeddings ``a`` ``(N, D)`` and ``b`` ``(M, D)``:
-    ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a^1/2 C_b C_a^1/2)^1/2)``, through symmetric eigendecompositions
-    (stable where a covariance is singular, as it is when N <= D)."""
-    a64, b64 = a.double().numpy(), b.double().numpy()
-    mu_a, mu_b = a64.mean(0), b64.mean(0)
-    cov_a, cov_b = np.cov(a64, rowvar=False), np.cov(b64, rowvar=False)
-    values, vectors = np.linalg.eigh(cov_a)
-    root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
-    cross = np.sqrt(np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m legato.pipelines.verify", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a verifier on a dataset's training split")
-    train.add_argument("kind", choices=("music", "video"))
-    train.add_argument("--data", required=True)
-    train.add_argument("--out", required=True)
-    train.add_argument("--epochs", type=int, default=None, help="default: 12 (music), 6 (video)")
-    args = parser.parse_args(argv)
-    data = load(args.data)
-    started = time.time()
-    model = train_verifier(
-        data.split(held_out=False), epochs=args.epochs or (12 if args.kind == "music" else 6)
-    )
-    model.save_pretrained(Path(args.out), safe_serialization=True)
+def train_and_save(
+    data: Dataset, out: str | os.PathLike[str], *, epochs: int | None = None
+) -> dict[str, float]:
+    """Train a verifier on ``data``'s training split (``epochs``: 12 for music, 6 for video), save it to
+    ``out`` (safetensors) and return its attribute accuracy on the held-out real samples."""
+    video = data.samples.ndim == 5
+    model = train_verifier(data.split(held_out=False), epochs=epochs or (6 if video else 12))
+    model.save_pretrained(out, safe_serialization=True)
     held = data.split(held_out=True)
-    accuracy = score(model, held.samples, held.labels)
-    print(f"{args.kind} verifier: {time.time() - started:.0f} s; held-out real accuracy "
-          + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()
+    return score(model, held.samples, held.labels)

@@ -2,11 +2,11 @@
 
 ::
 
-    python -m legato.pipelines.vocoder data data/music-audio          # render audio (train + held-out .flac)
-    python -m legato.pipelines.vocoder train --data data/music-audio --out runs/vocoder --device cuda
-    python -m legato.pipelines.vocoder export --run runs/vocoder --out models/vocoder-music
+    legato recipes vocoder data data/music-audio          # render audio (train + held-out .flac)
+    legato recipes vocoder train --data data/music-audio --out runs/vocoder --device cuda
+    legato recipes vocoder export --run runs/vocoder --out models/vocoder-music
 
-The audio comes from `legato.pipelines.datasets.music.render_pieces` with the music dataset's seed: the same
+The audio comes from `legato.recipes.datasets.music.render_pieces` with the music dataset's seed: the same
 pieces, instruments and tempi, and the same held-out pieces (never trained on, used by
 ``benchmarks/vocoder.py``). Training items are fixed one-second segments (so a resumed run sees exactly the
 batches it would have); the objective makes each segment's mel image on the fly, adds the 8-bit rounding
@@ -15,10 +15,8 @@ the images go through, and scores the vocoder's audio with `legato.codec.vocoder
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +37,7 @@ def build_audio(
 ) -> Path:
     """Render ``per_style`` pieces of each style once, into ``train.flac`` and ``held_out.flac`` (renders one
     after another) and ``renders.json`` (each render's caption, split and sample range)."""
-    from legato.pipelines.datasets.music import render_pieces
+    from legato.recipes.datasets.music import render_pieces
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,39 +144,3 @@ def export(run: str | Path, out: str | Path) -> Path:
             p.data.copy_(s)
     model.to(torch.float16).save_pretrained(out)
     return Path(out)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("data", help="render the audio")
-    d.add_argument("folder")
-    d.add_argument("--per-style", type=int, default=60)
-    t = sub.add_parser("train", help="train (resumes from the newest checkpoint)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--out", required=True)
-    t.add_argument("--steps", type=int, default=6000)
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--width", type=int, default=192)
-    t.add_argument("--layers", type=int, default=8)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--bf16", action="store_true")
-    e = sub.add_parser("export", help="float16 weights of the newest checkpoint")
-    e.add_argument("--run", required=True)
-    e.add_argument("--out", required=True)
-    args = parser.parse_args()
-    start = time.perf_counter()
-    if args.command == "data":
-        print(build_audio(args.folder, per_style=args.per_style))
-    elif args.command == "train":
-        run = trainer(args.data, args.out, steps=args.steps, batch=args.batch, device=args.device,
-                      width=args.width, layers=args.layers, bf16=args.bf16)  # fmt: skip
-        result = run.fit()
-        print(f"step {result.step}, last loss {result.losses[-1] if result.losses else float('nan'):.4f}")
-    else:
-        print(export(args.run, args.out))
-    print(f"{time.perf_counter() - start:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

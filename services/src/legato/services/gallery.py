@@ -1,4 +1,5 @@
-"""An HTML gallery of job outputs: ``index.html`` beside the jobs' folders, one card per manifest line.
+"""An HTML gallery of job outputs (`legato gallery`): ``index.html`` beside the jobs' folders, one card per
+manifest line.
 
 Audio files get a player, PNG spectrograms an image, videos a player; each card shows its prompt, seed and
 id, and links every file. Paths are relative, so the folder can be copied or served as it is.
@@ -62,12 +63,6 @@ def write_gallery(root: str | os.PathLike[str], title: str = "Legato outputs") -
     with atomic_output(target) as tmp:
         Path(tmp).write_text(page)
     return target
-
-
-if __name__ == "__main__":  # python -m legato.pipelines.gallery outputs
-    import sys
-
-    print(write_gallery(sys.argv[1] if len(sys.argv) > 1 else "outputs"))
 
 
 def _timing(row: dict) -> str:

@@ -2,8 +2,8 @@
 
 ::
 
-    python -m legato.pipelines.datasets music data/music      # music21 tunes through a GM SoundFont
-    python -m legato.pipelines.datasets video data/video      # clips over scikit-image's photos
+    legato recipes dataset music data/music      # music21 tunes through a GM SoundFont
+    legato recipes dataset video data/video      # clips over scikit-image's photos
 
 A dataset folder holds ``arrays.npz`` (the samples as uint8 and their integer attributes), ``meta.json``
 (captions, attribute names, how it was built) and ``text.safetensors`` (each caption's text embedding, so
@@ -105,7 +105,7 @@ def load(folder: str | os.PathLike[str]) -> Dataset:
         if not (folder / name).is_file():
             raise FileNotFoundError(
                 f"{folder / name} is missing; build the dataset with "
-                f"`python -m legato.pipelines.datasets {{music,video}} {folder}`"
+                f"`legato recipes dataset {{music,video}} {folder}`"
             )
     meta = json.loads((folder / META).read_text())
     with np.load(folder / ARRAYS) as npz:
@@ -124,3 +124,35 @@ def load(folder: str | os.PathLike[str]) -> Dataset:
         held_out=torch.from_numpy(arrays["held_out"]).bool(),
         meta=meta,
     )
+
+
+def build(
+    kind: str,
+    folder: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    small: bool = False,
+    more_photos: bool = False,
+    text_encoder: str | None = "all-MiniLM-L6-v2",
+) -> Path:
+    """Build and save the ``kind`` ("music" or "video") dataset of the bundled recipes into ``folder``:
+    ``small`` (a few items per class, for tests), ``more_photos`` (video: training-only clips over other
+    photos than the verifier's, `legato.recipes.train`'s ``more_data``); ``text_encoder=None`` keeps the
+    folder's caption embeddings (the same captions; no encoder needed)."""
+    from legato.codec import SMALL
+
+    if kind not in ("music", "video"):
+        raise ValueError(f"dataset kind {kind!r}: build 'music' or 'video'")
+    if more_photos and kind != "video":
+        raise ValueError(f"--more-photos builds video clips; drop it for {kind}")
+    if kind == "music":
+        from legato.recipes.datasets.music import build_music
+
+        data = build_music(SMALL, window=256, per_style=4 if small else 240, seed=seed)
+    else:
+        from legato.recipes.datasets.video import build_video
+
+        data = build_video(
+            frames=16, size=64, clips_per_pair=2 if small else 40, seed=seed, more_photos=more_photos
+        )
+    return save(data, folder, text_encoder)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from legato.pipelines.datasets import Dataset
+from legato.recipes.datasets import Dataset
 
 # skimage.data function -> what the caption calls it; all ship inside the scikit-image wheel.
 SUBJECTS = {

@@ -8,6 +8,7 @@
     legato batch job.yaml                                                        # resumable
     legato job submit job.yaml --address http://HOST:8265 --wait                # the same, as a Ray job
     legato models; legato demo; legato train music --data data/music; legato serve
+    legato recipes dataset music data/music                                     # building the bundled models
 
 Exit codes: 0 ok; 1 failed items or a runtime error; 2 bad usage or input (one line, no traceback); 130
 interrupted. Every command takes ``--help``; most take ``--json``. Commands import the pipelines (torch)
@@ -20,7 +21,7 @@ import os
 
 import typer
 
-from legato.services.cli import batch, edit, generate, jobs, models, serve, train
+from legato.services.cli import edit, generate, jobs, models, ray_jobs, recipes, serve, train
 
 app = typer.Typer(
     name="legato",
@@ -47,13 +48,14 @@ def _quiet_libraries() -> None:
 
 app.add_typer(generate.app, name="generate")
 app.add_typer(edit.app, name="edit")
-app.command("batch")(batch.batch)
-app.add_typer(jobs.app, name="job")
+app.command("batch")(jobs.batch)
+app.add_typer(ray_jobs.app, name="job")
 app.command("models")(models.models)
-app.command("demo")(batch.demo)
-app.command("gallery")(batch.gallery)
+app.command("demo")(jobs.demo)
+app.command("gallery")(jobs.gallery)
 app.command("train")(train.train)
 app.command("distill")(train.distill)
+app.add_typer(recipes.app, name="recipes")
 app.command("serve")(serve.serve)
 
 

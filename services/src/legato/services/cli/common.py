@@ -147,51 +147,17 @@ def status(text: str, enabled: bool):
     return err_console().status(text) if enabled else contextlib.nullcontext()
 
 
-# --- models: a folder, or a name in the models folders ---------------------------------------------------
-
-
-def checkout_models() -> Path:
-    """``models/`` of the checkout this package is installed from (editable installs)."""
-    return Path(__file__).resolve().parents[5] / "models"
-
-
-def model_dirs(extra: list[Path] | None = None) -> list[Path]:
-    """Where model names are looked up: ``extra``, ``$LEGATO_MODELS`` (``:``-separated), ``./models`` and
-    the checkout's ``models/``; existing folders only, each once."""
-    env = [Path(p) for p in os.environ.get("LEGATO_MODELS", "").split(os.pathsep) if p]
-    found: list[Path] = []
-    for folder in [*(extra or []), *env, Path("models"), checkout_models()]:
-        folder = folder.expanduser().resolve()
-        if folder.is_dir() and folder not in found:
-            found.append(folder)
-    return found
-
-
-def read_cascade(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "cascade.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        fail(f"{folder / 'cascade.json'} cannot be read ({err}); is {folder} a model folder?")
+# --- models: a folder, or a name in the models folders (legato.pipelines.folders resolves both) ---------
 
 
 def resolve_model(value: str | None, kind: str | None) -> tuple[Path, dict]:
-    """A model folder (absolute) and its cascade.json, from a folder or a name like ``music-fast``; the
-    default is ``<kind>-default``, and a ``kind`` other than the folder's is refused (None: any kind)."""
-    value = value or f"{kind}-default"
-    path = Path(value).expanduser()
-    if not (path / "cascade.json").is_file():
-        if path.exists():
-            fail(f"{path} is not a model folder (no cascade.json); `legato models` lists the models")
-        named = [d / value for d in model_dirs() if (d / value / "cascade.json").is_file()]
-        if "/" in value or not named:
-            where = ", ".join(map(str, model_dirs())) or "no models folder found"
-            fail(f"no model {value!r}: not a folder, nor a name in {where}; `legato models` lists them")
-        path = named[0]
-    config = read_cascade(path)
-    found = config.get("metadata", {}).get("pipeline")
-    if kind is not None and found != kind:
-        fail(f"{path} is a {found} model, not a {kind} one; choose a {kind} model (`legato models`)")
-    return path.resolve(), config
+    """`legato.pipelines.folders.resolve_model`, its refusals as one-line usage errors (exit 2)."""
+    from legato.pipelines.folders import resolve_model as resolve
+
+    try:
+        return resolve(value, kind)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
 
 
 def parse_steps(text: str | None, config: dict, *, zero_keeps: bool = False) -> list[int] | None:

@@ -113,7 +113,7 @@ def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack,
         spec["mastering"] = mastering
     if soundtrack is not None:
         spec["soundtrack"] = str(resolve_model(soundtrack, "music")[0])
-    from legato.services.cli.run import load_spec, print_summary, run_spec
+    from legato.services.cli.jobs import load_spec, print_summary, run_spec
 
     job = load_spec(spec)
     summary = run_spec(job, as_json=as_json, address=address, title=f"{kind} from {path.name}")

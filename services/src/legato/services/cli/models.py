@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from legato.services.cli.common import JsonOption, emit, handle_errors, model_dirs, out_console
+from legato.pipelines.folders import model_dirs
+from legato.services.cli.common import JsonOption, emit, handle_errors, out_console
 
 
 def card_summary(folder: Path) -> str:

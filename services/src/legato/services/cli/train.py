@@ -1,15 +1,15 @@
-"""``legato train`` and ``legato distill``: thin wrappers over the pipelines' training, for a dataset folder
-built by ``python -m legato.pipelines.datasets``. Every run checkpoints under ``--runs`` and the same
-command resumes it where it stopped.
+"""``legato train`` and ``legato distill``: thin wrappers over the one train-then-distil driver
+(`legato.pipelines.training`), for a dataset folder built by ``legato recipes dataset``. Every run
+checkpoints under ``--runs`` and the same command resumes it where it stopped.
 
-- ``train KIND --data D``: the bundled recipe (`legato.pipelines.bundled.train_stage`: train, then the
-  recipe's progressive distillation), ``--export`` writes ``<kind>-default`` and ``<kind>-fast``;
-  ``--init``, ``--captions``, ``--clips-per-caption``, ``--no-distill``, ``--steps`` and ``--batch-size`` run
-  a curriculum's phases (models/README.md, Training);
+- ``train KIND --data D``: the bundled recipe (`legato.recipes.train.train_stage`: train, then the recipe's
+  progressive distillation), ``--export`` writes ``<kind>-default`` and ``<kind>-fast``; ``--init``,
+  ``--captions``, ``--clips-per-caption``, ``--more-data``, ``--no-distill``, ``--steps`` and ``--batch-size``
+  run a curriculum's phases (recipes/docs/history.md);
 - ``train KIND --data D --from MODEL --steps N,M --out NEW [--workers W]``: fine-tune a model's cascade
-  (`legato.pipelines.build.train_cascade`), data-parallel on ``W`` Ray Train workers where ``W > 1``;
+  (`legato.pipelines.training.train_cascade`), data-parallel on ``W`` Ray Train workers where ``W > 1``;
 - ``distill MODEL --data D --out NEW``: halve a stage's sampling steps per round
-  (`legato.pipelines.distill.distill_cascade`).
+  (`legato.pipelines.training.distill_cascade`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from legato.services.cli.common import JsonOption, emit, fail, handle_errors, pa
 
 Data = Annotated[
     Path,
-    typer.Option(help="A dataset folder from `python -m legato.pipelines.datasets`.", show_default=False),
+    typer.Option(help="A dataset folder from `legato recipes dataset`.", show_default=False),
 ]
 Runs = Annotated[
     Path | None,
@@ -37,7 +37,7 @@ BatchSize = Annotated[int, typer.Option(min=1, help="Items per optimizer step.")
 
 def training_split(data: Path, cascade):
     """The dataset's training split, checked to match the cascade's output size."""
-    from legato.pipelines.datasets import load
+    from legato.recipes.datasets import load
 
     train = load(data).split(held_out=False)
     if len(train.samples) == 0:
@@ -134,6 +134,25 @@ def train(
     compile: Annotated[
         bool, typer.Option("--compile", help="Recipe: train through torch.compile (compiles first, minutes).")
     ] = False,
+    more_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--more-data",
+            metavar="FOLDER",
+            help="Recipe: training-only clips to add (`legato recipes dataset video FOLDER --more-photos`); "
+            "repeatable.",
+        ),
+    ] = None,
+    distill_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Recipe: steps per distillation round.", show_default="the recipe's"),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="STEPS", help="Recipe: a checkpoint every STEPS steps.", show_default="250"
+        ),
+    ] = None,
     runs: Runs = None,
     device: Device = None,
     workers: Annotated[
@@ -156,9 +175,7 @@ def train(
 ) -> None:
     """Train a KIND cascade on a dataset folder: the bundled recipe, or a fine-tune with --from."""
     if not data.is_dir():
-        fail(
-            f"--data {data} is not a folder; build one with `python -m legato.pipelines.datasets {kind} {data}`"
-        )
+        fail(f"--data {data} is not a folder; build one with `legato recipes dataset {kind} {data}`")
     started, device = time.perf_counter(), default_device(device)
     if learning_rate is not None and not 0 < learning_rate < 1:
         fail(f"--learning-rate {learning_rate}: give a peak rate in (0, 1), e.g. 3e-4, or leave it out")
@@ -167,19 +184,22 @@ def train(
             fail("--out and --workers go with --from; the bundled recipe writes its runs (use --export)")
         if steps is not None and not steps.isdigit():
             fail(f"--steps {steps!r}: the recipe takes one number, each trained stage's training steps")
-        from legato.pipelines import bundled
+        from legato.recipes import RECIPES, train_stage
+        from legato.recipes import export as write_models
+        from legato.recipes.catalog import CHECKPOINT_EVERY
 
         runs = runs or Path("runs") / kind
-        names = [s.name for s in bundled.RECIPES[kind].build().stages]
+        names = [s.name for s in RECIPES[kind].build().stages]
         if stage is not None and stage not in names:
             fail(f"--stage {stage!r}: the {kind} recipe has stages {names}")
         before = resumes(runs, names)
         for name in [stage] if stage else names:
-            bundled.train_stage(kind, name, data, runs, device, init=init, steps=int(steps) if steps else None,
-                                batch_size=batch_size, precision=precision, captions=captions,
-                                clips_per_caption=clips_per_caption, distill=distill,
-                                learning_rate=learning_rate, compile=compile)  # fmt: skip
-        written = [str(p.resolve()) for p in bundled.export(kind, runs, export)] if export else []
+            train_stage(kind, name, data, runs, device, init=init, steps=int(steps) if steps else None,
+                        batch_size=batch_size, distill_steps=distill_steps, precision=precision,
+                        captions=captions, clips_per_caption=clips_per_caption, distill=distill,
+                        learning_rate=learning_rate, compile=compile,
+                        checkpoint_every=checkpoint_every or CHECKPOINT_EVERY, more_data=more_data or [])  # fmt: skip
+        written = [str(p.resolve()) for p in write_models(kind, runs, export)] if export else []
         result = {
             "ok": True,
             "mode": "recipe",
@@ -190,7 +210,9 @@ def train(
     else:
         if recipe_only := [flag for flag, value in (("--init", init), ("--captions", captions),
                            ("--clips-per-caption", clips_per_caption), ("--no-distill", not distill),
-                           ("--precision", precision), ("--compile", compile)) if value]:  # fmt: skip
+                           ("--precision", precision), ("--compile", compile), ("--more-data", more_data),
+                           ("--distill-steps", distill_steps), ("--checkpoint-every", checkpoint_every),
+                           ("--stage", stage), ("--export", export)) if value]:  # fmt: skip
             fail(
                 f"{', '.join(recipe_only)}: only the bundled recipe takes these; --from fine-tunes without them"
             )
@@ -202,7 +224,7 @@ def train(
         if out.resolve() == path:
             fail(f"--out {out} is the --from model; write the fine-tuned model to a new folder")
         from legato.pipelines import MusicPipeline, VideoPipeline
-        from legato.pipelines.build import train_cascade
+        from legato.pipelines.training import train_cascade
 
         pipe = (MusicPipeline if kind == "music" else VideoPipeline).from_pretrained(path)
         split = training_split(data, pipe.cascade)
@@ -250,7 +272,7 @@ def distill(
         fail(f"--out {out} is the teacher; write the student to a new folder")
     started, device = time.perf_counter(), default_device(device)
     from legato.pipelines import MusicPipeline, VideoPipeline
-    from legato.pipelines.distill import distill_cascade
+    from legato.pipelines.training import distill_cascade
 
     kind = config["metadata"]["pipeline"]
     pipe = (MusicPipeline if kind == "music" else VideoPipeline).from_pretrained(path)

@@ -18,8 +18,8 @@ from typing import Any
 
 from ray import serve
 
+from legato.pipelines.folders import load_pipeline_cascade
 from legato.pipelines.ray_executor import StageResources, plan
-from legato.pipelines.text import load_pipeline_cascade
 from legato.services.serve.schemas import Limits
 from legato.services.serve.service import Ingress
 from legato.services.serve.stages import StageDeployment, with_device

@@ -21,8 +21,8 @@ from typing import Any
 
 from ray import serve
 
+from legato.pipelines.folders import load_pipeline_cascade
 from legato.pipelines.ray_executor import RayExecutor, StageSettings, StageWorker
-from legato.pipelines.text import load_pipeline_cascade
 
 
 def with_device(cascade: Any, device: str, index: int | None = None) -> Any:

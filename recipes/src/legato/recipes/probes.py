@@ -59,7 +59,7 @@ def motion_probe(
     }
     x0 = cascade.downsample(0, split.samples[order])
     own = split.text[order]
-    prompts = {"no prompt": (torch.zeros_like(own), list(range(len(rows))))}
+    prompts = {"no prompt": (Conditioning(text=own).null().text.expand_as(own), list(range(len(rows))))}
     for name, (motion, keep) in swapped.items():
         embedded = text([caption(subjects[rows[k][0]], motion[rows[k][1]], rows[k][2]) for k in keep])
         prompts[name] = (torch.zeros_like(own).index_copy_(0, torch.tensor(keep), embedded), keep)

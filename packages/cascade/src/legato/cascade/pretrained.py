@@ -238,6 +238,9 @@ def require_safetensors(folder: str | Path) -> Path:
     with how to convert them; Legato loads only safetensors. Returns the folder."""
     folder = Path(folder)
     if any(folder.glob("*.safetensors")):
+        for file in sorted(folder.glob("*.safetensors")):
+            if problem := weights_problem(file):
+                raise DiffusionError(f"{file}: {problem}")
         return folder
     pickles = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLES) if folder.is_dir() else []
     if pickles:
@@ -249,6 +252,19 @@ def require_safetensors(folder: str | Path) -> Path:
             f"{folder / name}', weights_only=True), '{folder / 'diffusion_pytorch_model.safetensors'}')\""
         )
     raise FileNotFoundError(f"{folder} holds no .safetensors weights; save the model with save_pretrained()")
+
+
+def weights_problem(file: Path) -> str | None:
+    """What is wrong with a safetensors file (a truncated copy, a header that does not parse), or None; read
+    without loading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy"):
+            return None
+    except Exception as err:  # safetensors raises its own SafetensorError, and OSError for unreadable files
+        return (f"damaged weights ({str(err).strip() or type(err).__name__}, {file.stat().st_size} bytes); restore "
+                "the file from where the model came from, or save the model again")  # fmt: skip
 
 
 def _own_storage(network: nn.Module) -> None:

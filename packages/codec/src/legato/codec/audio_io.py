@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from legato.codec.atomic import atomic_output
+from legato.codec.atomic import atomic_output, write_failure
 from legato.codec.errors import CodecError
 
 _CHUNK = 16_384  # samples per frame handed to the encoder (PyAV re-blocks to the codec's frame size)
@@ -153,8 +153,8 @@ def write_audio(
             if spec.options:
                 stream.codec_context.options = dict(spec.options)
             mux_audio(container, stream, samples, spec.sample_format, sample_rate)
-    except av.FFmpegError as err:
-        raise CodecError(f"{dst}: encoding {name} failed ({err})") from err
+    except (av.FFmpegError, OSError) as err:
+        raise write_failure(dst, err) or CodecError(f"{dst}: encoding {name} failed ({err})") from err
     return dst
 
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 
-from legato.codec.atomic import atomic_output
+from legato.codec.atomic import atomic_output, write_failure
 from legato.codec.errors import CodecError
 from legato.codec.params import SpectrogramParams
 
@@ -98,8 +98,11 @@ def save_mel_image(
     info.add_text(_KEY_REFERENCE, ref_text)
     info.add_text(_KEY_CHANNELS, str(channels))
     info.add_text(_KEY_BITS, str(bits))
-    with atomic_output(dst) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
+    try:
+        with atomic_output(dst) as tmp:
+            image.save(tmp, format="PNG", pnginfo=info)
+    except OSError as err:
+        raise write_failure(dst, err) or err from err
     return dst
 
 

@@ -22,6 +22,7 @@ import torchaudio
 from torch import Tensor
 
 from legato.codec import atomic_output, mux_audio, read_audio
+from legato.codec.atomic import write_failure
 
 
 class VideoError(ValueError):
@@ -124,8 +125,8 @@ def write_video(
                 supported = {f.name for f in audio_stream.codec_context.codec.audio_formats}
                 fmt = "fltp" if "fltp" in supported else "flt"  # AAC takes planar float, Opus packed
                 mux_audio(container, audio_stream, wave, fmt, out_rate)
-    except av.FFmpegError as err:
-        raise VideoError(f"{dst}: encoding {name} failed ({err})") from err
+    except (av.FFmpegError, OSError) as err:
+        raise write_failure(dst, err) or VideoError(f"{dst}: encoding {name} failed ({err})") from err
     return dst
 
 

@@ -1,5 +1,6 @@
 """Small modules, each named for what it holds: no source file over 400 lines, and the runtime (`pipelines`)
-about 2,000 lines, what a newcomer reads to follow a prompt to its files (docs/architecture.md)."""
+small enough for a newcomer to follow a prompt to its files (docs/architecture.md): 2,107 lines once the
+recipes moved out (issue 40), about 2,450 with the job guarantees of issue 41 (manifest, lock, Ray lifecycle)."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from .test_imports import MEMBERS
 
 LIMIT = 400
-PIPELINES_LIMIT = 2_200
+PIPELINES_LIMIT = 2_600
 
 
 def lines(path: Path) -> int:

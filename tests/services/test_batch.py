@@ -4,6 +4,8 @@ import json
 
 import yaml
 
+from legato.pipelines.job_spec import item_id
+
 from .conftest import invoke, legato
 from .test_generate import probe
 
@@ -24,7 +26,8 @@ def test_batch_runs_a_spec_resumes_it_and_takes_overrides(tmp_path, cli_env):
     assert (
         probe(tmp_path / "out/jigs/jig.wav")["audio"]["count"] == 63 * 256
     )  # one window: 64 frames at a 256-sample hop
-    assert probe(tmp_path / "out/jigs/00001.wav")["audio"]["count"] == 24_000
+    drone = item_id("a drone", 2, 1.5)  # an item without an id is named by its prompt, seed and length
+    assert probe(tmp_path / f"out/jigs/{drone}.wav")["audio"]["count"] == 24_000
     page = (tmp_path / "out" / "index.html").read_text()
     assert "jigs/jig.wav" in page
     # killed after the first item: a re-run writes only what is missing
@@ -33,7 +36,7 @@ def test_batch_runs_a_spec_resumes_it_and_takes_overrides(tmp_path, cli_env):
     again = invoke("batch", str(spec), "--output", str(tmp_path / "out/jigs"), "--json", env=cli_env)
     assert again.code == 0, again.stderr
     summary = again.json()
-    assert (summary["written"], summary["skipped"]) == (["00001"], ["jig"])
+    assert (summary["written"], summary["skipped"]) == ([drone], ["jig"])
     # an override is validated like the spec itself
     bad = invoke("batch", str(spec), "--executor", "ray-data", "--model", "video-tiny", env=cli_env)
     assert bad.code == 2

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import av
 
-from legato.services.cli.generate import item_id
+from legato.pipelines.job_spec import item_id
 
 from .conftest import invoke, legato
 

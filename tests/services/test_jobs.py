@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from legato.pipelines.job_spec import item_id
+
 from .conftest import assert_clean_error, legato
 from .test_generate import probe
 
@@ -37,8 +39,9 @@ def test_a_job_round_trip_through_a_ray_head(ray_head, project, cli_env):
     assert "job legato-test-1: SUCCEEDED" in result.stdout
     out = project / "outputs" / "jigs"
     assert probe(out / "jig.wav")["audio"]["count"] == 63 * 256
-    assert probe(out / "00001.wav")["audio"]["count"] == 24_000
-    assert probe(out / "00001.png")["video"]["size"] == (32, 94)
+    drone = item_id("a drone", 1, 1.5)
+    assert probe(out / f"{drone}.wav")["audio"]["count"] == 24_000
+    assert probe(out / f"{drone}.png")["video"]["size"] == (32, 94)
     # what was uploaded: the spec, not the weights nor the old outputs
     (package,) = [p for p in (ray_head.temp_dir / "session_latest/runtime_resources/working_dir_files").iterdir()
                   if p.is_dir()]  # fmt: skip
@@ -80,7 +83,9 @@ def test_a_failing_job_exits_1_and_a_resubmission_resumes(ray_head, project, cli
     assert ": FAILED" in failed.stdout
     first = legato("job", "submit", "job.yaml", *auth, "--wait", "--json", cwd=project, env=cli_env)
     assert first.code == 0, first.stdout
-    (project / "outputs" / "jigs" / "00001.wav").unlink()  # as if the job had died before it
+    (
+        project / "outputs" / "jigs" / f"{item_id('a drone', 1, 1.5)}.wav"
+    ).unlink()  # as if the job had died before it
     again = legato("job", "submit", "job.yaml", *auth, "--wait", "--json", cwd=project, env=cli_env)
     assert again.code == 0
     assert "1 written, 1 already there" in again.json()["logs"]

@@ -61,12 +61,39 @@ def client(tiny_models, tmp_path_factory):
         _node_ip_address="127.0.0.1", log_to_driver=False,
     )  # fmt: skip
     try:
-        url = main("127.0.0.1", free_port(), models=tiny_models, blocking=False,
-                   limits=LIMITS, jobs_dir=tmp_path_factory.mktemp("jobs"))  # fmt: skip
-        yield Client(url, timeout=120)
+        jobs = tmp_path_factory.mktemp("jobs")
+        earlier = earlier_service(jobs)  # the records an earlier service, killed, left in the same folder
+        url = main("127.0.0.1", free_port(), models=tiny_models, blocking=False, limits=LIMITS, jobs_dir=jobs)
+        client = Client(url, timeout=120)
+        client.earlier = earlier
+        yield client
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def earlier_service(jobs: Path) -> dict[str, str]:
+    """What a service killed mid-job leaves in its jobs folder: one job still marked running, one done."""
+    from legato.services.serve.schemas import JobFile
+    from legato.services.serve.store import JobStore
+
+    store = JobStore(jobs)
+    running = store.new("music", {"prompt": "a jig"}, service="killed")
+    done = store.new("music", {"prompt": "a reel"}, service="killed")
+    (store.folder(done.id) / "0000.wav").write_bytes(b"RIFF")
+    file = JobFile(name="0000.wav", url=f"/v1/jobs/{done.id}/files/0000.wav", prompt="a reel", seed=0)
+    store.save(done.model_copy(update={"status": "done", "files": [file]}))
+    return {"running": running.id, "done": done.id}
+
+
+def test_a_restarted_service_finds_earlier_jobs_and_fails_the_unfinished(client):
+    running = client.job(client.earlier["running"])  # not a 404: the record is there
+    assert running["status"] == "failed"
+    assert running["error"]["error"] == "interrupted"
+    assert "submit the request again" in running["error"]["fix"]
+    done = client.job(client.earlier["done"])
+    assert done["status"] == "done"
+    assert [f["name"] for f in done["files"]] == ["0000.wav"]
 
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:

@@ -24,7 +24,7 @@ _EXPORTS = {
     "Mastering": "legato.codec.master",
     "Interpolation": "legato.pipelines.interpolate",
     "JobResult": "legato.pipelines.jobs",
-    "JobSpec": "legato.pipelines.jobs",
+    "JobSpec": "legato.pipelines.job_spec",
     "run_job": "legato.pipelines.jobs",
     "MusicPipeline": "legato.pipelines.music",
     "AudioClip": "legato.pipelines.outputs",
@@ -38,7 +38,8 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from legato.codec.master import Mastering
     from legato.pipelines.interpolate import Interpolation
-    from legato.pipelines.jobs import JobResult, JobSpec, run_job
+    from legato.pipelines.job_spec import JobSpec
+    from legato.pipelines.jobs import JobResult, run_job
     from legato.pipelines.music import MusicPipeline
     from legato.pipelines.outputs import AudioClip, Soundtrack, VideoClip
     from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder

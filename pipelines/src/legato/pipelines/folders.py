@@ -68,6 +68,25 @@ def resolve_model(value: str | os.PathLike[str] | None, kind: str | None) -> tup
     return path.resolve(), config
 
 
+def damaged_weights(folder: Path) -> list[str]:
+    """Every damaged safetensors file a model folder loads (its stages, shared stages elsewhere, its vocoder),
+    as ``path: problem`` lines; read without torch (the files' headers against their sizes)."""
+    from safetensors import safe_open
+
+    config = read_cascade_json(folder)
+    folders = [folder / stage.get("folder", stage["name"]) for stage in config.get("stages", [])]
+    if vocoder := config.get("metadata", {}).get("vocoder"):
+        folders.append(folder / vocoder)
+    problems = []
+    for file in sorted({f.resolve() for d in folders for f in Path(d).glob("*.safetensors")}):
+        try:
+            with safe_open(str(file), framework="numpy"):
+                pass
+        except Exception as err:  # SafetensorError, or OSError for an unreadable file
+            problems.append(f"{file}: damaged ({str(err).strip()}, {file.stat().st_size} bytes)")
+    return problems
+
+
 def load_pipeline_cascade(path: str | os.PathLike[str], kind: str, device: str | None):
     """A pipeline folder's `Cascade` (checked to be a ``kind`` one) and the `TextEncoder` its metadata names."""
     from legato.cascade import Cascade

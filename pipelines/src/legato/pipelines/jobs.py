@@ -1,188 +1,42 @@
-"""Batch jobs: a validated `JobSpec` (YAML or JSON) run into an output folder with a JSONL manifest.
+"""Batch jobs: a `JobSpec` (`legato.pipelines.job_spec`) run into an output folder with a JSONL manifest.
 
 ::
 
-    # job.yaml
-    kind: music
-    model: models/music-default
-    output: outputs/jigs
-    formats: [wav, png]
-    executor: ray                      # local | ray | ray-data
-    resources: {base: {replicas: 1}, sr: {num_cpus: 1}}
-    steps: [16, 8]                     # optional: sampling steps per stage; guidance: base-stage scale;
-    scheduler: dpm++                   #   scheduler: every stage's sampler (ddim, dpm++, euler, heun, ...)
-    items:
-      - {prompt: "a jig on fiddle", seed: 0, duration: 10}
-      - {prompt: "ragtime piano", seed: 1}
-
     result = run_job(JobSpec.from_file("job.yaml"))       # or: legato batch job.yaml
 
-Each item's files are written atomically (a temporary sibling renamed into place), then one manifest line
-(``id, seed, prompt, model hash, files, timings``) is appended and synced. Running the same spec again
-skips the items the manifest lists whose files are all there, so a killed job resumes where it stopped and
-no item is written twice; stray temporary files of a killed run are removed first. An output folder made by
-another model (a different hash), or with other ``steps``/``guidance``/``scheduler``, is refused instead of mixed.
+What a job guarantees (docs/pipelines.md, each a test):
+
+- exactly once: one run owns the output folder (a second is refused); each item's files are written
+  atomically, then its manifest line, whole; a re-run skips the items the manifest vouches for and makes the
+  rest, so a killed job resumes where it stopped and no item is skipped, made twice or left half-written;
+- a resume compares what decides the files: the model's hash (weights, configs, shared stages, vocoder), the
+  soundtrack model's, and the spec's sampling and mastering settings for the whole folder (another is refused,
+  never mixed); each item's prompt, seed and length (an id whose recorded item differs is refused, naming it);
+  and each file's size and SHA-256 (a missing or damaged file, or a format newly asked for, is made again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import torch
 
 from legato.cascade import CASCADE_FILE, Executor, LocalExecutor, Progress
 from legato.cascade.pretrained import cascade_folders
-from legato.codec import AUDIO_FORMATS
 from legato.codec.master import Mastering
-from legato.diffusion import SCHEDULERS
+from legato.pipelines.job_spec import JobSpec
+from legato.pipelines.manifest import MANIFEST, OutputFolder, file_record, missing_files, read_manifest
 from legato.pipelines.music import MusicPipeline
-from legato.pipelines.text import check_prompt
 from legato.pipelines.video import VideoPipeline
-from legato.video import VIDEO_FORMATS
 
-MANIFEST = "manifest.jsonl"
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-SCHEDULER_NAMES = tuple(sorted(SCHEDULERS))  # the samplers a spec, a request or a command may name
-
-
-def scheduler_name(scheduler: object) -> str:
-    """The name a spec, a request or a command gives ``scheduler``'s class (its class name if none does)."""
-    names = [name for name in SCHEDULER_NAMES if type(scheduler) is SCHEDULERS[name][0]]
-    return names[0] if names else type(scheduler).__name__
-
-
-class ItemSpec(BaseModel):
-    model_config = _STRICT
-
-    prompt: str
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    duration: float | None = Field(default=None, gt=0, le=600)  # music: seconds (default: one window)
-    frames: int | None = Field(default=None, ge=1, le=10_000)  # video: frames (default: one window)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        return check_prompt(value)
-
-
-class ResourceSpec(BaseModel):
-    model_config = _STRICT
-
-    replicas: int = Field(default=1, ge=1)
-    num_cpus: float | None = Field(default=None, gt=0)
-    num_gpus: float | None = Field(default=None, ge=0)
-
-
-class MasteringSpec(BaseModel):
-    """Music jobs' finishing (`legato.codec.master.Mastering`): rate, channels, loudness, true peak."""
-
-    model_config = _STRICT
-
-    sample_rate: int | None = Field(default=44_100, ge=8_000, le=192_000)
-    channels: Literal[1, 2] = 2
-    width: float = Field(default=0.5, ge=0, le=1)
-    loudness: float | None = Field(default=-14.0, gt=-70, lt=0)
-    true_peak: float = Field(default=-1.0, ge=-20, le=0)
-
-
-class JobSpec(BaseModel):
-    """What to generate, with which model, how to run it, and where the files go."""
-
-    model_config = _STRICT
-
-    kind: Literal["music", "video"]
-    model: str
-    soundtrack: str | None = None  # video jobs: a music model folder for the soundtracks
-    output: str
-    items: list[ItemSpec] = Field(min_length=1)
-    formats: list[str] | None = None  # default: wav + png (music), mp4 (video)
-    executor: Literal["local", "ray", "ray-data"] = "local"
-    resources: dict[str, ResourceSpec] = Field(default_factory=dict)
-    chunk: int = Field(default=8, ge=1)  # items generated between manifest writes
-    device: str | None = None
-    steps: list[Annotated[int, Field(ge=1)]] | None = None  # sampling steps per stage (default: the model's)
-    guidance: float | None = Field(
-        default=None, ge=1
-    )  # the base stage's guidance scale (default: the model's)
-    scheduler: str | None = None  # every stage's sampler, by name (default: the model's)
-    mastering: MasteringSpec | None = None  # music: 44.1 kHz stereo at -14 LUFS etc.; None: raw model output
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, name: str | None) -> str | None:
-        if name is not None and name not in SCHEDULER_NAMES:
-            raise ValueError(f"scheduler {name!r} is not one of {list(SCHEDULER_NAMES)}")
-        return name
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, formats: list[str] | None) -> list[str] | None:
-        if formats is not None and not formats:
-            raise ValueError("formats is empty; leave it out for the defaults or list at least one")
-        return formats
-
-    @model_validator(mode="after")
-    def _consistent(self) -> JobSpec:
-        allowed = [*sorted(AUDIO_FORMATS), "png"] if self.kind == "music" else sorted(VIDEO_FORMATS)
-        bad = [f for f in self.resolved_formats if f not in allowed]
-        if bad:
-            raise ValueError(f"formats {bad} are not {self.kind} formats; use some of {allowed}")
-        if self.kind == "video" and any(i.duration is not None for i in self.items):
-            raise ValueError("video items take no duration; give frames (a number of frames) instead")
-        if self.kind == "music" and any(i.frames is not None for i in self.items):
-            raise ValueError("music items take no frames; give duration (seconds) instead")
-        if self.kind == "video" and self.mastering is not None:
-            raise ValueError("mastering= is for music jobs; remove it from this video job")
-        if self.kind == "music" and self.soundtrack is not None:
-            raise ValueError("soundtrack= is for video jobs; remove it from this music job")
-        if self.soundtrack is not None:
-            sound = sorted(f for f, v in VIDEO_FORMATS.items() if v.audio_codec)
-            silent = [f for f in self.resolved_formats if f not in sound]
-            if silent:
-                raise ValueError(
-                    f"formats {silent} cannot carry the soundtrack; use some of {sound}, or no soundtrack"
-                )
-        ids = [i for i in self.item_ids]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"item ids {dupes} appear more than once; ids name files and must be unique")
-        return self
-
-    @property
-    def resolved_formats(self) -> list[str]:
-        return self.formats or (["wav", "png"] if self.kind == "music" else ["mp4"])
-
-    @property
-    def item_ids(self) -> list[str]:
-        return [item.id or f"{i:05d}" for i, item in enumerate(self.items)]
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> JobSpec:
-        """Read a ``.yaml``/``.yml`` or ``.json`` spec; errors name the file and every bad field."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ValueError(f"cannot read job spec {path}: {err.strerror}") from err
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise ValueError(f"{path} does not parse: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of fields (kind, model, output, items, ...)")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as err:
-            raise ValueError(f"{path} is not a valid job spec:\n{err}") from err
+__all__ = ["MANIFEST", "JobResult", "JobSpec", "job_model_id", "model_hash", "read_manifest", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -216,28 +70,16 @@ def model_hash(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_manifest(output: Path) -> list[dict]:
-    """The manifest's complete lines (a line cut off by a kill is ignored)."""
-    file = output / MANIFEST
-    if not file.is_file():
-        return []
-    rows = []
-    for line in file.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def make_executor(spec: JobSpec) -> Executor:
     if spec.executor == "local":
         return LocalExecutor()
-    from legato.pipelines.ray_executor import RayDataExecutor, RayExecutor, StageResources, connect
+    from legato.pipelines.ray_cluster import connect
+    from legato.pipelines.ray_executor import RayDataExecutor, RayExecutor, StageResources
 
     connect()
     resources = {name: StageResources(**r.model_dump()) for name, r in spec.resources.items()}
-    return RayExecutor(resources) if spec.executor == "ray" else RayDataExecutor(resources)
+    executor = RayExecutor if spec.executor == "ray" else RayDataExecutor
+    return executor(resources, threads=spec.threads)
 
 
 def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPipeline:
@@ -265,9 +107,11 @@ def with_sampling(
 
 
 def job_model_id(spec: JobSpec) -> str:
-    """What the manifest records as the model: its hash, and any sampling settings the spec overrides (an
-    output folder is never mixed from two of them)."""
+    """What the manifest records as the model: its hash, the soundtrack model's, and any sampling or mastering
+    settings the spec sets (an output folder is never mixed from two of them)."""
     tag = model_hash(spec.model)
+    if spec.soundtrack is not None:
+        tag += "+soundtrack=" + model_hash(spec.soundtrack)
     if spec.steps is not None:
         tag += "+steps=" + ",".join(map(str, spec.steps))
     if spec.guidance is not None:
@@ -277,6 +121,44 @@ def job_model_id(spec: JobSpec) -> str:
     if spec.mastering is not None:
         tag += "+master=" + json.dumps(spec.mastering.model_dump(), sort_keys=True, separators=(",", ":"))
     return tag
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """This process's torch threads set to ``count`` for the block (None: as they are)."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def finished(spec: JobSpec, out: OutputFolder, model: str) -> tuple[list[str], list[dict]]:
+    """The ids whose items the manifest vouches for (every file asked for there, whole), and the manifest's
+    rows to keep (an item made again loses its old line). Refuses a folder made otherwise, and an id whose
+    recorded item is not the spec's."""
+    rows = out.rows()
+    items = dict(zip(spec.item_ids, spec.items, strict=True))
+    for item_id, row in rows.items():
+        if row.get("model") != model:
+            raise ValueError(
+                f"{out.path} holds items made by model {row.get('model')}, not {spec.model} ({model}); "
+                "use a new output folder, or remove the old one"
+            )
+        item = items.get(item_id)
+        if item is not None and "item" in row and row["item"] != spec.item_record(item):
+            raise ValueError(
+                f"item {item_id!r} in {out.path} was made from {row['item']}, but the spec asks for "
+                f"{spec.item_record(item)}; give the item another id, or use a new output folder"
+            )
+    done = [
+        item_id for item_id in spec.item_ids if item_id in rows
+        and not missing_files(out.path, rows[item_id], [f"{item_id}.{fmt}" for fmt in spec.resolved_formats])
+    ]  # fmt: skip
+    keep = [row for item_id, row in rows.items() if item_id in done or item_id not in items]
+    return done, keep
 
 
 def run_job(
@@ -289,60 +171,45 @@ def run_job(
     """Generate every item of ``spec`` not finished yet; see the module docstring for the guarantees.
     ``log`` gets a line after each chunk of items, ``progress`` the cascade's (stage, done, total)."""
     started = time.perf_counter()
-    output = Path(spec.output)
-    output.mkdir(parents=True, exist_ok=True)
-    for stray in output.glob(".*.part"):  # temporary files of a run that was killed mid-write
-        stray.unlink(missing_ok=True)
     model = job_model_id(spec)
-    done = set()
-    for row in read_manifest(output):
-        if row.get("model") != model:
-            raise ValueError(
-                f"{output} holds items made by model {row.get('model')}, not {spec.model} ({model}); "
-                "use a new output folder, or remove the old one"
-            )
-        if all((output / f).is_file() for f in row["files"]):
-            done.add(row["id"])
     ids = spec.item_ids
-    todo = [i for i, item_id in enumerate(ids) if item_id not in done]
-    skipped = [item_id for item_id in ids if item_id in done]
-    if not todo:
-        return JobResult(output, [], skipped, time.perf_counter() - started)
-    executor = executor or make_executor(spec)
-    pipe = load_pipeline(spec, executor)
-    written: list[str] = []
-    # Items of one length run together; chunks bound how much a kill can lose.
-    groups: dict[tuple[float | None, int | None], list[int]] = {}
-    for i in todo:
-        groups.setdefault((spec.items[i].duration, spec.items[i].frames), []).append(i)
-    with open(output / MANIFEST, "a") as manifest:
-        for (duration, frames), positions in groups.items():
+    with OutputFolder(spec.output) as out, torch_threads(spec.threads):
+        done, keep = finished(spec, out, model)
+        if len(keep) < len(out.rows()):
+            out.rewrite(keep)  # the lines of items made again go: one line per item
+        todo = [i for i, item_id in enumerate(ids) if item_id not in done]
+        if not todo:
+            return JobResult(out.path, [], done, time.perf_counter() - started)
+        pipe = load_pipeline(spec, executor or make_executor(spec))
+        written: list[str] = []
+        # Items of one length run together; chunks bound how much a kill can lose.
+        groups: dict[float | int | None, list[int]] = {}
+        for i in todo:
+            groups.setdefault(spec.length(spec.items[i]), []).append(i)
+        for length, positions in groups.items():
             for lo in range(0, len(positions), spec.chunk):
                 chunk = positions[lo : lo + spec.chunk]
                 prompts = [spec.items[i].prompt for i in chunk]
                 seeds = [spec.items[i].seed for i in chunk]
                 t0 = time.perf_counter()
                 if spec.kind == "music":
-                    results = pipe(prompts, seeds=seeds, duration=duration, progress=progress)
+                    results = pipe(prompts, seeds=seeds, duration=length, progress=progress)
                 else:
-                    results = pipe(prompts, seeds=seeds, frames=frames, progress=progress)
+                    results = pipe(prompts, seeds=seeds, frames=length, progress=progress)
                 generate = (time.perf_counter() - t0) / len(chunk)
                 for i, result in zip(chunk, results, strict=True):
                     t1 = time.perf_counter()
                     files = [f"{ids[i]}.{fmt}" for fmt in spec.resolved_formats]
-                    for name in files:
-                        result.save(output / name)
+                    checks = {name: file_record(result.save(out.path / name)) for name in files}
                     row = {
                         "id": ids[i], "seed": result.seed, "prompt": result.prompt, "model": model,
-                        "files": files, "timings": {"generate_s": round(generate, 4),
-                                                    "write_s": round(time.perf_counter() - t1, 4)},
+                        "item": spec.item_record(spec.items[i]), "files": files, "checks": checks,
+                        "timings": {"generate_s": round(generate, 4), "write_s": round(time.perf_counter() - t1, 4)},
                     }  # fmt: skip
                     if getattr(result, "measured", None):  # mastered music: loudness, true peak
                         row["audio"] = result.measured
-                    manifest.write(json.dumps(row) + "\n")
-                    manifest.flush()
-                    os.fsync(manifest.fileno())
+                    out.append(row)
                     written.append(ids[i])
                 if log is not None:
-                    log(f"{len(written) + len(skipped)}/{len(ids)} items in {output}")
-    return JobResult(output, written, skipped, time.perf_counter() - started)
+                    log(f"{len(written) + len(done)}/{len(ids)} items in {out.path}")
+    return JobResult(out.path, written, done, time.perf_counter() - started)

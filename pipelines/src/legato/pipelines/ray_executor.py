@@ -18,7 +18,6 @@ and a stage that cannot be placed raises `PlacementError` naming it.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,26 +31,19 @@ from legato.cascade import Cascade, Item, Progress, batches, check_run, run_batc
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 
 
-def connect(address: str | None = None) -> None:
-    """Join the Ray cluster at ``address`` (default ``$RAY_ADDRESS``), or start a local one where neither is
-    set; nothing where this process is connected already."""
-    if not ray.is_initialized():
-        ray.init(
-            address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False
-        )
-
-
 class PlacementError(RuntimeError):
     """A stage's actors cannot be placed on the cluster."""
 
 
 @dataclass(frozen=True)
 class StageResources:
-    """Per-stage placement: actors (``replicas``), and CPUs / GPUs per actor (None: computed)."""
+    """Per-stage placement: actors (``replicas``), CPUs / GPUs per actor (None: computed), and torch threads
+    per actor (None: the whole CPUs it holds; the same count as a local run gives byte-equal outputs)."""
 
     replicas: int = 1
     num_cpus: float | None = None
     num_gpus: float | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +56,11 @@ class Placement:
     threads: tuple[int, ...] = field(default=())
 
 
-def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[str, float]) -> Placement:
+def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[str, float],
+         threads: int | None = None) -> Placement:  # fmt: skip
     """Resources per stage actor. CPUs left unset share the cluster's CPUs evenly (at most 1 each for
-    GPU stages); torch threads per actor = the whole CPUs it holds (at least 1)."""
+    GPU stages); torch threads per actor: the stage's own, else ``threads``, else the whole CPUs it holds
+    (at least 1)."""
     stages = cascade.stages
     unknown = set(resources) - {s.name for s in stages}
     if unknown:
@@ -99,7 +93,9 @@ def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[s
         r.num_cpus if r.num_cpus is not None else (min(share, 1.0) if g else share)
         for r, g in zip(spec, gpus, strict=True)
     )
-    threads = tuple(max(1, math.floor(c + 1e-9)) for c in cpus)
+    threads = tuple(
+        r.threads or threads or max(1, math.floor(c + 1e-9)) for r, c in zip(spec, cpus, strict=True)
+    )
     return Placement(cpus, tuple(gpus), tuple(r.replicas for r in spec), threads)
 
 
@@ -149,12 +145,15 @@ class StageWorker:
 class RayExecutor:
     """Runs a cascade on the connected Ray cluster (``ray.init`` first), stages on their own actors.
 
-    ``resources`` maps stage names to `StageResources`. Actors start on first use and are kept for later
+    ``resources`` maps stage names to `StageResources`; ``threads`` is every other stage actor's torch thread
+    count (the local run's count gives byte-equal outputs). Actors start on first use and are kept for later
     runs of the same cascade; `shutdown` releases them.
     """
 
-    def __init__(self, resources: dict[str, StageResources] | None = None) -> None:
-        self.resources = resources or {}
+    def __init__(
+        self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None
+    ) -> None:
+        self.resources, self.threads = resources or {}, threads
         self._actors: dict[int, list[Any]] = {}
         self._cascade: Cascade | None = None
         self._shared: Any = None
@@ -163,7 +162,7 @@ class RayExecutor:
 
         if self._cascade is not cascade:
             self.shutdown()
-            placement = plan(cascade, self.resources, ray.cluster_resources())
+            placement = plan(cascade, self.resources, ray.cluster_resources(), self.threads)
             # Held for the actors' lifetime: a restarted actor rebuilds itself from this same object.
             shared = self._shared = ray.put(cascade)
             remote = ray.remote(StageWorker)
@@ -293,12 +292,13 @@ def ray_data_run(
     inputs: Sequence[Tensor] | None = None,
     resources: dict[str, StageResources] | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> list[Any]:
     """The cascade as a Ray Data pipeline: ``map_batches`` per stage, an actor pool per stage, streaming."""
 
     span = cascade.span(start, stop)
     check_run(cascade, items, span, inputs)
-    placement = plan(cascade, resources or {}, ray.cluster_resources())
+    placement = plan(cascade, resources or {}, ray.cluster_resources(), threads)
     shared = ray.put(cascade)
     data = ray.data.from_items(
         _rows(items, inputs), override_num_blocks=max(1, len(items) // cascade.stages[span.start].batch_size)
@@ -323,8 +323,10 @@ def ray_data_run(
 class RayDataExecutor:
     """`ray_data_run` behind the `legato.cascade.Executor` interface (for pipelines and batch jobs)."""
 
-    def __init__(self, resources: dict[str, StageResources] | None = None) -> None:
-        self.resources = resources or {}
+    def __init__(
+        self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None
+    ) -> None:
+        self.resources, self.threads = resources or {}, threads
 
     def run(
         self,
@@ -337,5 +339,12 @@ class RayDataExecutor:
         progress: Progress | None = None,
     ) -> list[Any]:
         return ray_data_run(
-            cascade, items, start=start, stop=stop, inputs=inputs, resources=self.resources, progress=progress
+            cascade,
+            items,
+            start=start,
+            stop=stop,
+            inputs=inputs,
+            resources=self.resources,
+            progress=progress,
+            threads=self.threads,
         )

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from legato.codec import atomic_output
-from legato.pipelines.jobs import MANIFEST, read_manifest
+from legato.pipelines.manifest import MANIFEST, read_manifest
 
 _AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 _VIDEO = {".mp4": "video/mp4", ".webm": "video/webm"}

@@ -10,14 +10,15 @@
     legato models; legato demo; legato train music --data data/music; legato serve
     legato recipes dataset music data/music                                     # building the bundled models
 
-Exit codes: 0 ok; 1 failed items or a runtime error; 2 bad usage or input (one line, no traceback); 130
-interrupted. Every command takes ``--help``; most take ``--json``. Commands import the pipelines (torch)
+Exit codes: 0 ok; 1 failed items or a runtime error (a full disk included); 2 bad usage or input (one line,
+no traceback); 3 the output folder is being written by another run; 130 interrupted (Ctrl-C, SIGTERM). Every command takes ``--help``; most take ``--json``. Commands import the pipelines (torch)
 only when they run, so ``--help`` and ``legato models`` answer at once.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 import typer
 
@@ -60,8 +61,14 @@ app.command("serve")(serve.serve)
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point. SIGTERM stops a command as Ctrl-C does (exit 130, "run the same
+    command again to resume"), so what it started (a local Ray cluster, a lock) is let go on the way out."""
+    signal.signal(signal.SIGTERM, _terminated)
     app(prog_name="legato")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 __all__ = ["app", "main"]

@@ -1,8 +1,10 @@
 """What every command shares: exit codes, one-line errors, ``--json`` output, model names, progress bars.
 
-Exit codes: 0 everything done; 1 items failed or a runtime error (a crash, a lost cluster, a failed Ray
-job); 2 bad usage or input (a missing file, an invalid spec, a wrong model, an unknown format); 130
-interrupted. Errors are one line on stderr (``error: ...``), and with ``--json`` also a JSON object on
+Exit codes, one meaning each: 0 everything done; 1 items failed or a runtime error (a crash, a lost cluster,
+a failed Ray job, a full disk or another I/O failure, which names its path); 2 bad usage or input (a missing
+file, an invalid spec, a wrong model, an unknown format, an output you cannot write, found before any work);
+3 the output folder is being written by another run; 130 interrupted (Ctrl-C or SIGTERM: run the same
+command again to resume). Errors are one line on stderr (``error: ...``), and with ``--json`` also a JSON object on
 stdout; ``LEGATO_DEBUG=1`` adds the traceback.
 """
 
@@ -21,7 +23,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # Every Legato package's own error type is a ValueError (CodecError, DiffusionError, VideoError; pydantic's
 # ValidationError too), so these say "bad input" without services importing below pipelines.
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -107,6 +109,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except KeyboardInterrupt:
             report("interrupted; run the same command again to resume", EXIT_INTERRUPTED, as_json)
+        except RuntimeError as err:
+            if type(err).__name__ != "FolderBusy":  # legato.pipelines.manifest's, without importing it here
+                debug(err)
+                report(f"{type(err).__name__}: {one_line(err)}", EXIT_FAILED, as_json)
+            report(one_line(err), EXIT_BUSY, as_json)
         except CliError as err:
             report(err.message, err.code, as_json)
         except USAGE_ERRORS as err:
@@ -158,6 +165,25 @@ def resolve_model(value: str | None, kind: str | None) -> tuple[Path, dict]:
         return resolve(value, kind)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
+
+
+def check_outputs(paths: list[Path], *, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an output file that is one of the ``inputs``, one that exists (unless
+    ``overwrite``), or one that cannot be written where it is asked for."""
+    for path in paths:
+        if any(path.resolve() == source.resolve() for source in inputs):
+            fail(f"the output {path} is the input; write the result to another file")
+        if path.is_dir():
+            fail(f"the output {path} is a folder; give a file name with a suffix (.wav, .mp4...)")
+        if path.exists() and not overwrite:
+            fail(f"{path} exists; pass --overwrite to replace it, or choose another output file")
+        folder = path.resolve().parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            fail(
+                f"cannot write {path}: {folder} is not a folder you can write to; choose another output file"
+            )
 
 
 def parse_steps(text: str | None, config: dict, *, zero_keeps: bool = False) -> list[int] | None:

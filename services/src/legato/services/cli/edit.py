@@ -20,6 +20,7 @@ from legato.services.cli.common import (
     JsonOption,
     Scheduler,
     Steps,
+    check_outputs,
     emit,
     fail,
     handle_errors,
@@ -67,6 +68,9 @@ Start = Annotated[
 ]
 End = Annotated[float | None, typer.Option(min=0.0, help="Inpainting: end of the range to regenerate, s.")]
 Seed = Annotated[int, typer.Option("--seed", "-s", help="Seed of the edit's noise.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace output files that exist (never the input).")
+]
 
 
 def model_option(kind: str):
@@ -111,12 +115,13 @@ def music(
     scheduler: Scheduler = None,
     out: out_option(".wav, .flac, .png...", "<song>-edited.wav") = None,
     device: Device = None,
+    overwrite: Overwrite = False,
     as_json: JsonOption = False,
 ) -> None:
     """Edit AUDIO towards PROMPT with one of three modes (img2img, inversion, inpainting)."""
     edit("music", audio, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
          seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
-         as_json=as_json)  # fmt: skip
+         overwrite=overwrite, as_json=as_json)  # fmt: skip
 
 
 @app.command("video")
@@ -144,17 +149,18 @@ def video(
     scheduler: Scheduler = None,
     out: out_option(".mp4, .webm, .gif", "<video>-edited.mp4") = None,
     device: Device = None,
+    overwrite: Overwrite = False,
     as_json: JsonOption = False,
 ) -> None:
     """Edit SOURCE towards PROMPT (re-timed to the model's frame rate and cropped to its frame size) with one
     of three modes (img2img, inversion, inpainting)."""
     edit("video", source, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
          seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
-         as_json=as_json)  # fmt: skip
+         overwrite=overwrite, as_json=as_json)  # fmt: skip
 
 
 def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start, end, mask, seed, model, steps,
-         guidance, scheduler, out, device, as_json) -> None:  # fmt: skip
+         guidance, scheduler, out, device, overwrite, as_json) -> None:  # fmt: skip
     """One edit of ``source`` with a ``kind`` pipeline, its files and summary."""
     if not source.is_file():
         fail(f"{source} is not a file; give the {'song' if kind == 'music' else 'video'} to edit")
@@ -171,6 +177,7 @@ def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start
     mode = modes[0] if modes else "img2img"
     outputs = out or [Path(f"{source.stem}-edited{DEFAULT_SUFFIX[kind]}")]
     check_formats(kind, outputs)
+    check_outputs(outputs, inputs=[source, *([mask] if mask else [])], overwrite=overwrite)
     path, config = resolve_model(model, kind)
     from legato.pipelines import MusicPipeline, VideoPipeline
     from legato.pipelines.jobs import with_sampling

@@ -6,8 +6,6 @@ seed, and a short hash), so generating into the same folder again skips what is 
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -71,14 +69,6 @@ Address = Annotated[
 ]
 
 
-def item_id(prompt: str, seed: int, length: float | None) -> str:
-    """A file name for an item: readable, and different for a different prompt, seed or length (a music
-    item's duration, a video's frames)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48].strip("-") or "item"
-    digest = hashlib.sha256(f"{prompt}\0{seed}\0{length}".encode()).hexdigest()[:6]
-    return f"{slug}-s{seed}-{digest}"
-
-
 def items(
     prompts: list[str], seeds: list[int] | None, length: float | None = None, key: str = "duration"
 ) -> list[dict]:
@@ -87,7 +77,7 @@ def items(
         fail("a prompt is empty; give each prompt some words")
     found = []
     for prompt, seed in pairs:
-        item = {"id": item_id(prompt, seed, length), "prompt": prompt, "seed": seed}
+        item = {"prompt": prompt, "seed": seed}  # its id, and file names, come from these (JobSpec.item_ids)
         if length is not None:
             item[key] = length
         found.append(item)

@@ -6,12 +6,13 @@ Reads only files (no weights, no torch), so it answers at once.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from legato.pipelines.folders import model_dirs
+from legato.pipelines.folders import damaged_weights, model_dirs
 from legato.services.cli.common import JsonOption, emit, handle_errors, out_console
 
 
@@ -51,6 +52,7 @@ def describe(folder: Path) -> dict | None:
         "sample_rate": (meta.get("spectrogram") or {}).get("sample_rate"),
         "megabytes": round(size / 2**20, 1),
         "summary": card_summary(folder),
+        "damaged": damaged_weights(folder),  # a weights file whose header does not fit its size, say
     }
 
 
@@ -89,7 +91,8 @@ def models(
             raise FileNotFoundError(f"--path {folder} is not a folder")
     found = find_models(list(path or []))
     if as_json:
-        emit({"ok": True, "folders": [str(p) for p in model_dirs(list(path or []))], "models": found}, True)
+        ok = not any(m["damaged"] for m in found)
+        emit({"ok": ok, "folders": [str(p) for p in model_dirs(list(path or []))], "models": found}, True)
         return
     from rich.markup import escape
     from rich.table import Table
@@ -98,9 +101,13 @@ def models(
     for column in ("name", "kind", "stages", "evals", "MB", "summary"):
         table.add_column(column, overflow="fold")
     for m in found:
+        summary = "DAMAGED: " + "; ".join(m["damaged"]) if m["damaged"] else m["summary"]
         table.add_row(escape(m["name"]), m["kind"] or "?", escape("\n".join(map(stage_text, m["stages"]))),
-                      str(m["evaluations"]), f"{m['megabytes']:g}", escape(m["summary"]))  # fmt: skip
+                      str(m["evaluations"]), f"{m['megabytes']:g}", escape(summary))  # fmt: skip
     console = out_console()
     console.print(table)
+    for m in found:
+        for line in m["damaged"]:
+            print(f"warning: {m['name']}: {line}", file=sys.stderr)
     where = ", ".join(str(p) for p in model_dirs(list(path or [])))
     console.print(f"{len(found)} models in {where}; use a name or a path with --model", markup=False)

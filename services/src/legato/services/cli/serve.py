@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,12 +67,20 @@ def serve(
     blocking: Annotated[
         bool, typer.Option(help="Serve until interrupted (--no-blocking: start, print the URL, and return).")
     ] = True,
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where job records and files go; a restarted service finds its earlier jobs there "
+            "(every node of a cluster must see it).",
+            show_default="~/.cache/legato/serve-PORT",
+        ),
+    ] = None,
 ) -> None:
     """Start the online service: HTTP endpoints that generate music and video on a Ray Serve app."""
     models = models_to_serve(model or [])
     entry = entry_point()
     offered = {"host": host, "port": port, "models": models or None, "device": device, "address": address,
-               "blocking": blocking}  # fmt: skip
+               "blocking": blocking, "jobs_dir": None if jobs_dir is None else str(jobs_dir.resolve())}  # fmt: skip
     params = inspect.signature(entry).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     entry(**{k: v for k, v in offered.items() if (takes_any or k in params) and v is not None})

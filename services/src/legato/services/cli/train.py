@@ -232,7 +232,7 @@ def train(
         names = [s["name"] for s in config["stages"]]
         before = resumes(runs, names)
         if workers > 1:
-            from legato.pipelines.ray_executor import connect
+            from legato.pipelines.ray_cluster import connect
 
             connect(address)
         trained = train_cascade(pipe.cascade, split.samples, split.text, runs, steps=per_stage,

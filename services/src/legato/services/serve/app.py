@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 
 from legato.pipelines.folders import load_pipeline_cascade
+from legato.pipelines.ray_cluster import connect
 from legato.pipelines.ray_executor import StageResources, plan
 from legato.services.serve.schemas import Limits
 from legato.services.serve.service import Ingress
@@ -54,8 +55,9 @@ def build_app(
         music_model, video_model: pipeline folders (``models/music-default``...); at least one.
         device: where the stages run (default: ``"cuda"`` on a cluster with GPUs, else ``"cpu"``).
         limits: what the server accepts (`Limits`).
-        jobs_dir: where job records and files go (default: a new temporary folder); every ingress replica
-            must see it, so on several nodes make it a shared folder.
+        jobs_dir: where job records and files go (default: `default_jobs_dir`, the same folder after a restart,
+            which finds the earlier jobs there and fails those left running); every ingress replica must see
+            it, so on several nodes make it a shared folder.
         resources: per pipeline (``"music"``/``"video"``), per stage name: replicas, CPUs, GPUs per replica.
         ingress_cpus: CPUs of the ingress replica (default: an even share).
         cluster: the resources to plan for (default: the connected Ray cluster's).
@@ -104,12 +106,20 @@ def build_app(
                     max_queued_requests=queue,
                 ).bind(models[kind], kind, i, device, placement.threads[i])
             )  # fmt: skip
-    jobs_dir = str(Path(jobs_dir or tempfile.mkdtemp(prefix="legato-serve-")).resolve())
+    jobs_dir = str(Path(jobs_dir or default_jobs_dir()).resolve())
+    Path(jobs_dir).mkdir(parents=True, exist_ok=True)
     return Ingress.options(
         ray_actor_options={"num_cpus": ingress_cpus},
         max_ongoing_requests=limits.max_active_jobs + 32,  # room for polls and downloads besides jobs
     ).bind(models.get("music"), stages["music"], models.get("video"), stages["video"], jobs_dir, limits,
-           max(1, math.floor(ingress_cpus)))  # fmt: skip
+           max(1, math.floor(ingress_cpus)), uuid.uuid4().hex)  # fmt: skip
+
+
+def default_jobs_dir(port: int = 8000) -> Path:
+    """Where a service keeps its jobs unless told: ``$XDG_CACHE_HOME/legato/serve-<port>`` (``~/.cache``), one
+    folder per port, so that a restarted service finds its earlier jobs."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "legato" / f"serve-{port}"
 
 
 def by_kind(
@@ -160,11 +170,11 @@ def main(
 
     started = not ray.is_initialized()
     if started:
-        address = address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
+        connect(address, num_cpus=num_cpus)  # a local cluster it starts is stopped even if it is killed
     try:
         serve.start(http_options={"host": host, "port": port})
-        app = build_app(music_model, video_model, device=device, limits=limits, jobs_dir=jobs_dir,
+        app = build_app(music_model, video_model, device=device, limits=limits,
+                        jobs_dir=jobs_dir or default_jobs_dir(port),
                         resources=resources)  # fmt: skip
         serve.run(app, name=APP_NAME, route_prefix="/")
     except BaseException:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from legato.pipelines.jobs import AUDIO_FORMATS, SCHEDULER_NAMES, VIDEO_FORMATS
+from legato.pipelines.job_spec import AUDIO_FORMATS, SCHEDULER_NAMES, VIDEO_FORMATS
 from legato.pipelines.text import check_prompt
 
 # The formats a request may name: derived from the writers' own tables, so the schema cannot drift from them.
@@ -141,6 +141,7 @@ class Job(BaseModel):
     request: dict[str, Any]
     files: list[JobFile] = Field(default_factory=list)
     error: ErrorBody | None = None
+    service: str | None = None  # the service instance running it (a restarted service is another one)
 
 
 # --- validation errors as problems with fixes ---------------------------------------------------------------

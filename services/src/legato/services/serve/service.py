@@ -19,7 +19,8 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError
 
 from legato.pipelines import MusicPipeline, VideoPipeline
-from legato.pipelines.jobs import scheduler_name, with_sampling
+from legato.pipelines.job_spec import scheduler_name
+from legato.pipelines.jobs import with_sampling
 from legato.pipelines.music import as_lists
 from legato.services.serve.routes import make_app
 from legato.services.serve.schemas import (
@@ -46,9 +47,11 @@ class Ingress:
     stage deployments, in stage order."""
 
     def __init__(self, music_model: str | None, music_stages: list, video_model: str | None, video_stages: list,
-                 jobs_dir: str, limits: Limits, threads: int = 1) -> None:  # fmt: skip
+                 jobs_dir: str, limits: Limits, threads: int = 1, service: str | None = None) -> None:  # fmt: skip
         torch.set_num_threads(threads)
-        self.limits, self.store = limits, JobStore(jobs_dir)
+        self.limits, self.store, self.service = limits, JobStore(jobs_dir), service
+        if service is not None:  # jobs an earlier service left running are failed, not forgotten
+            self.store.recover(service)
         self.models = {"music": music_model, "video": video_model}
         self.pipes: dict[str, MusicPipeline | VideoPipeline] = {}
         timeout = limits.job_timeout_s
@@ -109,7 +112,7 @@ class Ingress:
                                    "retry in a few seconds", headers={"Retry-After": "5"})  # fmt: skip
             self.active += 1
         try:
-            job = self.store.new(kind, request.model_dump(mode="json", exclude_none=True))
+            job = self.store.new(kind, request.model_dump(mode="json", exclude_none=True), self.service)
             future = self.pool.submit(self.generate, job, pipe, request)
         except BaseException:
             self.release()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from legato.services.serve.schemas import Job
+from legato.services.serve.schemas import ErrorBody, Job
 
 RECORD = "job.json"
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -28,8 +28,9 @@ class JobStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def new(self, kind: str, request: dict) -> Job:
-        job = Job(id=uuid.uuid4().hex, kind=kind, status="running", created=time.time(), request=request)
+    def new(self, kind: str, request: dict, service: str | None = None) -> Job:
+        job = Job(id=uuid.uuid4().hex, kind=kind, status="running", created=time.time(), request=request,
+                  service=service)  # fmt: skip
         self.folder(job.id).mkdir()
         self.save(job)
         return job
@@ -59,6 +60,22 @@ class JobStore:
             return None
         path = self.folder(job_id) / name
         return path if path.is_file() else None
+
+    def recover(self, service: str) -> int:
+        """Mark failed the jobs left ``running`` by another service instance (one that stopped or was killed
+        before they finished: nothing will finish them now); returns how many. Jobs of ``service`` itself
+        (another replica of the same app) are left alone."""
+        failed = 0
+        for folder in self.root.iterdir():
+            job = self.get(folder.name) if _ID.match(folder.name) else None
+            if job is not None and job.status == "running" and job.service != service:
+                error = ErrorBody(error="interrupted", message="the service stopped before this job finished",
+                                  fix="submit the request again")  # fmt: skip
+                self.save(
+                    job.model_copy(update={"status": "failed", "finished": time.time(), "error": error})
+                )
+                failed += 1
+        return failed
 
     def prune(self, keep: int) -> int:
         """Remove the oldest finished jobs beyond the newest ``keep``; returns how many went."""

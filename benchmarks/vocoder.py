@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -48,6 +49,11 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    if not (Path(args.data) / "renders.json").is_file():
+        raise SystemExit(
+            f"{args.data} holds no rendered audio; render it first (16 s on 2 cores):\n"
+            f"    .venv/bin/legato recipes vocoder data {args.data} --per-style 50"
+        )
     renders, params = load_audio(args.data, "held_out")
     n = 256 * params.hop_length
     audio = torch.cat([r[: r.shape[0] // n * n].reshape(-1, n) for r in renders])

@@ -109,14 +109,32 @@ def test_write_creates_parent_folders(tmp_path):
     assert read_audio(path)[0].shape == (1, 100)
 
 
+def pcm_wav(bits: int, samples: int = 96, rate: int = 16_000) -> bytes:
+    """A mono PCM WAV file of ``bits`` per sample, silence, built by hand (no writer makes the odd widths)."""
+    import struct
+
+    data = bytes(samples * bits // 8)
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * bits // 8, bits // 8, bits)
+    return (
+        struct.pack("<4sI4s", b"RIFF", 36 + len(data), b"WAVE")
+        + fmt
+        + struct.pack("<4sI", b"data", len(data))
+        + data
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 20), "cannot be decoded"),
         (lambda p: p.write_bytes(bytes(range(256)) * 64), "cannot be decoded"),
+        (
+            lambda p: p.write_bytes(pcm_wav(bits=48)),
+            "cannot be decoded",
+        ),  # a format FFmpeg has no decoder for
     ],
-    ids=["zero-length", "corrupt-header", "random-bytes"],
+    ids=["zero-length", "corrupt-header", "random-bytes", "48-bit-pcm"],
 )
 def test_bad_files_raise_codec_error_naming_the_file(tmp_path, make, match):
     path = tmp_path / "bad.wav"

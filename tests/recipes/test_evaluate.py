@@ -26,6 +26,7 @@ def test_the_guidance_sweep_bench_draws_its_prompts_from_the_training_split_only
     assert real["accuracy"]["subject"] > 0.8  # the verifier on real training clips
 
 
+@pytest.mark.slow  # 60 s: the recipes' analysis tools, not what a user runs (scripts/test -m slow)
 def test_the_base_only_guidance_sweep_scores_the_base_stage_upsampled_on_training_prompts(tmp_path):
     # `evaluate --guidance 3,5 --bases`: each scale's row is the base stage alone at that scale, brought to
     # the final size bilinearly, on the training split's prompts (the same samples `Bench` would score).
@@ -119,6 +120,7 @@ def test_evaluate_only_scores_one_model_again_and_keeps_the_other_rows(tmp_path)
     assert "scored 2 items with seed 0; run them all" in refused.stderr
 
 
+@pytest.mark.slow  # 80 s: the recipes' analysis tools, not what a user runs (scripts/test -m slow)
 def test_base_rows_score_the_default_base_its_distillation_teacher_and_the_fast_base(tmp_path):
     # `evaluate --bases`: the default base row is the quality table's base + bilinear (the same samples of
     # the same prompts); the teacher samples the same network on DDIM's trailing grid (what a distillation

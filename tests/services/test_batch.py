@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 
 from legato.pipelines.job_spec import item_id
@@ -86,3 +87,17 @@ def test_models_lists_the_folders_cascades_from_their_files(tmp_path, models, cl
         json.loads(invoke("models", "--path", str(other), "--json", env=cli_env).stdout)["models"][0]["name"]
         == "mine"
     )
+
+
+def test_every_entry_point_takes_a_model_name(tmp_path, models, monkeypatch):
+    """One resolver of model names: the API and a spec run by the API take `music-tiny` as the command does."""
+    from legato.pipelines import JobSpec, MusicPipeline, VideoPipeline, run_job
+
+    monkeypatch.setenv("LEGATO_MODELS", str(models))
+    assert MusicPipeline.from_pretrained("music-tiny").window == 64
+    assert VideoPipeline.from_pretrained("video-tiny", soundtrack="music-tiny").soundtrack is not None
+    spec = JobSpec.model_validate({"kind": "music", "model": "music-tiny", "output": str(tmp_path / "out"),
+                                   "formats": ["wav"], "items": [{"prompt": "a jig"}]})  # fmt: skip
+    assert len(run_job(spec).written) == 1
+    with pytest.raises(ValueError, match="is a video model, not a music one"):
+        MusicPipeline.from_pretrained("video-tiny")

@@ -18,3 +18,10 @@ def test_serve_starts_the_service_and_returns_with_no_blocking(tmp_path, cli_env
                     cwd=tmp_path, env={**cli_env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})  # fmt: skip
     assert result.code == 0, result.stdout + result.stderr
     assert f"http://127.0.0.1:{port}" in result.stdout
+
+
+def test_serve_on_every_interface_needs_a_token_or_insecure(cli_env):
+    refused = invoke(
+        "serve", "--host", "0.0.0.0", "-m", "music-tiny", env={**cli_env, "LEGATO_SERVE_TOKEN": ""}
+    )
+    assert_clean_error(refused, 2, "--token", "--insecure")

@@ -100,3 +100,24 @@ def test_as_a_user_runs_it_no_traceback_reaches_the_terminal(files, cli_env):
                               env=cli_env), 2, "not-audio.wav")  # fmt: skip
     unreachable = legato("job", "list", "--address", "http://127.0.0.1:9")
     assert_clean_error(unreachable, 1, "cannot reach the Ray dashboard")
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path, models):
+    """`legato models --json | head -c 100`: the closed pipe is no error, no traceback."""
+    import os
+    import subprocess
+
+    from .conftest import LEGATO
+
+    many = tmp_path / "many"
+    for i in range(300):  # enough JSON that the command is still writing when the reader has gone
+        (many / f"m{i:03d}").mkdir(parents=True)
+        (many / f"m{i:03d}" / "cascade.json").write_text((models / "music-tiny" / "cascade.json").read_text())
+    proc = subprocess.Popen([str(LEGATO), "models", "--json", "--path", str(many)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "LEGATO_MODELS": str(models)})  # fmt: skip
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # as `head -c 100` does
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""

@@ -81,7 +81,8 @@ def test_demo_writes_outputs_manifests_and_a_gallery(main_job_run):
     again = invoke("demo", *paths, "--output", str(out))  # a second run: nothing regenerated, the same page
     assert "open " + str((out / "index.html").resolve()) in again.stdout
     assert (out / "index.html").read_text() == page
-    assert " s</div>" in page  # each card's timings from the manifest
+    assert " &middot; made in " in page  # each card's timings from the manifest, said as what they are
+    assert "model music-tiny (" in page  # the model by name, then the hash its items were made with
 
 
 @pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

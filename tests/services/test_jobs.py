@@ -53,6 +53,10 @@ def test_a_job_round_trip_through_a_ray_head(ray_head, project, cli_env):
     assert info["metadata"]["legato_output"] == str(out)
     logs = legato("job", "logs", "legato-test-1", *auth)
     assert "2 written" in logs.stdout
+    again = legato(
+        "job", "submit", "job.yaml", *auth, "--submission-id", "legato-test-1", cwd=project, env=cli_env
+    )
+    assert_clean_error(again, 2, "'legato-test-1' already", "another --submission-id")
     listed = legato("job", "list", *auth, "--json")
     assert "legato-test-1" in [j["submission_id"] for j in listed.json()["jobs"]]
     stop = legato("job", "stop", "legato-test-1", *auth, "--json")

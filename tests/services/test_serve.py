@@ -20,6 +20,7 @@ from legato.services.serve import APP_NAME, Limits, build_app, main
 from legato.services.serve.client import Client, ClientError, load
 
 LIMITS = Limits(max_prompts=4, max_duration=8.0, max_body_bytes=2048, max_active_jobs=2)
+TOKEN = "a-token-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,9 @@ def client(tiny_models, tmp_path_factory):
     try:
         jobs = tmp_path_factory.mktemp("jobs")
         earlier = earlier_service(jobs)  # the records an earlier service, killed, left in the same folder
-        url = main("127.0.0.1", free_port(), models=tiny_models, blocking=False, limits=LIMITS, jobs_dir=jobs)
-        client = Client(url, timeout=120)
+        url = main("127.0.0.1", free_port(), models=tiny_models, blocking=False, limits=LIMITS, jobs_dir=jobs,
+                   token=TOKEN)  # fmt: skip
+        client = Client(url, timeout=120, token=TOKEN)
         client.earlier = earlier
         yield client
     finally:
@@ -319,7 +321,7 @@ def test_a_bad_request_is_refused_by_the_service_the_command_and_the_api(
 
 def test_concurrent_requests_each_get_their_own_clip(client):
     bodies = [{"prompt": f"tune {i % 3}", "seed": i % 3} for i in range(6)]
-    result = load(client.url, bodies, requests=6, concurrency=2, timeout=120)
+    result = load(client.url, bodies, requests=6, concurrency=2, timeout=120, token=TOKEN)
     assert result.statuses == {200: 6}
     assert len(result.latencies) == 6
     files = {}
@@ -345,7 +347,8 @@ def test_a_bad_setup_fails_before_anything_starts(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_load_32_requests_concurrency_8_answers_200_or_503(client):
-    result = load(client.url, {"prompt": "a reel", "duration": 2.0}, requests=32, concurrency=8, timeout=120)
+    result = load(client.url, {"prompt": "a reel", "duration": 2.0}, requests=32, concurrency=8, timeout=120,
+                  token=TOKEN)  # fmt: skip
     assert sum(result.statuses.values()) == 32
     assert set(result.statuses) <= {200, 503}
     assert result.ok >= 1
@@ -363,6 +366,9 @@ def test_client_errors_carry_the_body(client):
         client.music(prompt="")
     assert err.value.status == 422
     assert err.value.body["problems"][0]["field"] == "prompt"
+    with pytest.raises(ClientError, match=r"sead: .*fix") as misspelt:  # which field is wrong, in the message
+        client.music(prompt="a jig", sead=3)
+    assert [p["field"] for p in misspelt.value.problems] == ["sead"]
 
 
 def test_models_are_sorted_by_the_kind_their_folders_say(tiny_models, tmp_path):
@@ -376,3 +382,17 @@ def test_models_are_sorted_by_the_kind_their_folders_say(tiny_models, tmp_path):
         by_kind([tiny_models["music"], tiny_models["music"]])
     with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
         by_kind([tmp_path])
+
+
+def test_a_request_without_the_token_gets_a_json_401(client):
+    for token in (None, "wrong"):
+        with pytest.raises(ClientError) as refused:
+            Client(client.url, timeout=30, token=token).health()
+        assert refused.value.status == 401
+        assert refused.value.body["error"] == "unauthorized"
+        assert "Authorization: Bearer" in refused.value.body["fix"]
+
+
+def test_a_host_beyond_loopback_needs_a_token_or_insecure(tiny_models):
+    with pytest.raises(ValueError, match=r"--token.*--insecure"):
+        main("0.0.0.0", 8000, models=tiny_models, blocking=False)  # refused before anything starts

@@ -88,13 +88,12 @@ def damaged_weights(folder: Path) -> list[str]:
 
 
 def load_pipeline_cascade(path: str | os.PathLike[str], kind: str, device: str | None):
-    """A pipeline folder's `Cascade` (checked to be a ``kind`` one) and the `TextEncoder` its metadata names."""
+    """A pipeline folder's (or model name's, `resolve_model`) `Cascade`, checked to be a ``kind`` one, and the
+    `TextEncoder` its metadata names."""
     from legato.cascade import Cascade
     from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
-    cascade = Cascade.from_pretrained(path, device=device)
+    cascade = Cascade.from_pretrained(resolve_model(path, kind)[0], device=device)
     meta = cascade.metadata
-    if meta.get("pipeline") != kind:
-        raise ValueError(f"{path} holds a {meta.get('pipeline')!r} cascade, not a {kind} one")
     text = TextEncoder(meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16))
     return cascade, text

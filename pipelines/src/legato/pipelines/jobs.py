@@ -31,6 +31,7 @@ import torch
 from legato.cascade import CASCADE_FILE, Executor, LocalExecutor, Progress
 from legato.cascade.pretrained import cascade_folders
 from legato.codec.master import Mastering
+from legato.pipelines.folders import resolve_model
 from legato.pipelines.job_spec import JobSpec
 from legato.pipelines.manifest import MANIFEST, OutputFolder, file_record, missing_files, read_manifest
 from legato.pipelines.music import MusicPipeline
@@ -123,6 +124,15 @@ def job_model_id(spec: JobSpec) -> str:
     return tag
 
 
+def resolved(spec: JobSpec) -> JobSpec:
+    """``spec`` with its models as folders: a spec may name them (``model: music-fast``), as the command
+    line does (`legato.pipelines.folders.resolve_model`)."""
+    models = {"model": str(resolve_model(spec.model, spec.kind)[0])}
+    if spec.soundtrack is not None:
+        models["soundtrack"] = str(resolve_model(spec.soundtrack, "music")[0])
+    return spec.model_copy(update=models)
+
+
 @contextlib.contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
     """This process's torch threads set to ``count`` for the block (None: as they are)."""
@@ -171,6 +181,7 @@ def run_job(
     """Generate every item of ``spec`` not finished yet; see the module docstring for the guarantees.
     ``log`` gets a line after each chunk of items, ``progress`` the cascade's (stage, done, total)."""
     started = time.perf_counter()
+    spec = resolved(spec)
     model = job_model_id(spec)
     ids = spec.item_ids
     with OutputFolder(spec.output) as out, torch_threads(spec.threads):
@@ -203,6 +214,7 @@ def run_job(
                     checks = {name: file_record(result.save(out.path / name)) for name in files}
                     row = {
                         "id": ids[i], "seed": result.seed, "prompt": result.prompt, "model": model,
+                        "model_name": Path(spec.model).name,
                         "item": spec.item_record(spec.items[i]), "files": files, "checks": checks,
                         "timings": {"generate_s": round(generate, 4), "write_s": round(time.perf_counter() - t1, 4)},
                     }  # fmt: skip

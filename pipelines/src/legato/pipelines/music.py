@@ -32,7 +32,7 @@ from legato.codec.vocoder import Vocoder
 from legato.diffusion import Conditioning
 from legato.pipelines.continuation import continue_windows, overlap_positions, window_seed
 from legato.pipelines.editing import Editing
-from legato.pipelines.folders import load_pipeline_cascade
+from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
 from legato.pipelines.text import TextEncoder
@@ -93,8 +93,10 @@ class MusicPipeline(Editing):
         inversion: str = "auto",
         mastering: Mastering | None = None,
     ) -> MusicPipeline:
-        """Load a cascade folder. ``inversion``: "auto" (the folder's vocoder where its ``cascade.json``
-        names one, else Griffin-Lim), "griffin-lim", or the path of a `Vocoder` folder."""
+        """Load a cascade folder, or a model by name (``"music-fast"``: `legato.pipelines.folders`).
+        ``inversion``: "auto" (the folder's vocoder where its ``cascade.json`` names one, else Griffin-Lim),
+        "griffin-lim", or the path of a `Vocoder` folder."""
+        path = resolve_model(path, "music")[0]
         cascade, text = load_pipeline_cascade(path, "music", device)
         meta = cascade.metadata
         params = SpectrogramParams.from_dict(meta["spectrogram"])

@@ -53,7 +53,9 @@ def write_gallery(root: str | os.PathLike[str], title: str = "Legato outputs") -
     sections = []
     for job in jobs:
         rows = read_manifest(job)
-        model = html.escape(str(rows[0].get("model", ""))) if rows else ""
+        names = sorted({str(r.get("model_name") or "") for r in rows} - {""})
+        ids = sorted({str(r.get("model", "")) for r in rows})
+        model = html.escape(", ".join(names) + (f" ({', '.join(ids)})" if ids else "")) if rows else ""
         cards = "\n".join(_card(job.name, row) for row in rows)
         sections.append(f'<h2>{html.escape(job.name)}</h2><div class="meta">{len(rows)} items &middot; '
                         f'model {model}</div><div class="grid">{cards}</div>')  # fmt: skip
@@ -66,7 +68,7 @@ def write_gallery(root: str | os.PathLike[str], title: str = "Legato outputs") -
 
 
 def _timing(row: dict) -> str:
-    """`` · 1.23 s`` from the manifest's timings (generation plus writing), or nothing where it has none."""
+    """`` · made in 1.23 s`` from the manifest's timings (generation plus writing), or nothing without them."""
     timings = row.get("timings") or {}
     seconds = sum(v for v in timings.values() if isinstance(v, int | float))
-    return f" &middot; {seconds:.2f} s" if timings else ""
+    return f" &middot; made in {seconds:.2f} s" if timings else ""

@@ -81,6 +81,11 @@ def read_audio(
                 kinds = [s.type for s in container.streams] or ["none"]
                 raise CodecError(f"{src}: has no audio stream (streams: {', '.join(kinds)})")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # FFmpeg has no decoder for these samples (48-bit PCM, say)
+                raise CodecError(
+                    f"{src}: its audio cannot be decoded (FFmpeg has no decoder for it); convert it to 16- or "
+                    "24-bit PCM WAV, FLAC or MP3"
+                )
             rate = sample_rate or stream.codec_context.sample_rate
             n_in = stream.codec_context.channels
             # Channel changes to or from mono are done below, explicitly; others are left to swresample.

@@ -109,6 +109,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except KeyboardInterrupt:
             report("interrupted; run the same command again to resume", EXIT_INTERRUPTED, as_json)
+        except BrokenPipeError:  # the reader stopped reading (`| head`): end quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            raise typer.Exit(EXIT_OK) from None
         except RuntimeError as err:
             if type(err).__name__ != "FolderBusy":  # legato.pipelines.manifest's, without importing it here
                 debug(err)

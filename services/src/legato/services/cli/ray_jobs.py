@@ -192,11 +192,22 @@ def submit(
     job_id = submission_id or f"legato-{job.kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     jobs = client(address, token)
     started = time.perf_counter()
-    job_id = jobs.submit_job(
-        entrypoint=shlex.join(command), runtime_env=runtime_env, submission_id=job_id,
-        entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
-        metadata={"legato_spec": str(relative), "legato_output": output},
-    )  # fmt: skip
+    taken = (f"the cluster has a job with submission id {job_id!r} already; choose another --submission-id, or "
+             f"follow that one with `legato job logs {job_id} --follow`")  # fmt: skip
+    if submission_id is not None:
+        with contextlib.suppress(RuntimeError):  # no such job: the id is free
+            jobs.get_job_info(job_id)
+            fail(taken)
+    try:
+        job_id = jobs.submit_job(
+            entrypoint=shlex.join(command), runtime_env=runtime_env, submission_id=job_id,
+            entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
+            metadata={"legato_spec": str(relative), "legato_output": output},
+        )  # fmt: skip
+    except RuntimeError as err:
+        if "already exists" in str(err):  # submitted by someone else between the check and here
+            fail(taken)
+        raise
     result = {"ok": True, "submission_id": job_id, "output": output, "entrypoint": shlex.join(command),
               "submit_seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
     if not wait:

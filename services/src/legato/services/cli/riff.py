@@ -52,7 +52,7 @@ def riff(prompts: list[str], seeds: list[int] | None, *, steps: int, strength: f
             written += [clip.save(folder / name) for clip, name in zip(result.clips, names[1:], strict=True)]
             if row is not None:  # damaged or missing files: the new line replaces the old one
                 target.rewrite(r for r in target.rows().values() if r["id"] != stem)
-            row = {"id": stem, "seed": seeds[0], "prompt": " -> ".join(prompts), "model": model_hash(path),
+            row = {"id": stem, "seed": seeds[0], "prompt": " -> ".join(prompts), "model": model_hash(path), "model_name": path.name,
                    "item": item, "files": names, "checks": {n: file_record(f) for n, f in zip(names, written, strict=True)},
                    "audio_seconds": round(result.track.seconds, 3), "audio": result.track.measured}  # fmt: skip
             target.append(row)

@@ -67,6 +67,18 @@ def serve(
     blocking: Annotated[
         bool, typer.Option(help="Serve until interrupted (--no-blocking: start, print the URL, and return).")
     ] = True,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LEGATO_SERVE_TOKEN",
+            show_envvar=True,
+            help="Every request must send Authorization: Bearer TOKEN (401 without it). Needed to "
+            "listen on a host other than loopback.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen on a host other than loopback without a token.")
+    ] = False,
     jobs_dir: Annotated[
         Path | None,
         typer.Option(
@@ -80,7 +92,8 @@ def serve(
     models = models_to_serve(model or [])
     entry = entry_point()
     offered = {"host": host, "port": port, "models": models or None, "device": device, "address": address,
-               "blocking": blocking, "jobs_dir": None if jobs_dir is None else str(jobs_dir.resolve())}  # fmt: skip
+               "blocking": blocking, "jobs_dir": None if jobs_dir is None else str(jobs_dir.resolve()),
+               "token": token, "insecure": insecure or None}  # fmt: skip
     params = inspect.signature(entry).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     entry(**{k: v for k, v in offered.items() if (takes_any or k in params) and v is not None})

@@ -7,6 +7,7 @@ replica follow, and on a cluster with GPUs the stages run on CUDA, sharing the G
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -48,6 +49,7 @@ def build_app(
     resources: dict[str, dict[str, StageResources]] | None = None,
     ingress_cpus: float | None = None,
     cluster: dict[str, float] | None = None,
+    token: str | None = None,
 ) -> Any:
     """The bound Serve application, for ``serve.run(build_app(...))`` or your own composition.
 
@@ -61,6 +63,7 @@ def build_app(
         resources: per pipeline (``"music"``/``"video"``), per stage name: replicas, CPUs, GPUs per replica.
         ingress_cpus: CPUs of the ingress replica (default: an even share).
         cluster: the resources to plan for (default: the connected Ray cluster's).
+        token: every request must then carry ``Authorization: Bearer <token>`` (401 without it).
     """
     # Absolute paths: replicas need not share the driver's working folder.
     models = {k: str(Path(p).resolve()) for k, p in (("music", music_model), ("video", video_model)) if p}
@@ -112,7 +115,17 @@ def build_app(
         ray_actor_options={"num_cpus": ingress_cpus},
         max_ongoing_requests=limits.max_active_jobs + 32,  # room for polls and downloads besides jobs
     ).bind(models.get("music"), stages["music"], models.get("video"), stages["video"], jobs_dir, limits,
-           max(1, math.floor(ingress_cpus)), uuid.uuid4().hex)  # fmt: skip
+           max(1, math.floor(ingress_cpus)), uuid.uuid4().hex, token)  # fmt: skip
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is this machine alone (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_jobs_dir(port: int = 8000) -> Path:
@@ -155,14 +168,25 @@ def main(
     resources: dict[str, dict[str, StageResources]] | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    token: str | None = None,
+    insecure: bool = False,
 ) -> str:
     """Serve Legato over HTTP on ``host:port``: connect to Ray (``address``, ``RAY_ADDRESS``, or a new
     local cluster of ``num_cpus``), deploy `build_app`, and return the base URL. With ``blocking`` it
     serves until Ctrl-C and then shuts Serve (and a cluster it started) down.
 
     ``models`` (folders, a list or by name) replaces ``music_model`` and ``video_model``: each folder's kind
-    comes from its cascade.json."""
+    comes from its cascade.json. ``token`` (default ``$LEGATO_SERVE_TOKEN``): every request must carry
+    ``Authorization: Bearer <token>``. A host other than loopback needs a token, or ``insecure=True`` to
+    serve anyone who can reach it."""
     import ray
+
+    token = token or os.environ.get("LEGATO_SERVE_TOKEN") or None
+    if not (token or insecure or loopback(host)):
+        raise ValueError(
+            f"host={host!r} serves anyone who can reach this machine; give a token (--token, or "
+            "$LEGATO_SERVE_TOKEN) that clients send as Authorization: Bearer, or --insecure to serve without one"
+        )
 
     if models:
         found = by_kind(models)
@@ -175,7 +199,7 @@ def main(
         serve.start(http_options={"host": host, "port": port})
         app = build_app(music_model, video_model, device=device, limits=limits,
                         jobs_dir=jobs_dir or default_jobs_dir(port),
-                        resources=resources)  # fmt: skip
+                        resources=resources, token=token)  # fmt: skip
         serve.run(app, name=APP_NAME, route_prefix="/")
     except BaseException:
         if started:

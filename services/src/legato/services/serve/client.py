@@ -22,22 +22,39 @@ from typing import Any
 
 
 class ClientError(Exception):
-    """A 4xx/5xx answer: ``status`` and the service's JSON error body (``error``, ``message``, ``fix``)."""
+    """A 4xx/5xx answer: ``status`` and the service's JSON error body (``error``, ``message``, ``fix``, and
+    ``problems``: each wrong field with its problem and fix, also in the exception's message)."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(f"{status} {body.get('error')}: {body.get('message')} (fix: {body.get('fix')})")
+        problems = "".join(
+            f"\n  {p.get('field') or 'request'}: {p.get('problem')} (fix: {p.get('fix')})"
+            for p in body.get("problems") or []
+        )
+        super().__init__(
+            f"{status} {body.get('error')}: {body.get('message')} (fix: {body.get('fix')}){problems}"
+        )
         self.status, self.body = status, body
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        """The fields the service found wrong: ``{"field", "problem", "fix"}`` each."""
+        return list(self.body.get("problems") or [])
 
 
 class Client:
-    def __init__(self, url: str, timeout: float = 600.0) -> None:
-        self.url, self.timeout = url.rstrip("/"), timeout
+    """A client of the service at ``url``; ``token`` is sent as ``Authorization: Bearer`` where the service
+    asks for one."""
+
+    def __init__(self, url: str, timeout: float = 600.0, token: str | None = None) -> None:
+        self.url, self.timeout, self.token = url.rstrip("/"), timeout, token
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
         """One exchange, whatever its status: ``(status, headers, body bytes)``."""
         data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as res:
                 return res.status, dict(res.headers), res.read()
@@ -105,11 +122,11 @@ class LoadResult:
 
 
 def load(url: str, body: dict[str, Any] | list[dict[str, Any]], *, requests: int, concurrency: int,
-         path: str = "/v1/music", timeout: float = 600.0) -> LoadResult:  # fmt: skip
+         path: str = "/v1/music", timeout: float = 600.0, token: str | None = None) -> LoadResult:  # fmt: skip
     """Send ``requests`` POSTs (``body``, or bodies in turn) with ``concurrency`` in flight; every request
     is timed whatever it answers. Bounded: it sends exactly ``requests`` and stops."""
     bodies = body if isinstance(body, list) else [body]
-    client = Client(url, timeout)
+    client = Client(url, timeout, token)
 
     def one(i: int) -> tuple[float, int, bytes]:
         start = time.perf_counter()

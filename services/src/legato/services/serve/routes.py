@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hmac
 import mimetypes
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": what}
-    for code, what in [(404, "no such model, job or file"), (413, "request body too large"),
+    for code, what in [(401, "the service's token is missing or wrong"), (404, "no such model, job or file"), (413, "request body too large"),
                        (422, "invalid request: problems name each field and its fix"),
                        (503, "overloaded: retry later"), (500, "the job failed")]
 }  # fmt: skip
@@ -54,6 +55,8 @@ def make_app(service: Ingress) -> FastAPI:
         description="Music and video from text prompts, made by cascaded diffusion models. See docs/serve.md.",
     )
     app.add_middleware(BodyLimit, limit=service.limits.max_body_bytes)
+    if service.token is not None:
+        app.add_middleware(BearerToken, token=service.token)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -155,3 +158,21 @@ class BodyLimit:
         body = ErrorBody(error="body_too_large", message=f"the request body is over {self.limit} bytes",
                          fix="send a smaller JSON body: prompts and options only")  # fmt: skip
         await error(413, body)(scope, receive, send)
+
+
+class BearerToken:
+    """ASGI middleware: every request must carry ``Authorization: Bearer <token>``, else a 401 JSON error."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token):
+            return await self.app(scope, receive, send)
+        body = ErrorBody(error="unauthorized", message="this service needs its token",
+                         fix="send the header Authorization: Bearer <token> (Client(url, token=...))")  # fmt: skip
+        return await error(401, body, {"WWW-Authenticate": "Bearer"})(scope, receive, send)

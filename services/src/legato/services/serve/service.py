@@ -47,9 +47,10 @@ class Ingress:
     stage deployments, in stage order."""
 
     def __init__(self, music_model: str | None, music_stages: list, video_model: str | None, video_stages: list,
-                 jobs_dir: str, limits: Limits, threads: int = 1, service: str | None = None) -> None:  # fmt: skip
+                 jobs_dir: str, limits: Limits, threads: int = 1, service: str | None = None,
+                 token: str | None = None) -> None:  # fmt: skip
         torch.set_num_threads(threads)
-        self.limits, self.store, self.service = limits, JobStore(jobs_dir), service
+        self.limits, self.store, self.service, self.token = limits, JobStore(jobs_dir), service, token
         if service is not None:  # jobs an earlier service left running are failed, not forgotten
             self.store.recover(service)
         self.models = {"music": music_model, "video": video_model}

@@ -117,7 +117,7 @@ def test_a_unicode_prompt_with_newlines_is_fine():
         ({"items": []}, "items"),
         ({"chunk": 0}, "chunk"),
         ({"mastering": {"loudness": 3}}, "loudness"),
-        ({"kind": "video", "mastering": {}}, "mastering= is for music"),
+        ({"kind": "video", "mastering": {}}, "this video job has no soundtrack"),
     ],
 )
 def test_bad_job_specs_name_the_field(change, words, music_model, tmp_path):

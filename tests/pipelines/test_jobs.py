@@ -83,7 +83,7 @@ def test_the_same_music_job_gives_the_same_files_through_every_executor(music_mo
                 assert (a - b).abs().max() <= 1 / 255, (executor, name)
             else:  # Griffin-Lim moves samples far on a 1e-6 mel change; their spectra stay equal
                 a, b = (read_audio(f)[0] for f in (local, other))
-                assert spectral_convergence(a, b) < -30, (executor, name)
+                assert spectral_convergence(a, b).max() < -30, (executor, name)  # each channel
     # Item 00000 is a two-window continuation, byte-equal too since loaded weights get their own aligned
     # memory (`legato.cascade.pretrained._own_storage`; before, it differed by one float32 ulp between a
     # Ray actor and this process). Ray Data forms its own batches: within float rounding of the mel.

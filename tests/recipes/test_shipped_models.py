@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from legato.codec import SMALL
 from legato.recipes.evaluate import model_evaluations
 
 from ..cli import invoke
@@ -32,7 +31,7 @@ def test_bundled_music_fast_generates_a_clip(tmp_path):
     clip = pipe(["a reel on violin, fast tempo, in A major"], seeds=[0])[0]
     clip.save(tmp_path / "reel.wav")
     audio, sr = read_audio(tmp_path / "reel.wav")
-    assert sr == SMALL.sample_rate
+    assert (sr, audio.shape[0]) == (44_100, 2)  # mastered by default
     assert audio.shape[-1] == pytest.approx(4.1 * sr, rel=0.02)
     assert 0.01 < float(audio.pow(2).mean().sqrt()) < 0.9
 
@@ -93,3 +92,13 @@ def test_export_of_the_shipped_networks_rebuilds_the_shipped_folders(kind, tmp_p
                     }, f
                 else:
                     assert (mine / f).read_bytes() == (other / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("name", ["music-default", "music-fast", "video-default", "video-fast"])
+def test_each_bundled_model_ships_the_vocabulary_of_its_training_captions(name):
+    from legato.pipelines.vocabulary import Vocabulary
+    from legato.recipes.datasets import music, video
+
+    shipped = Vocabulary.load(MODELS / name)
+    made = (music if name.startswith("music") else video).vocabulary()
+    assert (shipped.terms, shipped.captions, shipped.threshold) == (made.terms, made.captions, made.threshold)

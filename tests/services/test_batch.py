@@ -24,11 +24,10 @@ def test_batch_runs_a_spec_resumes_it_and_takes_overrides(tmp_path, cli_env):
     first = legato("batch", "job.yaml", "--gallery", cwd=tmp_path, env=cli_env)  # relative paths: from here
     assert first.code == 0, first.stderr
     assert "2 written, 0 already there, 0 failed" in first.stdout
-    assert (
-        probe(tmp_path / "out/jigs/jig.wav")["audio"]["count"] == 63 * 256
-    )  # one window: 64 frames at a 256-sample hop
+    # one window: 64 frames at a 256-sample hop at 16 kHz, mastered to 44.1 kHz
+    assert probe(tmp_path / "out/jigs/jig.wav")["audio"]["count"] == round(63 * 256 * 44_100 / 16_000)
     drone = item_id("a drone", 2, 1.5)  # an item without an id is named by its prompt, seed and length
-    assert probe(tmp_path / f"out/jigs/{drone}.wav")["audio"]["count"] == 24_000
+    assert probe(tmp_path / f"out/jigs/{drone}.wav")["audio"]["count"] == 66_150
     page = (tmp_path / "out" / "index.html").read_text()
     assert "jigs/jig.wav" in page
     # killed after the first item: a re-run writes only what is missing

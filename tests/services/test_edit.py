@@ -21,13 +21,13 @@ def song(tmp_path):
 def test_inpainting_a_range_matches_the_pipeline_and_keeps_the_rest(song, tmp_path, models, cli_env):
     out = [tmp_path / "patched.wav", tmp_path / "patched.png"]
     result = legato("edit", "music", str(song), "a low drone", "-m", "music-tiny", "--start", "0.5", "--end", "1.2",
-                    "--seed", "3", "-o", str(out[0]), "-o", str(out[1]), "--json", env=cli_env)  # fmt: skip
+                    "--seed", "3", "-o", str(out[0]), "-o", str(out[1]), "--no-master", "--json", env=cli_env)  # fmt: skip
     assert result.code == 0, result.stderr
     summary = result.json()
     assert summary["mode"] == "inpainting"
     assert summary["files"] == [str(p) for p in out]
     audio = probe(out[0])["audio"]
-    assert audio["rate"] == 16_000
+    assert (audio["rate"], audio["channels"]) == (16_000, 1)  # --no-master: the model's raw output
     assert abs(audio["count"] - 32_000) < 256  # the song's length, to a hop
     pipe = MusicPipeline.from_pretrained(models / "music-tiny")
     with torch.no_grad():
@@ -52,7 +52,8 @@ def test_img2img_and_inversion_write_the_song_length(mode, options, song, tmp_pa
     assert result.code == 0, result.stderr
     assert result.json()["mode"] == mode
     audio = probe(out)["audio"]
-    assert abs(audio["count"] - 32_000) < 256
+    assert (audio["rate"], audio["channels"]) == (44_100, 2)  # mastered by default
+    assert abs(audio["count"] - 88_200) < 706  # the song's 2 s, to a hop
 
 
 def test_img2img_on_another_scheduler_is_the_pipelines_edit_on_it(song, tmp_path, models, cli_env):

@@ -50,8 +50,8 @@ def test_generate_music_writes_audio_and_spectrograms_and_a_rerun_skips_them(tmp
     for row in rows:
         for suffix in ("wav", "flac"):
             audio = probe(out / f"{row['id']}.{suffix}")["audio"]
-            assert (audio["rate"], audio["channels"]) == (16_000, 1)
-            assert audio["count"] == 24_000  # 1.5 s: two windows of the 1.02 s model, continued
+            assert (audio["rate"], audio["channels"]) == (44_100, 2)  # mastered by default
+            assert audio["count"] == 66_150  # 1.5 s: two windows of the 1.02 s model, continued
         image = probe(out / f"{row['id']}.png")["video"]
         assert image["size"] == (32, 94)  # 32 mel bands x the frames of 1.5 s at a 256-sample hop
     again = invoke(*args, "--json", env=cli_env)
@@ -82,7 +82,7 @@ def test_generate_music_on_another_scheduler_records_it_and_never_mixes(tmp_path
     (item,) = result.json()["items"]
     assert probe(Path(item["files"][0]))["audio"]["count"] > 0
     (row,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert row["model"].endswith("+steps=3,3+scheduler=dpm++")
+    assert "+steps=3,3+scheduler=dpm++" in row["model"]
     mixed = invoke(*args, env=cli_env)  # the model's own scheduler into the same folder
     assert mixed.code == 2
     assert "use a new output folder" in mixed.stderr
@@ -112,8 +112,10 @@ def test_generate_video_with_a_soundtrack_and_fewer_steps(tmp_path, cli_env):
         assert (
             abs(streams["audio"]["count"] / streams["audio"]["rate"] - 1.0) < 0.1
         )  # as long as the video (+ AAC padding)
+        rate = 48_000 if file.endswith(".webm") else 44_100  # Opus runs at 48 kHz
+        assert (streams["audio"]["rate"], streams["audio"]["channels"]) == (rate, 2)  # a mastered soundtrack
     (row,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert row["model"].endswith("+steps=1,1,1+guidance=2")  # the sampling settings are part of the record
+    assert "+steps=1,1,1+guidance=2+master=" in row["model"]  # the settings are part of the record
     # A folder made with other settings is refused, not mixed.
     mixed = invoke("generate", "video", "another prompt", "-m", "video-tiny", "-o", str(out), env=cli_env)
     assert mixed.code == 2

@@ -38,9 +38,9 @@ def test_a_job_round_trip_through_a_ray_head(ray_head, project, cli_env):
     assert "2 written, 0 already there, 0 failed" in result.stdout  # the job's own summary, streamed back
     assert "job legato-test-1: SUCCEEDED" in result.stdout
     out = project / "outputs" / "jigs"
-    assert probe(out / "jig.wav")["audio"]["count"] == 63 * 256
+    assert probe(out / "jig.wav")["audio"]["count"] == round(63 * 256 * 44_100 / 16_000)  # mastered
     drone = item_id("a drone", 1, 1.5)
-    assert probe(out / f"{drone}.wav")["audio"]["count"] == 24_000
+    assert probe(out / f"{drone}.wav")["audio"]["count"] == 66_150  # 1.5 s at 44.1 kHz
     assert probe(out / f"{drone}.png")["video"]["size"] == (32, 94)
     # what was uploaded: the spec, not the weights nor the old outputs
     (package,) = [p for p in (ray_head.temp_dir / "session_latest/runtime_resources/working_dir_files").iterdir()

@@ -28,6 +28,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny cascades saved as pipeline folders: music (1 s windows), video (8 frames of 16 px)."""
     from legato.codec import SMALL
     from legato.pipelines import MusicPipeline, TextEncoder, VideoPipeline
+    from legato.recipes.datasets.music import vocabulary as music_words
     from legato.recipes.networks import music_cascade, video_cascade
 
     root, text = tmp_path_factory.mktemp("models"), TextEncoder()
@@ -37,7 +38,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     video = video_cascade(frames=8, size=16, text_dim=text.dim, channels=(16, 32), sr_channels=(8, 16),
                           steps=(2, 2, 2), batch_size=(4, 2, 2))  # fmt: skip
     return {
-        "music": MusicPipeline(music, params, text).save_pretrained(root / "music"),
+        "music": MusicPipeline(music, params, text, vocabulary=music_words()).save_pretrained(root / "music"),
         "video": VideoPipeline(video, 8.0, text).save_pretrained(root / "video"),
     }
 
@@ -105,7 +106,7 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
         frames = [frame.to_ndarray() for frame in f.decode(stream)]
         rate, channels = stream.rate, stream.channels
     x = np.concatenate(frames, axis=-1).astype(np.float64)
-    x = x.reshape(channels, -1) if x.shape[0] == 1 and channels > 1 else x
+    x = x.reshape(-1, channels).T if x.shape[0] == 1 and channels > 1 else x  # packed: interleaved samples
     return (x / 32768 if np.abs(x).max() > 1.5 else x), rate
 
 
@@ -137,23 +138,24 @@ def test_openapi_lists_the_routes_and_forbids_unknown_fields(client):
 @pytest.mark.parametrize("scheduler", [None, "dpm++"])
 def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models, scheduler):
     """Sampling settings travel to the stage replicas with each call: another scheduler per request gives
-    what that scheduler gives in this process, and not what the model's own one gives."""
+    what that scheduler gives in this process, and not what the model's own one gives. Clips are mastered
+    (44.1 kHz stereo) unless the request says ``master: false`` (the model's 16 kHz mono)."""
     from legato.pipelines import MusicPipeline
     from legato.pipelines.jobs import with_sampling
 
-    job = client.music(
-        prompt="a jig on fiddle", seed=5, duration=2.0, **({"scheduler": scheduler} if scheduler else {})
-    )
+    settings = {"scheduler": scheduler, "master": False} if scheduler else {}
+    job = client.music(prompt="a jig on fiddle", seed=5, duration=2.0, **settings)
     assert job["status"] == "done"
     assert [f["name"] for f in job["files"]] == ["0000.wav"]
     audio, rate = decode_audio(client.download(job["files"][0]["url"]))
-    assert rate == 16000
-    assert audio.shape == (1, 32000)
+    assert (rate, audio.shape) == ((16000, (1, 32000)) if scheduler else (44100, (2, 88200)))
     # The same request in this process, with the replicas' thread count (one each on two shared CPUs).
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        pipe = MusicPipeline.from_pretrained(tiny_models["music"])
+        pipe = MusicPipeline.from_pretrained(
+            tiny_models["music"], **({"mastering": None} if scheduler else {})
+        )
         local = with_sampling(pipe, scheduler=scheduler)(["a jig on fiddle"], seeds=[5], duration=2.0)[0]
         own = pipe(["a jig on fiddle"], seeds=[5], duration=2.0)[0] if scheduler else local
     finally:
@@ -162,6 +164,15 @@ def test_music_wav_decodes_and_equals_the_local_pipeline(client, tiny_models, sc
     assert np.abs(audio).max() > 0.01
     if scheduler:
         assert np.abs(audio - own.audio.numpy()).max() > 0.01
+
+
+def test_a_prompt_far_from_the_training_captions_gets_a_warning_field(client):
+    job = client.music(prompts=["heavy metal guitar solo", "a jig on flute, fast tempo"], master=False)
+    assert job["status"] == "done"
+    (warning,) = job["warnings"]  # the in-vocabulary prompt gets none
+    assert "'heavy metal guitar solo' is far from everything this model was trained on" in warning
+    assert "styles: chorale, reel, jig, hornpipe" in warning
+    assert client.job(job["id"])["warnings"] == job["warnings"]  # kept in the job's record
 
 
 def test_video_with_soundtrack_is_an_mp4_with_frames_and_sound(client):
@@ -243,7 +254,7 @@ def test_wait_false_returns_202_then_the_job_is_polled_and_downloaded(client):
         ("a waltz", 8),
     ]
     audio, rate = decode_audio(client.download(job["files"][1]["url"]))
-    assert rate == 16000
+    assert rate == 44100  # mastered by default
     assert abs(audio.shape[-1] / rate - 1.024) < 0.1
 
 
@@ -327,7 +338,7 @@ def test_concurrent_requests_each_get_their_own_clip(client):
     files = {}
     for job in result.jobs:
         data = client.download(job["files"][0]["url"])
-        assert decode_audio(data)[0].shape == (1, 63 * 256)  # one window: 64 frames, hop 256
+        assert decode_audio(data)[0].shape == (2, round(63 * 256 * 44_100 / 16_000))  # one window, mastered
         files.setdefault(job["request"]["seed"], set()).add(data)
     assert sorted(files) == [0, 1, 2]
     assert all(len(v) == 1 for v in files.values())

@@ -73,29 +73,50 @@ def continue_windows(
     keep: int,
     progress: Progress | None = None,
     fade: float = 0.0,
+    trim: int = 0,
 ) -> list[Tensor]:
     """One output per item, ``total`` positions long along the time axis: the first window from the items
     as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions, of
     which the last ``fade`` (a fraction) crossfade into the new window (`Item.fade`): each new window
-    replaces the ``keep`` positions it continues, which it kept exactly where it did not crossfade."""
+    replaces the ``keep`` positions it continues, which it kept exactly where it did not crossfade.
+
+    ``trim`` positions at the end of every window but the last are dropped before the next one continues
+    (`aligned_trim`)."""
     check_output_size(cascade, len(items), total)
     if not 0.0 <= fade <= 1.0:  # before any window runs (the items of later windows would refuse it too late)
         raise ValueError(f"fade={fade!r} is the fraction of the overlap that crossfades; give one in [0, 1]")
     axis, window = cascade.time_axis, cascade.output_shape()[cascade.time_axis]
-    outs = executor.run(cascade, items, progress=progress)
-    if total > window:
-        for k in range(1, math.ceil((total - keep) / (window - keep))):
-            batch = [
-                replace(item, seed=window_seed(item.seed, k), fade=fade,
-                        prefix=out.narrow(axis, -keep, keep).contiguous())
-                for item, out in zip(items, outs, strict=True)
-            ]  # fmt: skip
-            new = executor.run(cascade, batch, progress=progress)
-            outs = [
-                torch.cat([o.narrow(axis, 0, o.shape[axis] - keep), n], dim=axis)
-                for o, n in zip(outs, new, strict=True)
-            ]
+    if not 0 <= trim < window - keep:
+        raise ValueError(f"trim={trim!r} must leave a window ({window}) longer than its overlap ({keep})")
+    outs, k = executor.run(cascade, items, progress=progress), 0
+    while outs[0].shape[axis] < total:
+        k += 1
+        outs = [o.narrow(axis, 0, o.shape[axis] - trim) for o in outs]
+        batch = [
+            replace(
+                item,
+                seed=window_seed(item.seed, k),
+                fade=fade,
+                prefix=out.narrow(axis, -keep, keep).contiguous(),
+            )
+            for item, out in zip(items, outs, strict=True)
+        ]
+        new = executor.run(cascade, batch, progress=progress)
+        outs = [
+            torch.cat([o.narrow(axis, 0, o.shape[axis] - keep), n], dim=axis)
+            for o, n in zip(outs, new, strict=True)
+        ]
     return [o.narrow(axis, 0, min(total, o.shape[axis])) for o in outs]
+
+
+def aligned_trim(cascade: Cascade) -> int:
+    """What `continue_windows` drops from the end of a video window before the next continues it: the
+    temporal super-resolution factor ``F`` (0 without one). A window's last ``F - 1`` frames lie past the
+    base stage's last frame, so they are held rather than moved, and the base frame before them is the one
+    the next window's base stage would otherwise re-make; dropping ``F`` leaves a prefix whose every
+    ``F``-th frame, the ones the base stage continues, is a frame the base stage made."""
+    factor = cascade.factors()[cascade.time_axis]
+    return factor if factor > 1 else 0
 
 
 def split(x: Tensor, window: int, keep: int, axis: int, value: float) -> Tensor:

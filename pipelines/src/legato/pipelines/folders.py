@@ -36,7 +36,14 @@ def read_cascade_json(folder: Path) -> dict:
     """A model folder's ``cascade.json``, parsed."""
     try:
         return json.loads((folder / CASCADE_JSON).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except json.JSONDecodeError as err:  # the message the cascade loader gives (a ValueError too)
+        from legato.diffusion import DiffusionError  # torch: only on this path (`legato models` needs none)
+
+        raise DiffusionError(
+            f"{folder / CASCADE_JSON} is not valid JSON ({err}); restore it, or save the model again with "
+            "save_pretrained"
+        ) from err
+    except OSError as err:
         raise ValueError(
             f"{folder / CASCADE_JSON} cannot be read ({err}); is {folder} a model folder?"
         ) from err

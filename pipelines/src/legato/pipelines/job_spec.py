@@ -70,7 +70,8 @@ class ResourceSpec(BaseModel):
 
 
 class MasteringSpec(BaseModel):
-    """Music jobs' finishing (`legato.codec.master.Mastering`): rate, channels, loudness, true peak."""
+    """How music clips and soundtracks are finished (`legato.codec.master.Mastering`): rate, channels,
+    loudness, true peak. On by default; ``mastering: null`` (or ``false``) in a spec keeps the raw output."""
 
     model_config = _STRICT
 
@@ -104,7 +105,13 @@ class JobSpec(BaseModel):
         default=None, ge=1
     )  # the base stage's guidance scale (default: the model's)
     scheduler: str | None = None  # every stage's sampler, by name (default: the model's)
-    mastering: MasteringSpec | None = None  # music: 44.1 kHz stereo at -14 LUFS etc.; None: raw model output
+    # music and soundtracks: 44.1 kHz stereo at -14 LUFS under -1 dBTP by default; None: the raw model output
+    mastering: MasteringSpec | None = Field(default_factory=MasteringSpec)
+
+    @field_validator("mastering", mode="before")
+    @classmethod
+    def _mastering_switch(cls, value: object) -> object:
+        return {True: {}, False: None}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("scheduler")
     @classmethod
@@ -130,8 +137,13 @@ class JobSpec(BaseModel):
             raise ValueError("video items take no duration; give frames (a number of frames) instead")
         if self.kind == "music" and any(i.frames is not None for i in self.items):
             raise ValueError("music items take no frames; give duration (seconds) instead")
-        if self.kind == "video" and self.mastering is not None:
-            raise ValueError("mastering= is for music jobs; remove it from this video job")
+        if (
+            self.kind == "video"
+            and self.soundtrack is None
+            and self.mastering is not None
+            and ("mastering" in self.model_fields_set)
+        ):
+            raise ValueError("mastering= finishes music and soundtracks; this video job has no soundtrack")
         if self.kind == "music" and self.soundtrack is not None:
             raise ValueError("soundtrack= is for video jobs; remove it from this music job")
         if self.soundtrack is not None:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
 from legato.codec import MelCodec, SpectrogramParams, read_audio
-from legato.codec.master import Mastering, master
+from legato.codec.master import DEFAULT_MASTERING, Mastering, master, resample
 from legato.codec.vocoder import Vocoder
 from legato.diffusion import Conditioning
 from legato.pipelines.continuation import continue_windows, overlap_positions, window_seed
@@ -36,6 +36,7 @@ from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
 from legato.pipelines.text import TextEncoder
+from legato.pipelines.vocabulary import PromptCheck, Vocabulary
 
 # The fraction of each window's overlap that crossfades into the next window (Item.fade). With the prefix
 # kept exactly (0), the bundled model's joins were the largest mel changes of a 30 s clip; faded over the
@@ -59,14 +60,15 @@ def as_lists(prompts: str | Sequence[str], seeds: int | Sequence[int] | None) ->
 
 
 @dataclass(frozen=True, eq=False)
-class MusicPipeline(Editing):
+class MusicPipeline(Editing, PromptCheck):
     """A mel-spectrogram cascade with its spectrogram parameters and text encoder.
 
     ``executor`` runs the cascade (`LocalExecutor` by default; a ``RayExecutor`` spreads its stages over a
     Ray cluster with the same results). The mel becomes audio through ``vocoder`` (a `Vocoder` trained on
     these spectrogram parameters) where there is one, else through NNLS + ``n_iter`` Griffin-Lim
-    iterations; ``mastering`` (a `Mastering`: output rate, stereo, loudness, true peak) finishes each clip,
-    or is skipped where None (mono at the model's rate).
+    iterations; ``mastering`` (a `Mastering`: output rate, stereo, loudness, true peak) finishes each clip:
+    by default 44.1 kHz stereo at -14 LUFS with true peak under -1 dBTP, what listeners expect of a music
+    generator; ``mastering=None`` gives the model's raw output (mono at its own rate, unnormalised).
     """
 
     cascade: Cascade
@@ -75,7 +77,8 @@ class MusicPipeline(Editing):
     executor: Executor = field(default_factory=LocalExecutor)
     n_iter: int = 32
     vocoder: Vocoder | None = None
-    mastering: Mastering | None = None
+    mastering: Mastering | None = DEFAULT_MASTERING
+    vocabulary: Vocabulary | None = None  # what it was trained on: prompts far from it get a PromptWarning
 
     def __post_init__(self) -> None:
         if self.vocoder is not None:
@@ -91,7 +94,7 @@ class MusicPipeline(Editing):
         device: str | None = None,
         executor: Executor | None = None,
         inversion: str = "auto",
-        mastering: Mastering | None = None,
+        mastering: Mastering | None = DEFAULT_MASTERING,
     ) -> MusicPipeline:
         """Load a cascade folder, or a model by name (``"music-fast"``: `legato.pipelines.folders`).
         ``inversion``: "auto" (the folder's vocoder where its ``cascade.json`` names one, else Griffin-Lim),
@@ -115,9 +118,8 @@ class MusicPipeline(Editing):
                 low_cpu_mem_usage=False,
                 use_safetensors=True,
             ).eval()
-        return cls(
-            cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32), vocoder, mastering
-        )
+        return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32), vocoder, mastering,
+                   Vocabulary.load(path))  # fmt: skip
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         """The cascade folder; a vocoder goes into its ``vocoder/`` sub-folder and is named in cascade.json."""
@@ -134,6 +136,8 @@ class MusicPipeline(Editing):
         out = replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
         if self.vocoder is not None:
             self.vocoder.save_pretrained(Path(path) / "vocoder")
+        if self.vocabulary is not None:
+            self.vocabulary.save(path)
         return out
 
     # -- geometry ------------------------------------------------------------------------------------------
@@ -184,6 +188,7 @@ class MusicPipeline(Editing):
         clips join windows that continue the last ``overlap`` seconds, of which ``fade`` (a fraction)
         crossfades into the new window (see `legato.pipelines.continuation.continue_windows`)."""
         prompts, seeds = as_lists(prompts, seeds)
+        self.check_prompts(prompts)
         mels = self.generate(prompts, seeds, duration=duration, overlap=overlap, fade=fade, progress=progress)
         samples = None if duration is None else round(duration * self.params.sample_rate)
         return [self.clip(m, p, s, samples) for m, p, s in zip(mels, prompts, seeds, strict=True)]
@@ -223,9 +228,24 @@ class MusicPipeline(Editing):
             audio, rate, measured = master(audio, rate, self.mastering, seed=seed)
         return AudioClip(audio.clamp(-1, 1), rate, unit, self.params, prompt, seed, measured)
 
-    def encode(self, audio: Tensor | str | Path) -> Tensor:
-        """Audio ``(C, N)`` at the pipeline's sample rate (or a file) -> its mel image in [-1, 1]."""
-        if not isinstance(audio, Tensor):
+    def encode(self, audio: AudioClip | Tensor | str | Path) -> Tensor:
+        """Audio -> its mel image in [-1, 1]: an `AudioClip` (a mastered one too: resampled to the model's
+        rate, stereo folded to mono, which mastering's mid/side keeps exact), a tensor ``(C, N)`` at the
+        pipeline's sample rate, or a file."""
+        if isinstance(audio, AudioClip):
+            mono = (
+                audio.audio.mean(dim=0, keepdim=True) if self.cascade.output_shape()[0] == 1 else audio.audio
+            )
+            audio = resample(mono, audio.sample_rate, self.params.sample_rate)
+        elif (
+            isinstance(audio, Tensor) and audio.ndim == 2 and audio.shape[0] != self.cascade.output_shape()[0]
+        ):
+            raise ValueError(
+                f"audio of shape {tuple(audio.shape)} has {audio.shape[0]} channel(s), the model makes "
+                f"{self.cascade.output_shape()[0]}: pass the AudioClip itself (pipe.edit(clip, ...): a mastered "
+                f"clip is brought back to the model's rate), a file, or audio at {self.params.sample_rate} Hz"
+            )
+        elif not isinstance(audio, Tensor):
             audio, _ = read_audio(
                 audio, sample_rate=self.params.sample_rate, channels=self.cascade.output_shape()[0]
             )
@@ -244,6 +264,7 @@ class MusicPipeline(Editing):
         """A riff from ``prompts[0]``/``seeds[0]`` to ``prompts[1]``/``seeds[1]`` in ``steps`` clips (text
         embeddings lerped, starting noise slerped; img2img from the previous step with ``strength``),
         stitched into one track: see `legato.pipelines.interpolate`."""
+        self.check_prompts([prompts] if isinstance(prompts, str) else prompts)
         return interpolate(self, prompts, seeds, steps=steps, strength=strength, overlap=overlap)
 
     # -- editing (legato.pipelines.editing) -----------------------------------------------------------------
@@ -253,7 +274,7 @@ class MusicPipeline(Editing):
         """Mel frames per second."""
         return self.params.sample_rate / self.params.hop_length
 
-    def _load(self, audio: Tensor | str | Path) -> Tensor:
+    def _load(self, audio: AudioClip | Tensor | str | Path) -> Tensor:
         """What an edit starts from: a mel image ``(C, n_mels, frames)`` in [-1, 1] as is, else `encode`."""
         return audio if isinstance(audio, Tensor) and audio.ndim == 3 else self.encode(audio)
 

@@ -111,15 +111,16 @@ class StageSettings:
     steps: int
     guidance_scale: float
     scheduler: str
+    reconstruction: float = 0.0  # reconstruction guidance of kept parts (video continuations)
 
     @classmethod
     def of(cls, stage: Any) -> StageSettings:
-        return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler))
+        return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler), stage.reconstruction)
 
     def apply(self, cascade: Cascade, index: int) -> Cascade:
         """``cascade`` with stage ``index`` sampled with these settings."""
         stage = replace(cascade.stages[index], steps=self.steps, guidance_scale=self.guidance_scale,
-                        scheduler=scheduler_from_config(self.scheduler))  # fmt: skip
+                        scheduler=scheduler_from_config(self.scheduler), reconstruction=self.reconstruction)  # fmt: skip
         return replace(cascade, stages=(*cascade.stages[:index], stage, *cascade.stages[index + 1 :]))
 
 

@@ -76,6 +76,13 @@ class TextEncoder:
             row[:n] = emb[:n].float().cpu()
         return out
 
+    @torch.no_grad()
+    def sentences(self, prompts: Sequence[str]) -> Tensor:
+        """``(B, D)`` normalised sentence embeddings (the encoder's own pooling): prompts compared with
+        prompts, as `legato.pipelines.vocabulary` does."""
+        found = self.model.encode(list(prompts), normalize_embeddings=True, convert_to_tensor=True)
+        return found.float().cpu()
+
 
 MAX_PROMPT_CHARS = 2000
 

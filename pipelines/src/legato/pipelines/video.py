@@ -25,18 +25,20 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
+from legato.codec.master import DEFAULT_MASTERING, Mastering
 from legato.diffusion import Conditioning
-from legato.pipelines.continuation import continue_windows, overlap_positions
+from legato.pipelines.continuation import aligned_trim, continue_windows, overlap_positions
 from legato.pipelines.editing import Editing
-from legato.pipelines.folders import load_pipeline_cascade
+from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.music import MusicPipeline, as_lists
 from legato.pipelines.outputs import Soundtrack, VideoClip
 from legato.pipelines.text import TextEncoder
+from legato.pipelines.vocabulary import PromptCheck, Vocabulary
 from legato.video import Video, read_soundtrack, read_video
 
 
 @dataclass(frozen=True, eq=False)
-class VideoPipeline(Editing):
+class VideoPipeline(Editing, PromptCheck):
     """A video cascade, its frame rate and text encoder, and optionally a music pipeline for soundtracks."""
 
     cascade: Cascade
@@ -44,6 +46,11 @@ class VideoPipeline(Editing):
     text: TextEncoder
     executor: Executor = field(default_factory=LocalExecutor)
     soundtrack: MusicPipeline | None = None
+    vocabulary: Vocabulary | None = None  # what it was trained on: prompts far from it get a PromptWarning
+    # Reconstruction guidance of the base stage on continued windows (`legato.diffusion.sample`): the new
+    # frames are steered to agree with the kept ones, instead of only being pasted after them. Measured on
+    # video-fast (docs/pipelines.md): 4 roughly halves the jump at the joins; 0 turns it off.
+    join_guidance: float = 4.0
 
     @classmethod
     def from_pretrained(
@@ -53,12 +60,20 @@ class VideoPipeline(Editing):
         device: str | None = None,
         executor: Executor | None = None,
         soundtrack: str | Path | MusicPipeline | None = None,
+        mastering: Mastering | None = DEFAULT_MASTERING,
     ) -> VideoPipeline:
+        """Load a cascade folder or a model by name; ``soundtrack`` (a music model's folder or name, or a
+        `MusicPipeline`) gives each video music as long as it is, finished by ``mastering`` (44.1 kHz stereo
+        at -14 LUFS by default; None: the music model's raw output) where it is loaded here."""
+        path = resolve_model(path, "video")[0]
         cascade, text = load_pipeline_cascade(path, "video", device)
         meta = cascade.metadata
         if soundtrack is not None and not isinstance(soundtrack, MusicPipeline):
-            soundtrack = MusicPipeline.from_pretrained(soundtrack, device=device, executor=executor)
-        return cls(cascade, float(meta["fps"]), text, executor or LocalExecutor(), soundtrack)
+            soundtrack = MusicPipeline.from_pretrained(
+                soundtrack, device=device, executor=executor, mastering=mastering
+            )
+        return cls(cascade, float(meta["fps"]), text, executor or LocalExecutor(), soundtrack,
+                   Vocabulary.load(path))  # fmt: skip
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         meta = {
@@ -68,7 +83,10 @@ class VideoPipeline(Editing):
             "text_encoder": self.text.name,
             "max_tokens": self.text.max_tokens,
         }
-        return replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
+        out = replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
+        if self.vocabulary is not None:
+            self.vocabulary.save(path)
+        return out
 
     @property
     def frames(self) -> int:
@@ -96,12 +114,19 @@ class VideoPipeline(Editing):
         """One video per prompt, ``frames`` long (default: one window); with a soundtrack pipeline (and
         ``soundtrack``), each gets music as long as it is."""
         prompts, seeds = as_lists(prompts, seeds)
+        self.check_prompts(prompts)
         total = self.frames if frames is None else frames
         if not isinstance(total, int) or total < 1:
             raise ValueError(f"frames={frames!r}; give a positive whole number of frames")
         keep = overlap_positions(self.cascade, None)
         items = self.items(prompts, seeds)
-        videos = continue_windows(self.executor, self.cascade, items, total, keep, progress)
+        cascade = self.cascade
+        if total > self.frames and self.join_guidance:  # the first window keeps nothing: unchanged by it
+            base = replace(cascade.stages[0], reconstruction=self.join_guidance)
+            cascade = replace(cascade, stages=(base, *cascade.stages[1:]))
+        videos = continue_windows(
+            self.executor, cascade, items, total, keep, progress, trim=aligned_trim(cascade)
+        )
         music = [None] * len(prompts)
         if soundtrack and self.soundtrack is not None:
             music = self.soundtrack(prompts, seeds=seeds, duration=total / self.fps)

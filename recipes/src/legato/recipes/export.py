@@ -24,6 +24,7 @@ from legato.diffusion.distill import student_scheduler
 from legato.pipelines import MusicPipeline, VideoPipeline
 from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 from legato.recipes.catalog import MAX_TOKENS, RECIPES, VOCODER
+from legato.recipes.datasets import music, video
 
 
 def assemble(kind: str, runs: str | Path) -> tuple[Cascade, Cascade]:
@@ -61,12 +62,13 @@ def export(kind: str, runs: str | Path, models: str | Path) -> list[Path]:
     """Write ``models/<kind>-default`` and ``models/<kind>-fast`` (float16 weights) as pipeline folders; the
     music ones name ``models/vocoder-music`` as their vocoder where it is there."""
     text = TextEncoder(DEFAULT_TEXT_ENCODER, max_tokens=MAX_TOKENS)
+    known = music.vocabulary() if kind == "music" else video.vocabulary()  # what the models were trained on
     written = []
     for variant, cascade in zip(("default", "fast"), assemble(kind, runs), strict=True):
         pipe = (
-            MusicPipeline(cascade, SMALL, text)
+            MusicPipeline(cascade, SMALL, text, vocabulary=known)
             if kind == "music"
-            else VideoPipeline(cascade, fps=8, text=text)
+            else VideoPipeline(cascade, fps=8, text=text, vocabulary=known)
         )
         written.append(pipe.save_pretrained(Path(models) / f"{kind}-{variant}", weights_dtype="float16"))
     # The fast variant runs the default's undistilled stages with fewer steps: one copy of their weights.

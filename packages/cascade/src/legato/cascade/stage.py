@@ -59,6 +59,8 @@ class Stage:
             guided distillation) and runs one forward per step instead of two.
         resample: RePaint resampling (each step taken this many times) when part of the output is kept
             (continuations, inpainting), so that the new part harmonises with the kept one.
+        reconstruction: reconstruction guidance's weight when part of the output is kept (base stages; see
+            `legato.diffusion.sample`): the new part is steered to agree with the kept one.
         batch_size: items per forward at this stage; executors regroup items between stages.
         frame_correlation: a video base stage's starting noise is correlated this much between frames
             (`legato.diffusion.correlate_frames`): set it to the ``Objective.frame_correlation`` the network
@@ -76,6 +78,7 @@ class Stage:
     guidance_scale: float = 1.0
     guidance_input: bool = False
     resample: int = 1
+    reconstruction: float = 0.0
     batch_size: int = 8
     frame_correlation: float = 0.0
     device: str = "cpu"
@@ -174,10 +177,12 @@ class Stage:
                 noise = self.starting_noise(gens) if noise is None else noise.to(device)
                 out = sample(denoiser, self.scheduler, noise, steps=self.steps, cond=cond, generator=gens,
                              init=None if init is None else init.to(device), strength=strength,
-                             mask=mask, known=known, resample=self.resample if mask is not None else 1)  # fmt: skip
+                             mask=mask, known=known, resample=self.resample if mask is not None else 1,
+                             reconstruction=self.reconstruction)  # fmt: skip
             else:
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
-                                       generator=gens, cond=cond, frames=self.frames, mask=mask, known=known)  # fmt: skip
+                                       generator=gens, cond=cond, frames=self.frames, mask=mask, known=known,
+                                       reconstruction=self.reconstruction)  # fmt: skip
         return out.float().cpu()
 
     def generators(self, seeds: Sequence[int], index: int) -> list[torch.Generator]:

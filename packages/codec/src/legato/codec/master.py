@@ -139,3 +139,6 @@ def master(audio: Tensor, rate: int, how: Mastering, *, seed: int = 0) -> tuple[
     measured = {"loudness_lufs": round(integrated_loudness(x, out_rate), 2),
                 "true_peak_dbtp": round(true_peak(x, out_rate), 2)}  # fmt: skip
     return x.clamp(-1, 1), out_rate, measured
+
+
+DEFAULT_MASTERING = Mastering()  # what pipelines finish music with unless told otherwise (None: raw output)

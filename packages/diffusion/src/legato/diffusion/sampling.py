@@ -1,7 +1,8 @@
 """`sample`: the one sampling loop, for samples of any rank and any diffusers scheduler.
 
 Every generation and editing mode is an option of this loop, not a copy of it: img2img/SDEdit (``init`` and
-``strength``), inpainting and outpainting (``mask`` and ``known``, with RePaint resampling), early stops
+``strength``), inpainting and outpainting (``mask`` and ``known``, with RePaint resampling or reconstruction
+guidance), early stops
 (``stop``), DDIM inversion (`legato.diffusion.editing.invert` runs this loop with the inverse scheduler),
 and per-step callbacks. Guidance is a denoiser wrapper (`ClassifierFreeGuidance`), so the loop does not know it.
 """
@@ -49,6 +50,7 @@ def sample(
     mask: Tensor | None = None,
     known: Tensor | None = None,
     resample: int = 1,
+    reconstruction: float = 0.0,
     stop: float = 1.0,
     callback: StepCallback | None = None,
 ) -> Tensor:
@@ -71,6 +73,12 @@ def sample(
             noised to the next timestep (with ``noise``), and by ``known`` itself after the last step.
         resample: RePaint (Lugmayr et al. 2022) resampling: each step is taken ``resample`` times, re-noising
             in between, so that the generated region harmonises with the kept one (DDPM and DDIM only).
+        reconstruction: reconstruction guidance (Ho et al. 2022, "Video Diffusion Models", eq. 7) with this
+            weight ``w_r``: each step's prediction of the generated region moves down the gradient of how far
+            the prediction of the kept region is from ``known``, ``x_gen -= w_r * sqrt(alpha_t) / 2 *
+            grad ||known - x_kept||^2``, so the generated part is drawn to agree with what is kept instead of
+            only being pasted next to it (replacement alone ignores the kept part until the last steps).
+            Costs a backward pass through the denoiser per step; 0 turns it off.
         stop: fraction of the schedule to run (1 runs it all); e.g. a partial DDIM inversion.
         callback: called after every step with a `Step`; returning ``False`` raises `SamplingCancelled`.
     """
@@ -90,6 +98,10 @@ def sample(
         raise DiffusionError(f"stop={stop!r} must lie in (0, 1]")
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
         raise DiffusionError(f"resample={resample!r} must be an integer >= 1 (1: no RePaint resampling)")
+    if not reconstruction >= 0:
+        raise DiffusionError(
+            f"reconstruction={reconstruction!r} must be >= 0 (0: no reconstruction guidance)"
+        )
     gens = _generators(generator, batch)
 
     # 2. A private scheduler in the denoiser's parameterisation, and the timesteps to run.
@@ -124,7 +136,10 @@ def sample(
         t_next = timesteps[i + 1] if i + 1 < total else None
         for r in range(resample):
             model_in = sched.scale_model_input(x, t)
-            out = denoiser(model_in, t.expand(batch), cond)
+            if reconstruction and mask is not None:
+                out = _reconstruction_guided(denoiser, sched, model_in, t, cond, mask, known, reconstruction)
+            else:
+                out = denoiser(model_in, t.expand(batch), cond)
             x_next = sched.step(out, t, x, **step_kwargs).prev_sample
             if mask is not None:
                 keep = known if t_next is None else sched.add_noise(known, noise, t_next.expand(batch))
@@ -136,6 +151,38 @@ def sample(
         if callback is not None and callback(Step(i, total, t, x)) is False:
             raise SamplingCancelled(i + 1, total)
     return x
+
+
+def _reconstruction_guided(
+    denoiser: nn.Module,
+    sched: SchedulerMixin,
+    z: Tensor,
+    t: Tensor,
+    cond: Conditioning,
+    mask: Tensor,
+    known: Tensor,
+    weight: float,
+) -> Tensor:
+    """The denoiser's output at ``z`` (the model's input, variance-preserving) with its clean-sample
+    prediction of the generated region (``mask``) corrected by reconstruction guidance (see `sample`)."""
+    a = sched.alphas_cumprod.to(z.device)[t.long()].to(z.dtype)
+    kind = denoiser.output_type
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        out = denoiser(z, t.expand(z.shape[0]), cond)
+        if kind == "epsilon":
+            x0 = (z - (1 - a).sqrt() * out) / a.sqrt()
+        elif kind == "v_prediction":
+            x0 = a.sqrt() * z - (1 - a).sqrt() * out
+        elif kind == "sample":
+            x0 = out
+        else:
+            raise DiffusionError(f"reconstruction guidance does not know output_type={kind!r}")
+        error = ((1 - mask) * (x0 - known)).square().sum()
+        (grad,) = torch.autograd.grad(error, z)
+    shift = -weight * a.sqrt() / 2 * mask * grad  # the change of the clean-sample prediction
+    scale = {"epsilon": -a.sqrt() / (1 - a).sqrt(), "v_prediction": -1 / (1 - a).sqrt(), "sample": 1.0}[kind]
+    return out.detach() + scale * shift
 
 
 def _renoise(

@@ -151,6 +151,7 @@ class SuperResolution:
         frames: int | None = None,
         mask: Tensor | None = None,
         known: Tensor | None = None,
+        reconstruction: float = 0.0,
     ) -> Tensor:
         """Sample the high-res version of ``low`` (``(B, C, H, W)`` or ``(B, C, T, H, W)``, in ``[-1, 1]``)
         with ``denoiser`` (guided or not) and ``scheduler``; ``frames`` sets a video's output length.
@@ -180,9 +181,8 @@ class SuperResolution:
             else:  # keep what either keeps; the caller's known wins where it keeps
                 known = pinned + (1 - mask) * (known - pinned)
                 mask = mask * kept
-        out = sample(
-            denoiser, scheduler, noise, steps=steps, cond=full, generator=generator, mask=mask, known=known
-        )
+        out = sample(denoiser, scheduler, noise, steps=steps, cond=full, generator=generator, mask=mask, known=known,
+                     reconstruction=reconstruction if pinned_by_caller is not None else 0.0)  # fmt: skip
         out = self.from_target(out, upsampled)
         if pinned_by_caller is not None:  # exactly the caller's values where kept (no residual round trip)
             keep_mask, kept = pinned_by_caller

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from legato.codec import MelCodec, SpectrogramParams
+from legato.pipelines.vocabulary import Vocabulary
 
 STYLES = ("chorale", "reel", "jig", "hornpipe")
 INSTRUMENTS = {"piano": 0, "organ": 19, "violin": 40, "flute": 73}  # General MIDI programs
@@ -195,3 +196,15 @@ def build_music(
 def _held_out(pieces: list[Piece], fraction: float, rng: np.random.Generator) -> list[Piece]:
     count = max(1, round(len(pieces) * fraction)) if pieces and fraction > 0 else 0
     return [pieces[i] for i in rng.choice(len(pieces), size=count, replace=False)]
+
+
+def vocabulary() -> Vocabulary:
+    """What the music models are trained on: the caption words, and captions that cover every style,
+    instrument and tempo (in two keys: the key's words matter little to the text encoder)."""
+    terms = {"styles": list(STYLES), "instruments": list(INSTRUMENTS), "tempi": [f"{t} tempo" for t in TEMPI],
+             "keys": ["major keys", "minor keys"]}  # fmt: skip
+    captions = [
+        f"a {style} on {instrument}, {tempo} tempo, in {key}"
+        for style in STYLES for instrument in INSTRUMENTS for tempo in TEMPI for key in ("C major", "A minor")
+    ]  # fmt: skip
+    return Vocabulary(terms, captions)

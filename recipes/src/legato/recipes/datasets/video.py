@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from legato.pipelines.vocabulary import Vocabulary
 from legato.recipes.datasets import Dataset
 
 # skimage.data function -> what the caption calls it; all ship inside the scikit-image wheel.
@@ -203,3 +204,12 @@ def time_reversed(split: Dataset) -> Dataset:
         held_out=split.held_out[index],
         meta=split.meta,
     )
+
+
+def vocabulary() -> Vocabulary:
+    """What the video models are trained on (with the training-only photos): every caption, and its words."""
+    subjects = [*SUBJECTS, *MORE_SUBJECTS]
+    terms = {"motions": ["pan left", "pan right", "zoom in", "zoom out", "rotation", "a red ball rolling across"],
+             "speeds": list(SPEEDS), "subjects": [SUBJECTS.get(s) or MORE_SUBJECTS[s] for s in subjects]}  # fmt: skip
+    captions = [caption(s, motion, speed) for s in subjects for motion in MOTIONS for speed in SPEEDS]
+    return Vocabulary(terms, captions)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import warnings
 
 import typer
 
@@ -45,6 +47,15 @@ def _quiet_libraries() -> None:
              "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     for key, value in quiet.items():
         os.environ.setdefault(key, value)
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if category.__name__ == "PromptWarning":  # ours: one plain line, like every other message
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 app.add_typer(generate.app, name="generate")

@@ -233,6 +233,10 @@ class JobBars:
         self.bars.stop()
 
     def log(self, line: str) -> None:
+        if line.startswith("warning: "):  # on stderr whatever the mode, above the bars where they show
+            (self.bars.console.print(line, markup=False, highlight=False) if self.bars.live.is_started
+             else print(line, file=sys.stderr, flush=True))  # fmt: skip
+            return
         match = re.match(r"(\d+)/(\d+) items", line)
         if match:
             self.bars.update(self.items, completed=int(match[1]), total=int(match[2]))
@@ -245,3 +249,34 @@ class JobBars:
         self.bars.update(self.items, completed=done)
         if self.bars.tasks[self.stage_task].total is None:
             self.bars.update(self.stage_task, visible=False)
+
+
+Master = Annotated[
+    bool,
+    typer.Option(
+        "--master/--no-master",
+        help="Finish each clip (or soundtrack) as listeners expect: 44.1 kHz stereo at -14 LUFS, true peak "
+        "under -1 dBTP, measured in the manifest. --no-master: the model's raw output (mono, its own rate).",
+    ),
+]
+Loudness = Annotated[
+    float | None, typer.Option(max=-1, min=-69, help="Target loudness in LUFS.", show_default="-14")
+]
+SampleRate = Annotated[
+    int | None, typer.Option(min=8000, max=192000, help="Output sample rate.", show_default="44100")
+]
+Mono = Annotated[bool, typer.Option("--mono", help="One channel instead of stereo.")]
+
+
+def finishing(master: bool, loudness: float | None, sample_rate: int | None, mono: bool) -> dict | None:
+    """The spec's ``mastering`` from the options: ``{}`` for the defaults, None for --no-master."""
+    if not master:
+        if loudness is not None or sample_rate is not None or mono:
+            fail("--loudness, --sample-rate and --mono finish clips; leave out --no-master")
+        return None
+    mastering: dict = {"channels": 1} if mono else {}
+    if loudness is not None:
+        mastering["loudness"] = loudness
+    if sample_rate is not None:
+        mastering["sample_rate"] = sample_rate
+    return mastering

@@ -18,6 +18,7 @@ from legato.services.cli.common import (
     Device,
     Guidance,
     JsonOption,
+    Master,
     Scheduler,
     Steps,
     check_outputs,
@@ -117,11 +118,12 @@ def music(
     device: Device = None,
     overwrite: Overwrite = False,
     as_json: JsonOption = False,
+    master: Master = True,
 ) -> None:
     """Edit AUDIO towards PROMPT with one of three modes (img2img, inversion, inpainting)."""
     edit("music", audio, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
          seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
-         overwrite=overwrite, as_json=as_json)  # fmt: skip
+         overwrite=overwrite, as_json=as_json, master=master)  # fmt: skip
 
 
 @app.command("video")
@@ -160,7 +162,7 @@ def video(
 
 
 def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start, end, mask, seed, model, steps,
-         guidance, scheduler, out, device, overwrite, as_json) -> None:  # fmt: skip
+         guidance, scheduler, out, device, overwrite, as_json, master=True) -> None:  # fmt: skip
     """One edit of ``source`` with a ``kind`` pipeline, its files and summary."""
     if not source.is_file():
         fail(f"{source} is not a file; give the {'song' if kind == 'music' else 'video'} to edit")
@@ -182,12 +184,15 @@ def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start
     from legato.pipelines import MusicPipeline, VideoPipeline
     from legato.pipelines.jobs import with_sampling
 
-    pipeline = MusicPipeline if kind == "music" else VideoPipeline
     started = time.perf_counter()
     with status(f"{mode} of {source.name} with {path.name}", enabled=not as_json):
-        pipe = with_sampling(
-            pipeline.from_pretrained(path, device=device), parse_steps(steps, config), guidance, scheduler
-        )
+        if kind == "music":
+            loaded = MusicPipeline.from_pretrained(
+                path, device=device, **({} if master else {"mastering": None})
+            )
+        else:
+            loaded = VideoPipeline.from_pretrained(path, device=device)
+        pipe = with_sampling(loaded, parse_steps(steps, config), guidance, scheduler)
         if mode == "inpainting":
             result = pipe.inpaint(source, prompt, start, end, mask=mask, seed=seed)
         elif mode == "inversion":

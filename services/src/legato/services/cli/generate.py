@@ -15,9 +15,14 @@ from legato.services.cli.common import (
     Device,
     Guidance,
     JsonOption,
+    Loudness,
+    Master,
+    Mono,
+    SampleRate,
     Scheduler,
     Steps,
     fail,
+    finishing,
     handle_errors,
     parse_steps,
     resolve_model,
@@ -99,8 +104,7 @@ def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack,
         "guidance": guidance,
         "scheduler": scheduler,
     }
-    if mastering is not None:
-        spec["mastering"] = mastering
+    spec["mastering"] = mastering  # None: the raw model output
     if soundtrack is not None:
         spec["soundtrack"] = str(resolve_model(soundtrack, "music")[0])
     from legato.services.cli.jobs import load_spec, print_summary, run_spec
@@ -136,25 +140,10 @@ def music(
     executor: Executor = "local",
     address: Address = None,
     as_json: JsonOption = False,
-    master: Annotated[
-        bool,
-        typer.Option(
-            "--master",
-            help="Finish each clip: 44.1 kHz stereo at -14 LUFS, true peak under -1 dBTP (manifest: "
-            "measured loudness).",
-        ),
-    ] = False,
-    loudness: Annotated[
-        float | None,
-        typer.Option(max=-1, min=-69, help="With --master: target loudness in LUFS.", show_default="-14"),
-    ] = None,
-    sample_rate: Annotated[
-        int | None,
-        typer.Option(min=8000, max=192000, help="With --master: output sample rate.", show_default="44100"),
-    ] = None,
-    mono: Annotated[
-        bool, typer.Option("--mono", help="With --master: one channel instead of stereo.")
-    ] = False,
+    master: Master = True,
+    loudness: Loudness = None,
+    sample_rate: SampleRate = None,
+    mono: Mono = False,
     interpolate: Annotated[
         int | None,
         typer.Option(
@@ -175,15 +164,7 @@ def music(
     ] = None,
 ) -> None:
     """Music clips: audio files (wav, flac, mp3, ogg) and their mel spectrogram images (png)."""
-    if (loudness is not None or sample_rate is not None or mono) and not master:
-        fail("--loudness, --sample-rate and --mono finish clips: add --master")
-    mastering = None
-    if master:
-        mastering = {"channels": 1 if mono else 2}
-        if loudness is not None:
-            mastering["loudness"] = loudness
-        if sample_rate is not None:
-            mastering["sample_rate"] = sample_rate
+    mastering = finishing(master, loudness, sample_rate, mono)
     if interpolate is not None:
         from legato.services.cli.riff import riff
 
@@ -229,8 +210,15 @@ def video(
     executor: Executor = "local",
     address: Address = None,
     as_json: JsonOption = False,
+    master: Master = True,
+    loudness: Loudness = None,
+    sample_rate: SampleRate = None,
+    mono: Mono = False,
 ) -> None:
     """Videos (mp4, webm, gif) of the model's length and size, optionally with a generated soundtrack."""
+    mastering = finishing(master, loudness, sample_rate, mono)
+    if soundtrack is None and (not master or mastering != {}):
+        fail("--no-master, --loudness, --sample-rate and --mono finish a soundtrack: add --soundtrack MODEL")
     generate("video", prompts, seeds=seed, length=frames, model=model, soundtrack=soundtrack, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json, scheduler=scheduler)  # fmt: skip
+             as_json=as_json, scheduler=scheduler, mastering=mastering if soundtrack else None)  # fmt: skip

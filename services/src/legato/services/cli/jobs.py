@@ -88,6 +88,7 @@ def run_spec(spec, *, as_json: bool, address: str | None = None, title: str | No
         "skipped": result.skipped,
         "failed": [i["id"] for i in items if not i["done"]],
         "seconds": round(result.seconds, 3),
+        "warnings": result.warnings,
         "items": items,
     }
 

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from legato.pipelines.folders import damaged_weights, model_dirs
+from legato.pipelines.vocabulary import describe_terms, read_vocabulary
 from legato.services.cli.common import JsonOption, emit, handle_errors, out_console
 
 
@@ -41,6 +42,10 @@ def describe(folder: Path) -> dict | None:
             "shape": stage.get("shape"), "space": sr.get("space"), "time": sr.get("time"),
         })  # fmt: skip
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    try:
+        vocabulary = read_vocabulary(folder)
+    except ValueError as err:
+        vocabulary = {"terms": {}, "problem": str(err)}
     return {
         "name": folder.name,
         "path": str(folder.resolve()),
@@ -52,6 +57,7 @@ def describe(folder: Path) -> dict | None:
         "sample_rate": (meta.get("spectrogram") or {}).get("sample_rate"),
         "megabytes": round(size / 2**20, 1),
         "summary": card_summary(folder),
+        "vocabulary": None if vocabulary is None else vocabulary["terms"],  # what its training captions say
         "damaged": damaged_weights(folder),  # a weights file whose header does not fit its size, say
     }
 
@@ -85,7 +91,8 @@ def models(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the bundled and local models: kind, stages, steps, size, and the model card's summary."""
+    """List the bundled and local models: kind, stages, steps, size, the model card's summary, and what each
+    was trained on (its vocabulary: prompts far from it get a warning when generating)."""
     for folder in path or []:
         if not folder.is_dir():
             raise FileNotFoundError(f"--path {folder} is not a folder")
@@ -102,6 +109,8 @@ def models(
         table.add_column(column, overflow="fold")
     for m in found:
         summary = "DAMAGED: " + "; ".join(m["damaged"]) if m["damaged"] else m["summary"]
+        if m["vocabulary"]:
+            summary += "\nKnows " + describe_terms(m["vocabulary"])
         table.add_row(escape(m["name"]), m["kind"] or "?", escape("\n".join(map(stage_text, m["stages"]))),
                       str(m["evaluations"]), f"{m['megabytes']:g}", escape(summary))  # fmt: skip
     console = out_console()

@@ -68,6 +68,11 @@ class _Generate(BaseModel):
     scheduler: SchedulerName | None = Field(
         None, description="every stage's sampler (default: the model's); dpm++ needs about half DDIM's steps"
     )
+    master: bool = Field(
+        True,
+        description="finish music (and soundtracks) as listeners expect: 44.1 kHz stereo at -14 LUFS, true "
+        "peak under -1 dBTP; false: the model's raw output (mono at its own rate)",
+    )
 
     @property
     def prompt_list(self) -> list[str]:
@@ -142,6 +147,7 @@ class Job(BaseModel):
     files: list[JobFile] = Field(default_factory=list)
     error: ErrorBody | None = None
     service: str | None = None  # the service instance running it (a restarted service is another one)
+    warnings: list[str] = Field(default_factory=list)  # prompts far from what the model was trained on
 
 
 # --- validation errors as problems with fixes ---------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ from legato.pipelines import MusicPipeline, VideoPipeline
 from legato.pipelines.job_spec import scheduler_name
 from legato.pipelines.jobs import with_sampling
 from legato.pipelines.music import as_lists
+from legato.pipelines.vocabulary import PromptWarning
 from legato.services.serve.routes import make_app
 from legato.services.serve.schemas import (
     ErrorBody,
@@ -50,6 +53,7 @@ class Ingress:
                  jobs_dir: str, limits: Limits, threads: int = 1, service: str | None = None,
                  token: str | None = None) -> None:  # fmt: skip
         torch.set_num_threads(threads)
+        warnings.filterwarnings("ignore", category=PromptWarning)  # a job's record carries them instead
         self.limits, self.store, self.service, self.token = limits, JobStore(jobs_dir), service, token
         if service is not None:  # jobs an earlier service left running are failed, not forgotten
             self.store.recover(service)
@@ -83,7 +87,8 @@ class Ingress:
                      "schedulers": [scheduler_name(s.scheduler) for s in pipe.cascade.stages],
                      "guidance": pipe.cascade.stages[0].guidance_scale}  # fmt: skip
             if isinstance(pipe, MusicPipeline):
-                entry.update(sample_rate=pipe.params.sample_rate, window_seconds=pipe.window_seconds)
+                entry.update(sample_rate=pipe.params.sample_rate, window_seconds=pipe.window_seconds,
+                             mastering=None if pipe.mastering is None else asdict(pipe.mastering))  # fmt: skip
             else:
                 entry.update(frames=pipe.frames, fps=pipe.fps, soundtrack=pipe.soundtrack is not None)
             out[kind] = entry
@@ -134,7 +139,10 @@ class Ingress:
         update: dict[str, Any]
         try:
             pipe = with_sampling(pipe, request.steps, request.guidance, request.scheduler)
+            if not request.master:
+                pipe = raw(pipe)
             prompts, seeds = as_lists(request.prompt_list, request.seed)
+            job = job.model_copy(update={"warnings": pipe.check_prompts(prompts, warn=False)})
             if isinstance(request, MusicRequest):
                 outputs = pipe(prompts, seeds=seeds, duration=request.duration)
             else:
@@ -166,6 +174,17 @@ class Ingress:
     def release(self) -> None:
         with self.lock:
             self.active -= 1
+
+
+def raw(pipe: MusicPipeline | VideoPipeline) -> MusicPipeline | VideoPipeline:
+    """``pipe`` with its music (or its soundtrack's) unmastered."""
+    if isinstance(pipe, MusicPipeline):
+        return replace(pipe, mastering=None)
+    return (
+        pipe
+        if pipe.soundtrack is None
+        else replace(pipe, soundtrack=replace(pipe.soundtrack, mastering=None))
+    )
 
 
 def _failed(error: str, message: str, fix: str) -> dict[str, Any]:

@@ -25,11 +25,14 @@ from legato.recipes.datasets.music import INSTRUMENTS, STYLES, TEMPI
 
 
 def prompts(count: int) -> list[str]:
+    """The issue's clipping example first ("a chorale on organ", seed 0), then every style, instrument and
+    tempo in turn."""
     instruments, tempi = list(INSTRUMENTS), list(TEMPI)
-    return [
+    varied = [
         f"a {STYLES[i % 4]} on {instruments[(i // 4) % 4]}, {tempi[i % 3]} tempo, in D major"
         for i in range(count)
     ]
+    return ["a chorale on organ", *varied][:count]
 
 
 def figures(path: Path) -> dict[str, float]:

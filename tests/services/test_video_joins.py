@@ -28,5 +28,7 @@ def test_the_join_of_a_continued_fast_pan_is_close_to_the_clips_own_motion(tmp_p
     at_join = differences[10:14]
     elsewhere = torch.cat([differences[:10], differences[14:]])
     print(f"join {at_join.max():.1f}, elsewhere p90 {elsewhere.quantile(0.9):.1f}")
-    assert at_join.max() <= 1.4 * elsewhere.quantile(0.9)  # was 2.5x (78 against 31)
+    # The largest of 4 transitions against the p90 of the rest: ~1.0 for a seamless join (measured 1.01-1.04 on
+    # three prompts, 2.1-2.6 before); the max of 4 ordinary transitions passes p90 a third of the time.
+    assert at_join.max() <= 1.15 * elsewhere.quantile(0.9)
     assert elsewhere.median() > 20  # the camera does move fast: the measure is not of a still clip

@@ -74,6 +74,7 @@ def continue_windows(
     progress: Progress | None = None,
     fade: float = 0.0,
     trim: int = 0,
+    realign: bool = False,
 ) -> list[Tensor]:
     """One output per item, ``total`` positions long along the time axis: the first window from the items
     as given, each later one from ``window_seed(item.seed, k)`` continuing the last ``keep`` positions, of
@@ -81,7 +82,8 @@ def continue_windows(
     replaces the ``keep`` positions it continues, which it kept exactly where it did not crossfade.
 
     ``trim`` positions at the end of every window but the last are dropped before the next one continues
-    (`aligned_trim`)."""
+    (`aligned_trim`); with ``realign`` (`Item.realign`) the super-resolution stages make the prefix's
+    positions past its last base-stage position again."""
     check_output_size(cascade, len(items), total)
     if not 0.0 <= fade <= 1.0:  # before any window runs (the items of later windows would refuse it too late)
         raise ValueError(f"fade={fade!r} is the fraction of the overlap that crossfades; give one in [0, 1]")
@@ -97,6 +99,7 @@ def continue_windows(
                 item,
                 seed=window_seed(item.seed, k),
                 fade=fade,
+                realign=realign,
                 prefix=out.narrow(axis, -keep, keep).contiguous(),
             )
             for item, out in zip(items, outs, strict=True)

@@ -251,7 +251,13 @@ class RayExecutor:
 def _rows(items: Sequence[Item], inputs: Sequence[Tensor] | None) -> list[dict[str, Any]]:
     rows = []
     for pos, item in enumerate(items):
-        row: dict[str, Any] = {"pos": pos, "id": item.id, "seed": item.seed, "fade": item.fade}
+        row: dict[str, Any] = {
+            "pos": pos,
+            "id": item.id,
+            "seed": item.seed,
+            "fade": item.fade,
+            "realign": item.realign,
+        }
         row.update({f"cond.{k}": v.numpy() for k, v in item.cond.tensors().items()})
         if item.prefix is not None:
             row["prefix"] = item.prefix.numpy()
@@ -276,7 +282,7 @@ class _StageMapper:
             Item(str(batch["id"][i]), int(batch["seed"][i]),
                  Conditioning(**{k[5:]: torch.from_numpy(np.array(batch[k][i])) for k in fields}),
                  torch.from_numpy(np.array(batch["prefix"][i])) if "prefix" in batch else None,
-                 float(batch["fade"][i]))
+                 float(batch["fade"][i]), bool(batch["realign"][i]))
             for i in range(len(batch["pos"]))
         ]  # fmt: skip
         x = torch.from_numpy(np.array(batch["x"])) if "x" in batch else None

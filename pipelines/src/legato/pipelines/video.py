@@ -124,8 +124,9 @@ class VideoPipeline(Editing, PromptCheck):
         if total > self.frames and self.join_guidance:  # the first window keeps nothing: unchanged by it
             base = replace(cascade.stages[0], reconstruction=self.join_guidance)
             cascade = replace(cascade, stages=(base, *cascade.stages[1:]))
+        trim = aligned_trim(cascade)
         videos = continue_windows(
-            self.executor, cascade, items, total, keep, progress, trim=aligned_trim(cascade)
+            self.executor, cascade, items, total, keep, progress, trim=trim, realign=trim > 0
         )
         music = [None] * len(prompts)
         if soundtrack and self.soundtrack is not None:

@@ -34,7 +34,10 @@ class Item:
     keeps it (each at its own resolution, see `Cascade.prefix_at`) and generates the rest: windowed
     continuation by outpainting. ``fade`` is the fraction of the prefix, at its end, that crossfades into
     the new content rather than being kept exactly (0: all kept; 1: the crossfade spans the whole prefix):
-    a hard edge where the continuation disagrees with the prefix is heard as a click.
+    a hard edge where the continuation disagrees with the prefix is heard as a click. ``realign``: the
+    super-resolution stages make again the prefix's positions past its last base-stage position instead of
+    keeping them (`Cascade.prefix_at`): those were interpolated towards a base frame that this window makes
+    anew, so kept they would lead into it from the old one.
     """
 
     id: str
@@ -42,6 +45,7 @@ class Item:
     cond: Conditioning = field(default_factory=Conditioning)
     prefix: Tensor | None = None
     fade: float = 0.0
+    realign: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fade <= 1.0:
@@ -113,16 +117,22 @@ class Cascade:
             x = stage.sr.downsample(x)
         return x
 
-    def prefix_at(self, index: int, prefix: Tensor) -> Tensor:
+    def prefix_at(self, index: int, prefix: Tensor, realign: bool = False) -> Tensor:
         """A prefix of the final output (``P`` positions along `time_axis`) at stage ``index``'s resolution
-        (``P`` must divide by the later stages' time factor)."""
+        (``P`` must divide by the later stages' time factor). ``realign`` (`Item.realign`) leaves out its
+        last ``g - 1`` positions, ``g`` the time factor from the base stage to this one: the ones after the
+        prefix's last base-stage position."""
         factor = self.factors(index)[self.time_axis]
         if prefix.shape[self.time_axis] % factor:
             raise DiffusionError(
                 f"a prefix of {prefix.shape[self.time_axis]} positions does not divide by x{factor}, the factor of the "
                 f"stages after {self.stages[index].name!r}; make the overlap a multiple of it"
             )
-        return self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result
+        out = self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result
+        past = self.factors(0)[self.time_axis] // factor - 1
+        if realign and past:
+            out = out.narrow(self.time_axis, 0, out.shape[self.time_axis] - past).contiguous()
+        return out
 
     def with_sampling(
         self,
@@ -196,7 +206,9 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
 def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
     """Stage ``index`` on one batch of items (what every executor's worker calls)."""
     cond = Conditioning.stack([item.cond for item in items])
-    prefixes = [None if item.prefix is None else cascade.prefix_at(index, item.prefix) for item in items]
+    prefixes = [
+        None if item.prefix is None else cascade.prefix_at(index, item.prefix, item.realign) for item in items
+    ]
     fades = [item.fade for item in items]
     return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes, fades)
 

@@ -30,15 +30,14 @@ def test_models_lists_what_each_bundled_model_knows(cli_env):
 
 
 def test_generate_warns_on_a_far_prompt_and_keeps_unicode_working(tmp_path, cli_env):
-    far, near, french = "lofi hip hop beat", "a chorale on organ", "une gigue à la flûte ♪"
-    result = legato("generate", "music", far, near, french, "-m", "music-fast", "--no-master", "-f", "wav",
+    far, french = "lofi hip hop beat", "une gigue à la flûte ♪"  # a near prompt: see the API test below
+    result = legato("generate", "music", far, french, "-m", "music-fast", "--no-master", "-f", "wav",
                     "-o", str(tmp_path / "out"), "--json", env=cli_env)  # fmt: skip
     assert result.code == 0, result.stderr
     summary = result.json()
-    assert len(summary["written"]) == 3  # every prompt is generated, the far one too
+    assert len(summary["written"]) == 2  # every prompt is generated, the far one too
     message = summary["warnings"][0]  # the French one may be far for an English text encoder, and still made
     assert f"prompt {far!r} is far from everything this model was trained on" in message
-    assert not any(repr(near) in m for m in summary["warnings"])
     assert "styles: chorale, reel, jig, hornpipe; instruments: piano, organ, violin, flute" in message
     assert f"warning: {message}" in result.stderr  # and said where a person reads it
 

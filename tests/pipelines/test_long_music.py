@@ -72,6 +72,7 @@ def test_a_30_s_clip_of_the_bundled_4_s_windows_joins_without_an_edge_or_a_click
     assert written.shape == clip.audio.shape
 
 
+@pytest.mark.slow  # a check of the measure, not of the product: 25 s of the default suite's budget
 def test_the_measure_sees_the_edge_of_a_prefix_kept_exactly(bundled):
     # The same clip's first 12 s with no crossfade: the measure above is not blind to edges at the joins.
     clip = bundled(["a jig on fiddle"], seeds=[3], duration=12.0, fade=0.0)[0]

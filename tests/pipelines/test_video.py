@@ -41,6 +41,13 @@ def test_every_stage_keeps_a_prefix_of_frames_and_continues_it(pipe):
         cascade, [replace(pipe.items([VIDEO_PROMPTS[0]], [6])[0], prefix=prefix)], stop=1
     )
     assert torch.equal(base[0][:, :1], cascade.prefix_at(0, prefix))  # the base keeps every 2nd frame
+    # Item.realign: the super-resolution stages make the frame past the base stage's last one again.
+    assert cascade.prefix_at(0, prefix, realign=True).shape == cascade.prefix_at(0, prefix).shape
+    assert cascade.prefix_at(len(cascade.stages) - 1, prefix, realign=True).shape[1] == 1
+    item = replace(pipe.items([VIDEO_PROMPTS[0]], [6])[0], prefix=prefix, realign=True)
+    realigned = pipe.executor.run(cascade, [item])[0]
+    assert torch.equal(realigned[:, :1], prefix[:, :1])  # the frame the base stage made: kept exactly
+    assert not torch.equal(realigned[:, 1], prefix[:, 1])  # the one interpolated past it: made again
 
 
 def test_frames_longer_than_a_window_join_as_smoothly_as_the_frames_within_one(pipe, tmp_path):

@@ -257,6 +257,9 @@ def _rows(items: Sequence[Item], inputs: Sequence[Tensor] | None) -> list[dict[s
             "seed": item.seed,
             "fade": item.fade,
             "realign": item.realign,
+            "prompt": item.prompt or "",
+            "has_prompt": item.prompt is not None,
+            "negative": item.negative,
         }
         row.update({f"cond.{k}": v.numpy() for k, v in item.cond.tensors().items()})
         if item.prefix is not None:
@@ -282,7 +285,8 @@ class _StageMapper:
             Item(str(batch["id"][i]), int(batch["seed"][i]),
                  Conditioning(**{k[5:]: torch.from_numpy(np.array(batch[k][i])) for k in fields}),
                  torch.from_numpy(np.array(batch["prefix"][i])) if "prefix" in batch else None,
-                 float(batch["fade"][i]), bool(batch["realign"][i]))
+                 float(batch["fade"][i]), bool(batch["realign"][i]),
+                 str(batch["prompt"][i]) if bool(batch["has_prompt"][i]) else None, str(batch["negative"][i]))
             for i in range(len(batch["pos"]))
         ]  # fmt: skip
         x = torch.from_numpy(np.array(batch["x"])) if "x" in batch else None

@@ -26,6 +26,7 @@ from legato.cascade.cascade import (
     check_run,
     run_batch,
 )
+from legato.cascade.decode import Decode
 from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
 
@@ -33,6 +34,7 @@ __all__ = [
     "CASCADE_FILE",
     "DTYPES",
     "Cascade",
+    "Decode",
     "Executor",
     "Item",
     "LocalExecutor",

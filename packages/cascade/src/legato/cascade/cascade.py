@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from legato.cascade.decode import Decode
 from legato.cascade.stage import Stage, time_axis
 from legato.diffusion import Conditioning, make_scheduler
 from legato.diffusion.errors import DiffusionError
@@ -37,7 +38,8 @@ class Item:
     a hard edge where the continuation disagrees with the prefix is heard as a click. ``realign``: the
     super-resolution stages make again the prefix's positions past its last base-stage position instead of
     keeping them (`Cascade.prefix_at`): those were interpolated towards a base frame that this window makes
-    anew, so kept they would lead into it from the old one.
+    anew, so kept they would lead into it from the old one. ``prompt`` and ``negative`` are the text, for
+    stages that encode it with their own text encoder (`Stage.text`: imported checkpoints).
     """
 
     id: str
@@ -46,6 +48,8 @@ class Item:
     prefix: Tensor | None = None
     fade: float = 0.0
     realign: bool = False
+    prompt: str | None = None
+    negative: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fade <= 1.0:
@@ -57,13 +61,14 @@ class Item:
 @dataclass(frozen=True, eq=False)
 class Cascade:
     """Stages in order (a base stage first, then super-resolution stages). Executors return the last
-    stage's samples; turning them into audio or frames is the pipeline's step (`legato.pipelines`).
+    stage's samples; turning them into audio or frames is the pipeline's step (`legato.pipelines`). A latent
+    stage is followed by a `Decode` step (its autoencoder's decoder), which executors place like a stage.
 
     ``metadata`` is JSON-able information that travels with the cascade's files (what a pipeline needs to
     decode its samples: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
     """
 
-    stages: tuple[Stage, ...]
+    stages: tuple[Stage | Decode, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +79,14 @@ class Cascade:
         for stage in self.stages[1:]:
             if stage.is_base:
                 raise DiffusionError(f"stage {stage.name!r} after the first must be a super-resolution stage")
+        for i, stage in enumerate(self.stages):
+            if isinstance(stage, Decode):
+                channels = self.output_shape(i - 1)[0] if i else None
+                if channels != stage.latents.channels:
+                    raise DiffusionError(
+                        f"step {stage.name!r} decodes {stage.latents.channels}-channel latents, but "
+                        f"{'nothing comes before it' if not i else f'the stage before it makes {channels} channels'}"
+                    )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise DiffusionError(f"stage names must be unique, got {names}")
@@ -95,6 +108,11 @@ class Cascade:
         for stage in self.stages[1 : len(self.stages) if index is None else index + 1]:
             shape = stage.sr.high_shape(shape, stage.frames)
         return shape[1:]
+
+    @property
+    def sampled(self) -> list[int]:
+        """The indices of the stages that sample (every one but the `Decode` steps)."""
+        return [i for i, s in enumerate(self.stages) if isinstance(s, Stage)]
 
     @property
     def time_axis(self) -> int:
@@ -147,21 +165,22 @@ class Cascade:
         A distilled stage (a ``-fast`` model's base) was trained for DDIM's trailing grid at its step count;
         another scheduler or step count runs it off the grid it learned.
         """
-        stages = self.stages
+        stages = list(self.stages)
+        sampled = self.sampled
         if steps is not None:
-            if len(steps) != len(stages) or any(isinstance(n, bool) or int(n) != n or n < 1 for n in steps):
+            if len(steps) != len(sampled) or any(isinstance(n, bool) or int(n) != n or n < 1 for n in steps):
                 raise DiffusionError(
-                    f"steps={list(steps)} must be {len(stages)} positive integers, one per stage "
-                    f"{[s.name for s in stages]}"
+                    f"steps={list(steps)} must be {len(sampled)} positive integers, one per stage "
+                    f"{[stages[i].name for i in sampled]}"
                 )
-            stages = tuple(replace(s, steps=int(n)) for s, n in zip(stages, steps, strict=True))
+            for i, n in zip(sampled, steps, strict=True):
+                stages[i] = replace(stages[i], steps=int(n))
         if guidance is not None:
-            stages = (replace(stages[0], guidance_scale=float(guidance)), *stages[1:])
+            stages[0] = replace(stages[0], guidance_scale=float(guidance))
         if scheduler is not None:  # make_scheduler refuses an unknown name
-            stages = tuple(
-                replace(s, scheduler=make_scheduler(scheduler, s.scheduler.config)) for s in stages
-            )
-        return replace(self, stages=stages)
+            for i in sampled:
+                stages[i] = replace(stages[i], scheduler=make_scheduler(scheduler, stages[i].scheduler.config))
+        return replace(self, stages=tuple(stages))
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         """Write the cascade to a folder: ``cascade.json`` and one diffusers-layout folder per stage
@@ -210,7 +229,12 @@ def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tenso
         None if item.prefix is None else cascade.prefix_at(index, item.prefix, item.realign) for item in items
     ]
     fades = [item.fade for item in items]
-    return cascade.stages[index].run(inputs, cond, [item.seed for item in items], index, prefixes, fades)
+    stage = cascade.stages[index]
+    seeds = [item.seed for item in items]
+    if getattr(stage, "text", None) is None:
+        return stage.run(inputs, cond, seeds, index, prefixes, fades)
+    return stage.run(inputs, cond, seeds, index, prefixes, fades,
+                     prompts=[item.prompt for item in items], negatives=[item.negative for item in items])  # fmt: skip
 
 
 class Executor(Protocol):

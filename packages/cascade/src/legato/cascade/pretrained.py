@@ -30,7 +30,9 @@ import diffusers
 import torch
 from torch import nn
 
+from legato.cascade.decode import Decode
 from legato.cascade.stage import DTYPES, Stage
+from legato.cascade.text import CLIPTextEncoder
 from legato.diffusion import (
     Denoiser,
     EDMDenoiser,
@@ -40,11 +42,13 @@ from legato.diffusion import (
     scheduler_from_config,
 )
 from legato.diffusion.errors import DiffusionError
+from legato.diffusion.latents import LatentSpace, LatentUpscale
 
 if TYPE_CHECKING:
     from legato.cascade.cascade import Cascade
 
 CASCADE_FILE = "cascade.json"
+TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # a stage's own text encoder, in its folder
 FORMAT = "legato-cascade/1"
 _TRUSTED_MODULES = ("legato.", "diffusers.")
 
@@ -63,7 +67,7 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
         stages = []
         for stage in cascade.stages:
             folder = tmp / stage.name
-            network = stage.denoiser.network
+            network = stage.latents.vae if isinstance(stage, Decode) else stage.denoiser.network
             if not hasattr(network, "save_pretrained"):
                 raise DiffusionError(
                     f"stage {stage.name!r}: {type(network).__name__} has no save_pretrained; build the network "
@@ -72,7 +76,12 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
             if weights_dtype is not None:
                 network = copy.deepcopy(network).to(DTYPES[weights_dtype])
             network.save_pretrained(folder, safe_serialization=True)
+            if isinstance(stage, Decode):
+                stages.append(_decode_config(stage))
+                continue
             stage.scheduler.save_pretrained(folder)
+            if stage.text is not None:
+                stage.text.save_pretrained(folder / TEXT_ENCODER, folder / TOKENIZER)
             stages.append(_stage_config(stage))
         config = {"format": FORMAT, "metadata": dict(cascade.metadata), "stages": stages}
         with open(tmp / CASCADE_FILE, "w") as f:
@@ -174,6 +183,51 @@ def cascade_folders(path: str | Path) -> list[Path]:
     return [stage_folder(root, s).resolve() for s in config["stages"]]
 
 
+def _decode_config(step: Decode) -> dict[str, Any]:
+    network = type(step.latents.vae)
+    return {
+        "name": step.name,
+        "step": "decode",
+        "network": f"{network.__module__}:{network.__qualname__}",
+        "batch_size": step.batch_size,
+        "device": step.device,
+        "dtype": step.dtype,
+        "tiling": step.latents.tiling,
+        "slicing": step.latents.slicing,
+    }
+
+
+def _sr_config(sr: SuperResolution | LatentUpscale | None) -> dict[str, Any] | None:
+    if sr is None:
+        return None
+    if isinstance(sr, LatentUpscale):
+        return {"type": "latent-upscale", "channels": sr.channels, "noise_level": sr.noise_level,
+                "low_res_scheduler": json.loads(sr.low_res_scheduler)}  # fmt: skip
+    return {
+        "space": sr.space,
+        "time": sr.time,
+        "residual_scale": sr.residual_scale,
+        "max_level": sr.augmentation.max_level,
+        "sample_level": sr.augmentation.sample_level,
+    }
+
+
+def _sr_from(sr: dict[str, Any] | None) -> SuperResolution | LatentUpscale | None:
+    if sr is None:
+        return None
+    if sr.get("type") == "latent-upscale":
+        return LatentUpscale(sr["channels"], json.dumps(sr["low_res_scheduler"]), sr["noise_level"])
+    return SuperResolution(
+        sr["space"], sr["time"], NoiseAugmentation(sr["max_level"], sr["sample_level"]), sr["residual_scale"]
+    )
+
+
+def _text_from(folder: Path, spec: dict[str, str] | None) -> CLIPTextEncoder | None:
+    if spec is None:
+        return None
+    return CLIPTextEncoder.from_pretrained(folder / spec["encoder"], folder / spec["tokenizer"])
+
+
 def _stage_config(stage: Stage) -> dict[str, Any]:
     denoiser = stage.denoiser
     if isinstance(denoiser, EDMDenoiser):
@@ -186,22 +240,13 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
             "Denoiser or EDMDenoiser"
         )
     network = type(denoiser.network)
-    sr = stage.sr
     return {
         "name": stage.name,
         "network": f"{network.__module__}:{network.__qualname__}",
         "denoiser": kind,
         "steps": stage.steps,
         "shape": None if stage.shape is None else list(stage.shape),
-        "sr": None
-        if sr is None
-        else {
-            "space": sr.space,
-            "time": sr.time,
-            "residual_scale": sr.residual_scale,
-            "max_level": sr.augmentation.max_level,
-            "sample_level": sr.augmentation.sample_level,
-        },
+        "sr": _sr_config(stage.sr),
         "frames": stage.frames,
         "guidance_scale": stage.guidance_scale,
         "guidance_input": stage.guidance_input,
@@ -210,6 +255,8 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
         "dtype": stage.dtype,
         # written only when set, so folders of models trained on independent noise keep their bytes
         **({"frame_correlation": stage.frame_correlation} if stage.frame_correlation else {}),
+        **({"null": stage.null} if stage.null != "zeros" else {}),
+        **({"text_encoder": {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}} if stage.text is not None else {}),
     }
 
 
@@ -277,7 +324,7 @@ def _own_storage(network: nn.Module) -> None:
             tensor.data = tensor.data.clone()
 
 
-def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage:
+def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
     require_safetensors(folder)
@@ -287,6 +334,10 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         .eval()
     )
     _own_storage(network)
+    if spec.get("step") == "decode":
+        latents = LatentSpace(network, tiling=spec.get("tiling", False), slicing=spec.get("slicing", False))
+        step = Decode(spec["name"], latents, spec["batch_size"], device or _available(spec["device"]), spec["dtype"])
+        return step.to(step.device)
     try:
         scheduler = scheduler_from_config((folder / "scheduler_config.json").read_text())
     except DiffusionError as err:
@@ -296,26 +347,20 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         denoiser: nn.Module = EDMDenoiser(network, VPSchedule.from_scheduler(scheduler), kind["sigma_data"])
     else:
         denoiser = Denoiser(network, kind["prediction_type"])
-    sr = spec["sr"]
     stage = Stage(
         spec["name"],
         denoiser,
         scheduler,
         spec["steps"],
         shape=None if spec["shape"] is None else tuple(spec["shape"]),
-        sr=None
-        if sr is None
-        else SuperResolution(
-            sr["space"],
-            sr["time"],
-            NoiseAugmentation(sr["max_level"], sr["sample_level"]),
-            sr["residual_scale"],
-        ),
+        sr=_sr_from(spec["sr"]),
         frames=spec["frames"],
         guidance_scale=spec["guidance_scale"],
         guidance_input=spec["guidance_input"],
         batch_size=spec["batch_size"],
         frame_correlation=spec.get("frame_correlation", 0.0),
+        null=spec.get("null", "zeros"),
+        text=_text_from(folder, spec.get("text_encoder")),
         device=device or _available(spec["device"]),
         dtype=spec["dtype"],
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler
@@ -27,6 +28,7 @@ from legato.diffusion import (
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.tensors import check_frame_correlation
 
+NULLS = ("zeros", "prompt")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -55,6 +57,11 @@ class Stage:
         guidance_scale: classifier-free guidance on the text (the null is `Conditioning.null`: zeros, as the
             Trainer drops it);
             1 runs the conditional model alone.
+        text: the stage's own text encoder (an imported checkpoint's `CLIPTextEncoder`): the stage encodes
+            its items' prompts and negative prompts itself, on its device; None takes the items' embeddings.
+        null: what the unconditional branch of guidance is when no negative prompt is given: ``"zeros"``
+            (Legato's own models, trained with zeroed conditions) or ``"prompt"`` (imported checkpoints,
+            trained with the empty prompt: the pipeline encodes ``""`` into ``Conditioning.negative``).
         guidance_input: the denoiser takes the scale as an input (``Conditioning.guidance``: a student of
             guided distillation) and runs one forward per step instead of two.
         resample: RePaint resampling (each step taken this many times) when part of the output is kept
@@ -77,6 +84,8 @@ class Stage:
     frames: int | None = None
     guidance_scale: float = 1.0
     guidance_input: bool = False
+    null: str = "zeros"
+    text: Any = None
     resample: int = 1
     reconstruction: float = 0.0
     batch_size: int = 8
@@ -101,6 +110,8 @@ class Stage:
                 raise DiffusionError(f"stage {self.name!r}: {name}={value!r} must be a positive integer")
         if self.dtype not in DTYPES:
             raise DiffusionError(f"stage {self.name!r}: dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
+        if self.null not in NULLS:
+            raise DiffusionError(f"stage {self.name!r}: null={self.null!r}; use one of {NULLS}")
         if self.guidance_scale < 1.0:
             raise DiffusionError(
                 f"stage {self.name!r}: guidance_scale={self.guidance_scale!r}; use >= 1 (1 = no guidance)"
@@ -113,6 +124,8 @@ class Stage:
     def to(self, device: str) -> Stage:
         """This stage with its denoiser moved to ``device`` (executors call it once per worker)."""
         self.denoiser.to(torch.device(device), DTYPES[self.dtype])
+        if self.text is not None:
+            self.text.to(torch.device(device), DTYPES[self.dtype])
         return replace(self, device=device)
 
     def output_shape(self, inputs: Tensor | None) -> tuple[int, ...]:
@@ -135,6 +148,8 @@ class Stage:
         strength: float = 1.0,
         mask: Tensor | None = None,
         known: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        negatives: Sequence[str] | None = None,
     ) -> Tensor:
         """Outputs ``(B, ...)`` for a batch: ``inputs`` are the previous stage's outputs (None for a base
         stage), ``cond`` the batched conditioning, ``seeds`` the items' seeds, ``index`` this stage's index
@@ -143,6 +158,8 @@ class Stage:
         keeps and continues (outpainting); ``fades`` (one per item, default 0) the fraction of each prefix,
         at its end, that crossfades into the new content instead of being kept exactly (`Item.fade`).
         Returns float32 on the CPU.
+
+        ``prompts`` and ``negatives`` (one per item) are what a stage with its own ``text`` encoder encodes.
 
         Editing, for base stages: ``noise`` replaces the seeded starting noise (e.g. a DDIM-inverted latent),
         ``init``/``strength`` run img2img, ``mask``/``known`` inpaint (see `legato.diffusion.sample`)."""
@@ -154,6 +171,8 @@ class Stage:
             )
         device, dtype = torch.device(self.device), DTYPES[self.dtype]
         gens = self.generators(seeds, index)
+        if self.text is not None:
+            cond = self.encode(cond, prompts, negatives, len(seeds))
         cond = cond.map(lambda v: v.to(device, dtype) if v.is_floating_point() else v.to(device))
         if self.sr is not None and (noise is not None or init is not None or mask is not None):
             raise DiffusionError(f"stage {self.name!r}: noise=, init= and mask= edit base stages only")
@@ -184,6 +203,19 @@ class Stage:
                                        generator=gens, cond=cond, frames=self.frames, mask=mask, known=known,
                                        reconstruction=self.reconstruction)  # fmt: skip
         return out.float().cpu()
+
+    def encode(
+        self, cond: Conditioning, prompts: Sequence[str] | None, negatives: Sequence[str] | None, batch: int
+    ) -> Conditioning:
+        """``cond`` with this stage's encoding of the prompts and negative prompts (empty: ``""``)."""
+        if prompts is None or len(prompts) != batch or any(p is None for p in prompts):
+            raise DiffusionError(
+                f"stage {self.name!r} encodes its items' prompts with its own text encoder: give each Item a prompt"
+            )
+        negatives = list(negatives) if negatives is not None else [""] * batch
+        with torch.inference_mode():
+            both = self.text.encode([*prompts, *negatives]).float().cpu()
+        return cond.replace(text=both[:batch], negative=both[batch:])
 
     def generators(self, seeds: Sequence[int], index: int) -> list[torch.Generator]:
         """Each item's generator at stage ``index`` on this stage's device; a base stage's starting noise is
@@ -240,11 +272,17 @@ class Stage:
 
     def guided(self, cond: Conditioning, batch: int) -> tuple[nn.Module, Conditioning]:
         """The denoiser to sample with, and the conditioning to give it."""
+        given = cond.without_negative()
         if self.guidance_input:
             scale = torch.full((batch,), self.guidance_scale, device=torch.device(self.device))
-            return self.denoiser, cond.replace(guidance=scale)
+            return self.denoiser, given.replace(guidance=scale)
         if self.guidance_scale == 1.0:
-            return self.denoiser, cond
+            return self.denoiser, given
         if cond.text is None:
             raise DiffusionError(f"stage {self.name!r}: guidance_scale needs text conditioning (prompts)")
-        return ClassifierFreeGuidance(self.denoiser, cond.null(), self.guidance_scale), cond
+        if self.null == "prompt" and cond.negative is None:
+            raise DiffusionError(
+                f"stage {self.name!r} guides with the text encoder's embedding of the empty or negative prompt: "
+                "give each item Conditioning(negative=...) (the pipelines do)"
+            )
+        return ClassifierFreeGuidance(self.denoiser, cond.null(), self.guidance_scale), given

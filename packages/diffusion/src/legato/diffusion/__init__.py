@@ -21,6 +21,7 @@ from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
 from legato.diffusion.errors import DiffusionError, SamplingCancelled
 from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
+from legato.diffusion.latents import LatentSpace, LatentUpscale
 from legato.diffusion.metrics import frechet_distance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
@@ -43,6 +44,8 @@ __all__ = [
     "DiT",
     "DiffusionError",
     "EDMDenoiser",
+    "LatentSpace",
+    "LatentUpscale",
     "NoiseAugmentation",
     "NoiseLevelExperts",
     "SamplingCancelled",

@@ -26,6 +26,9 @@ class Conditioning:
         fps: ``(B,)`` frame rate, for video models conditioned on it.
         guidance: ``(B,)`` classifier-free guidance scale, for students of guided distillation that take it
             as an input instead of running two forwards.
+        negative: ``(B, L, D)`` the text encoder's embedding of the negative (or empty) prompt: the
+            unconditional branch of guidance for checkpoints trained with an empty prompt as the null
+            (diffusers' convention); networks never see it (`without_negative`), `null` returns it.
     """
 
     text: Tensor | None = None
@@ -35,6 +38,7 @@ class Conditioning:
     noise_level: Tensor | None = None
     fps: Tensor | None = None
     guidance: Tensor | None = None
+    negative: Tensor | None = None
 
     def tensors(self) -> dict[str, Tensor]:
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
@@ -86,13 +90,26 @@ class Conditioning:
         return Conditioning(**{k: torch.stack([item.tensors()[k] for item in items]) for k in fields})
 
     def null(self) -> Conditioning:
-        """The unconditional branch of classifier-free guidance for networks trained with Legato's condition
-        dropout: one row of all-zero ``text`` and ``pooled`` embeddings (what `drop_conditions` gives a
-        dropped item; the empty prompt of Legato's own text encoder is zero-padded to the same)."""
+        """The unconditional branch of classifier-free guidance. With ``negative`` set, that embedding (one
+        row per item: the negative prompt, or the empty one, as diffusers' pipelines guide). Otherwise, for
+        networks trained with Legato's condition dropout: one row of all-zero ``text`` and ``pooled``
+        embeddings (what `drop_conditions` gives a dropped item; the empty prompt of Legato's own text
+        encoder is zero-padded to the same)."""
         if self.text is None:
             raise DiffusionError("classifier-free guidance needs text conditioning (prompts) to drop")
+        if self.negative is not None:
+            if self.negative.shape[1:] != self.text.shape[1:]:
+                raise DiffusionError(
+                    f"conditioning.negative has shape {tuple(self.negative.shape)}, the text "
+                    f"{tuple(self.text.shape)}; encode both with the same text encoder"
+                )
+            return Conditioning(text=self.negative, pooled=self.pooled)
         pooled = None if self.pooled is None else torch.zeros_like(self.pooled[:1])
         return Conditioning(text=torch.zeros_like(self.text[:1]), pooled=pooled)
+
+    def without_negative(self) -> Conditioning:
+        """What the network is given: everything but the negative prompt's embedding."""
+        return self if self.negative is None else dataclasses.replace(self, negative=None)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Conditioning:
         return Conditioning(**{k: fn(v) for k, v in self.tensors().items()})

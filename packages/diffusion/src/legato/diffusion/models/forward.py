@@ -74,8 +74,9 @@ def forward_network(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning
 
 
 def _class_input(network: nn.Module, cond: Conditioning) -> Tensor | None:
-    """diffusers' UNets have one ``class_labels`` slot: integer labels, a projected pooled embedding, or (with
-    ``class_embed_type="timestep"``) the noise-augmentation level of the low-res input."""
+    """diffusers' UNets have one ``class_labels`` slot: integer labels, a projected pooled embedding, or the
+    noise-augmentation level of the low-res input (``class_embed_type="timestep"``, or the x4 upscaler's
+    ``num_class_embeds`` integer levels)."""
     given = {
         k: v
         for k, v in (("labels", cond.labels), ("pooled", cond.pooled), ("noise_level", cond.noise_level))
@@ -86,9 +87,11 @@ def _class_input(network: nn.Module, cond: Conditioning) -> Tensor | None:
             f"{type(network).__name__} has one class-embedding slot but got {sorted(given)}; pass one of them "
             "(a DiT takes labels, pooled and noise_level together)"
         )
-    if "noise_level" in given and unwrap(network).config.class_embed_type != "timestep":
+    config = unwrap(network).config
+    if "noise_level" in given and config.class_embed_type != "timestep" and config.num_class_embeds is None:
         raise DiffusionError(
-            f"conditioning.noise_level needs a {type(network).__name__} built with class_embed_type='timestep'"
+            f"conditioning.noise_level needs a {type(network).__name__} built with class_embed_type='timestep' "
+            "or num_class_embeds (the x4 upscaler's integer levels)"
         )
     return next(iter(given.values()), None)
 

@@ -1,0 +1,142 @@
+"""Importing diffusers checkpoints as cascade stages: `from_diffusers` and `import_checkpoint`.
+
+A diffusers pipeline folder (``model_index.json`` and a folder per component) becomes stages of a
+`legato.cascade.Cascade`, each family as diffusers' own pipeline samples it:
+
+- ``StableDiffusionPipeline`` (Riffusion, SD 1.x/2.x fine-tunes): a latent base stage with its own CLIP text
+  encoder, then a `Decode` step (its VAE);
+- ``StableDiffusionUpscalePipeline`` (the x4 upscaler): a super-resolution stage on the previous pixels
+  (`LatentUpscale`), then its x4 `Decode`;
+- ``TextToVideoSDPipeline`` (ModelScope T2V, Zeroscope): a latent video base stage, decoded frame by frame.
+
+Several folders chain: ``from_diffusers([sd, x4])`` is the SD -> x4 cascade. `import_checkpoint` writes the
+result as a Legato model folder (``legato models import``), which every entry point then loads by path or
+name. Nothing is downloaded: a hub id that is not a local folder is refused with what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from legato.cascade import Cascade, Decode, Stage
+from legato.cascade.pretrained import require_safetensors
+from legato.cascade.text import CLIPTextEncoder
+from legato.diffusion import Denoiser, LatentSpace, LatentUpscale, scheduler_config, scheduler_from_config
+
+FAMILIES = ("StableDiffusionPipeline", "StableDiffusionUpscalePipeline", "TextToVideoSDPipeline")
+KINDS = ("image", "music", "video")
+# diffusers' own defaults per family: (steps, guidance)
+DEFAULTS = {"StableDiffusionPipeline": (50, 7.5), "StableDiffusionUpscalePipeline": (75, 9.0),
+            "TextToVideoSDPipeline": (50, 9.0)}  # fmt: skip
+
+
+def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """A diffusers pipeline folder and its ``model_index.json``; a hub id is refused (no network here)."""
+    path = Path(folder).expanduser()
+    index = path / "model_index.json"
+    if not index.is_file():
+        if not path.exists() and str(folder).count("/") == 1:
+            raise FileNotFoundError(
+                f"{folder!r} looks like a Hugging Face hub id, but Legato never downloads: on a machine with "
+                f"network run `huggingface-cli download {folder} --local-dir DIR` (or "
+                "DiffusionPipeline.from_pretrained(id).save_pretrained(DIR)), then import DIR"
+            )
+        raise FileNotFoundError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+    config = json.loads(index.read_text())
+    family = config.get("_class_name")
+    if family not in FAMILIES:
+        raise ValueError(f"{path} holds a {family}; Legato imports {', '.join(FAMILIES)}")
+    return path.resolve(), config
+
+
+def _component(folder: Path, name: str, cls: type) -> Any:
+    require_safetensors(folder / name)
+    model = cls.from_pretrained(folder / name, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False)
+    return model.eval()
+
+
+def _text(folder: Path) -> CLIPTextEncoder:
+    return CLIPTextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
+
+
+def family_stages(
+    folder: str | os.PathLike[str],
+    *,
+    first: bool,
+    name: str,
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: tuple[int, int] | None = None,
+    frames: int = 16,
+    noise_level: int = 20,
+    dtype: str = "float32",
+    device: str = "cpu",
+    batch_size: int = 4,
+) -> list[Stage | Decode]:
+    """The stages of one diffusers folder: a sampling stage named ``name`` and its ``name-decode`` step.
+    ``size`` is the output's (height, width) in pixels (default: the UNet's sample size)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
+
+    path, index = model_index(folder)
+    family = index["_class_name"]
+    video = family == "TextToVideoSDPipeline"
+    if first == (family == "StableDiffusionUpscalePipeline"):
+        raise ValueError(
+            f"{path} ({family}) cannot be {'the first' if first else 'a later'} stage: a cascade starts with "
+            "a StableDiffusionPipeline or TextToVideoSDPipeline, and the x4 upscaler follows one"
+        )
+    unet = _component(path, "unet", UNet3DConditionModel if video else UNet2DConditionModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderKL))
+    scheduler = scheduler_from_config((path / "scheduler" / "scheduler_config.json").read_text())
+    default_steps, default_guidance = DEFAULTS[family]
+    common = dict(steps=steps or default_steps, guidance_scale=default_guidance if guidance is None else guidance,
+                  null="prompt", text=_text(path), batch_size=batch_size, device=device, dtype=dtype)  # fmt: skip
+    denoiser = Denoiser(unet, scheduler.config.get("prediction_type", "epsilon"))
+    if family == "StableDiffusionUpscalePipeline":
+        low_res = scheduler_from_config((path / "low_res_scheduler" / "scheduler_config.json").read_text())
+        sr = LatentUpscale(latents.channels, scheduler_config(low_res), noise_level)
+        stage = Stage(name, denoiser, scheduler, sr=sr, **common)
+    else:
+        height, width = size or (unet.config.sample_size * latents.space,) * 2
+        if height % latents.space or width % latents.space:
+            raise ValueError(f"size={height}x{width} must divide by {latents.space}, the VAE's factor")
+        shape = (unet.config.in_channels, height // latents.space, width // latents.space)
+        shape = (shape[0], frames, *shape[1:]) if video else shape
+        stage = Stage(name, denoiser, scheduler, shape=shape, **common)
+    return [stage.to(device), Decode(f"{name}-decode", latents, batch_size, device, dtype).to(device)]
+
+
+def from_diffusers(
+    folders: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    steps: Sequence[int | None] | None = None,
+    guidance: float | None = None,
+    size: tuple[int, int] | None = None,
+    frames: int = 16,
+    noise_level: int = 20,
+    dtype: str = "float32",
+    device: str = "cpu",
+    batch_size: int = 4,
+    metadata: dict[str, Any] | None = None,
+) -> Cascade:
+    """A cascade of the diffusers folders in order (a base family, then x4 upscalers). ``steps``: one per
+    folder (None: diffusers' default); ``guidance`` sets the base stage's (later stages keep their
+    family's default); ``size``, ``frames``: the base stage's output in pixels and frames."""
+    folders = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
+    if not folders:
+        raise ValueError("from_diffusers needs at least one diffusers pipeline folder")
+    steps = list(steps) if steps is not None else [None] * len(folders)
+    if len(steps) != len(folders):
+        raise ValueError(f"steps={steps} gives {len(steps)} step counts for {len(folders)} folders")
+    names = ["base", *(f"sr{i}" if len(folders) > 2 else "sr" for i in range(1, len(folders)))]
+    stages: list[Stage | Decode] = []
+    for i, (folder, name, n) in enumerate(zip(folders, names, steps, strict=True)):
+        stages += family_stages(folder, first=i == 0, name=name, steps=n, guidance=guidance if i == 0 else None,
+                                size=size, frames=frames, noise_level=noise_level, dtype=dtype, device=device,
+                                batch_size=batch_size)  # fmt: skip
+    sources = [str(model_index(f)[0]) for f in folders]
+    return Cascade(tuple(stages), metadata={"imported_from": sources, **(metadata or {})})

@@ -9,7 +9,9 @@ import pytest
 from .test_imports import MEMBERS
 
 LIMIT = 400
-PIPELINES_LIMIT = 3_200  # 2,745 after issue 42; issue 43 adds importing diffusers checkpoints (checkpoints.py)
+PIPELINES_LIMIT = (
+    3_200  # 2,745 after issue 42; issue 43 adds importing diffusers checkpoints (checkpoints.py)
+)
 
 
 def lines(path: Path) -> int:

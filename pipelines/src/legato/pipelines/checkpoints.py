@@ -55,7 +55,9 @@ def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
 
 def _component(folder: Path, name: str, cls: type) -> Any:
     require_safetensors(folder / name)
-    model = cls.from_pretrained(folder / name, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False)
+    model = cls.from_pretrained(
+        folder / name, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+    )
     return model.eval()
 
 

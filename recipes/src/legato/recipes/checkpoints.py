@@ -95,9 +95,13 @@ def upscaler(folder: str | Path, *, seed: int = 1) -> Path:
     ).eval()  # fmt: skip
     autoencoder = vae(blocks=3)
     autoencoder.register_to_config(scaling_factor=0.08333)
-    low_res = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, num_train_timesteps=1000)
+    low_res = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, num_train_timesteps=1000
+    )
     scheduler = _ddim()
-    scheduler.register_to_config(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, prediction_type="v_prediction")
+    scheduler.register_to_config(
+        beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, prediction_type="v_prediction"
+    )
     pipe = StableDiffusionUpscalePipeline(vae=autoencoder, text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=unet,
                                           low_res_scheduler=low_res, scheduler=_rebuilt(scheduler), max_noise_level=350)  # fmt: skip
     pipe.save_pretrained(folder, safe_serialization=True)

@@ -179,7 +179,9 @@ class Cascade:
             stages[0] = replace(stages[0], guidance_scale=float(guidance))
         if scheduler is not None:  # make_scheduler refuses an unknown name
             for i in sampled:
-                stages[i] = replace(stages[i], scheduler=make_scheduler(scheduler, stages[i].scheduler.config))
+                stages[i] = replace(
+                    stages[i], scheduler=make_scheduler(scheduler, stages[i].scheduler.config)
+                )
         return replace(self, stages=tuple(stages))
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:

@@ -37,9 +37,13 @@ class Decode:
 
     def __post_init__(self) -> None:
         if not isinstance(self.latents, LatentSpace):
-            raise DiffusionError(f"step {self.name!r}: latents must be a LatentSpace, got {type(self.latents)}")
+            raise DiffusionError(
+                f"step {self.name!r}: latents must be a LatentSpace, got {type(self.latents)}"
+            )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise DiffusionError(f"step {self.name!r}: batch_size={self.batch_size!r} must be a positive integer")
+            raise DiffusionError(
+                f"step {self.name!r}: batch_size={self.batch_size!r} must be a positive integer"
+            )
         if self.dtype not in DTYPES:
             raise DiffusionError(f"step {self.name!r}: dtype={self.dtype!r}; use one of {sorted(DTYPES)}")
 

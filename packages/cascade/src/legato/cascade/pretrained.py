@@ -256,7 +256,11 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
         # written only when set, so folders of models trained on independent noise keep their bytes
         **({"frame_correlation": stage.frame_correlation} if stage.frame_correlation else {}),
         **({"null": stage.null} if stage.null != "zeros" else {}),
-        **({"text_encoder": {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}} if stage.text is not None else {}),
+        **(
+            {"text_encoder": {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}}
+            if stage.text is not None
+            else {}
+        ),
     }
 
 
@@ -336,7 +340,9 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
     _own_storage(network)
     if spec.get("step") == "decode":
         latents = LatentSpace(network, tiling=spec.get("tiling", False), slicing=spec.get("slicing", False))
-        step = Decode(spec["name"], latents, spec["batch_size"], device or _available(spec["device"]), spec["dtype"])
+        step = Decode(
+            spec["name"], latents, spec["batch_size"], device or _available(spec["device"]), spec["dtype"]
+        )
         return step.to(step.device)
     try:
         scheduler = scheduler_from_config((folder / "scheduler_config.json").read_text())

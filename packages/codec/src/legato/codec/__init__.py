@@ -22,6 +22,7 @@ from legato.codec.inversion import griffin_lim, mel_to_linear
 from legato.codec.mel import MelCodec
 from legato.codec.metrics import log_spectral_distance, snr, spectral_convergence
 from legato.codec.params import PRESETS, RIFFUSION, SMALL, SpectrogramParams
+from legato.codec.riffusion import load_riffusion_image, save_riffusion_image
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -39,12 +40,14 @@ __all__ = [
     "griffin_lim",
     "join_windows",
     "load_mel_image",
+    "load_riffusion_image",
     "log_spectral_distance",
     "mel_to_linear",
     "mux_audio",
     "num_windows",
     "read_audio",
     "save_mel_image",
+    "save_riffusion_image",
     "snr",
     "spectral_convergence",
     "split_windows",

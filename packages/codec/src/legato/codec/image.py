@@ -120,9 +120,15 @@ def load_mel_image(path: str | os.PathLike[str]) -> MelImage:
         raise CodecError(f"{src}: not a readable PNG ({err})") from err
     missing = [k for k in (_KEY_PARAMS, _KEY_REFERENCE, _KEY_CHANNELS, _KEY_BITS) if k not in text]
     if missing:
+        from legato.codec.riffusion import is_riffusion_image, load_riffusion_image
+
+        if is_riffusion_image(src):  # Riffusion's convention: its params in EXIF
+            return load_riffusion_image(src)
         raise CodecError(
             f"{src}: has no Legato spectrogram metadata ({', '.join(missing)} missing); "
-            "only images written by save_mel_image carry the params needed to get audio back"
+            "only images written by save_mel_image carry the params needed to get audio back. An image in "
+            "Riffusion's convention without its EXIF tags (a riffusion-model-v1 output) reads with "
+            "legato.codec.load_riffusion_image"
         )
     params = SpectrogramParams.from_json(text[_KEY_PARAMS])
     try:

@@ -43,7 +43,9 @@ class LatentSpace(nn.Module):
         config = vae.config
         for key in ("latent_channels", "block_out_channels", "scaling_factor"):
             if key not in config:
-                raise DiffusionError(f"{type(vae).__name__} has no config.{key}; pass a diffusers AutoencoderKL")
+                raise DiffusionError(
+                    f"{type(vae).__name__} has no config.{key}; pass a diffusers AutoencoderKL"
+                )
         self.vae = vae
         self.tiling, self.slicing = bool(tiling), bool(slicing)
         if tiling:
@@ -188,7 +190,9 @@ class LatentUpscale:
         if low.ndim != 4:
             raise DiffusionError(f"the x4 upscaler takes images (B, 3, h, w), got shape {tuple(low.shape)}")
         if mask is not None:
-            raise DiffusionError("the x4 upscaler keeps no part of its output; inpaint the base stage instead")
+            raise DiffusionError(
+                "the x4 upscaler keeps no part of its output; inpaint the base stage instead"
+            )
         batch = low.shape[0]
         level = torch.full((batch,), int(self.noise_level), dtype=torch.long, device=low.device)
         noise = randn(tuple(low.shape), generator, device=low.device).to(low.dtype)

@@ -48,7 +48,8 @@ def test_legato_reads_riffusion_images_and_writes_the_same_ones(tmp_path):
     theirs = _riffusion_png(tmp_path / "riffusion.png", spectrogram)
     # the convention: RGB, louder = darker, lowest band at the bottom
     pixels = np.asarray(theirs)
-    assert pixels.shape == (512, mel.shape[-1], 3) and (pixels[..., 0] == pixels[..., 2]).all()
+    assert pixels.shape == (512, mel.shape[-1], 3)
+    assert (pixels[..., 0] == pixels[..., 2]).all()
     loudest = np.unravel_index(np.argmax(spectrogram[0]), spectrogram[0].shape)
     assert pixels[511 - loudest[0], loudest[1], 0] == 0
 
@@ -76,7 +77,8 @@ def test_model_output_pixels_and_images_without_exif(tmp_path):
     unit = torch.rand(1, 512, 64)
     save_riffusion_image(tmp_path / "plain.png", unit)
     read = load_riffusion_image(tmp_path / "plain.png")  # no max value: Riffusion's default 30e6
-    assert float(read.reference[0]) == 30e6 and (read.unit - unit).abs().max() <= 1 / 255 + 1e-6
+    assert float(read.reference[0]) == 30e6
+    assert (read.unit - unit).abs().max() <= 1 / 255 + 1e-6
     Image.fromarray(np.zeros((512, 8, 3), np.uint8)).save(tmp_path / "bare.png")
     with pytest.raises(CodecError, match="load_riffusion_image"):
         load_mel_image(tmp_path / "bare.png")

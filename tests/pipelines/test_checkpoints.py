@@ -37,7 +37,8 @@ def _pipe(cls, folder, **kwargs):
 
 def _items(seeds=(3, 4)):
     return [
-        Item(f"{i}", s, prompt=p, negative=n) for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES))
+        Item(f"{i}", s, prompt=p, negative=n)
+        for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES, strict=False))
     ]
 
 
@@ -78,7 +79,8 @@ def test_stable_diffusion_equals_diffusers(folders, scheduler):
     _close(latents, pipe(**kw, latents=noise.clone(), output_type="latent").images, "latents")
     ref = pipe(**kw, latents=noise.clone(), output_type="pt").images  # [0, 1]
     _close((pixels + 1) / 2, ref, "pixels")
-    assert pixels.shape == (2, 3, 64, 64) and float(pixels.std()) > 0.01
+    assert pixels.shape == (2, 3, 64, 64)
+    assert float(pixels.std()) > 0.01
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -130,7 +132,8 @@ def test_imported_cascade_saves_and_loads_with_the_same_outputs(folders, tmp_pat
     cascade.save_pretrained(tmp_path / "sd-x4")
     config = json.loads((tmp_path / "sd-x4" / "cascade.json").read_text())
     assert [s.get("step") for s in config["stages"]] == [None, "decode", None, "decode"]
-    assert config["stages"][0]["null"] == "prompt" and "text_encoder" in config["stages"][0]
+    assert config["stages"][0]["null"] == "prompt"
+    assert "text_encoder" in config["stages"][0]
     again = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "sd-x4"), items)
     assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))
 

@@ -60,7 +60,7 @@ def exif_params(params: SpectrogramParams) -> dict[int, object]:
     """Riffusion's EXIF tags for ``params`` (a power-compressed preset with per-image max, like RIFFUSION)."""
     if params.compression != "power" or params.reference is not None:
         raise CodecError("Riffusion's images need power-compressed params with a per-image max (RIFFUSION)")
-    ms = lambda n: int(round(n / params.sample_rate * 1000))  # noqa: E731
+    ms = lambda n: round(n / params.sample_rate * 1000)  # noqa: E731
     return {SAMPLE_RATE: params.sample_rate, STEREO: False, STEP_SIZE_MS: ms(params.hop_length),
             WINDOW_MS: ms(params.win_length), PADDED_MS: ms(params.n_fft), NUM_FREQUENCIES: params.n_mels,
             MIN_FREQUENCY: int(params.f_min), MAX_FREQUENCY: int(params.f_max), POWER: float(params.exponent)}  # fmt: skip

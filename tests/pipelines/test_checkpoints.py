@@ -161,3 +161,30 @@ def test_hub_ids_and_other_folders_are_refused_with_the_fix(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(ValueError, match="imports StableDiffusionPipeline"):
         model_index(tmp_path)
+
+
+def test_cli_imports_a_riffusion_folder_and_generates_music_with_it(folders, tmp_path):
+    from PIL import Image
+
+    from legato.codec import read_audio
+
+    from ..cli import assert_clean_error, legato
+
+    done = legato("models", "import", str(folders["stable-diffusion"]), "--name", "riff", "--kind", "music",
+                  "--steps", "2", "--size", "64x128", "--into", str(tmp_path / "models"), "--json")  # fmt: skip
+    assert done.code == 0, done.stderr
+    model = json.loads(done.stdout)["model"]
+    assert model["kind"] == "music"
+    assert [s["name"] for s in model["stages"]] == ["base", "base-decode"]
+    again = legato("models", "import", str(folders["stable-diffusion"]), "--name", "riff", "--into",
+                   str(tmp_path / "models"))  # fmt: skip
+    assert_clean_error(again, 1, "--force")
+    made = legato("generate", "music", "a jig on the fiddle", "--model", str(tmp_path / "models" / "riff"), "--seed", "1",
+           "--out", str(tmp_path / "out"))  # fmt: skip
+    assert made.code == 0, made.stderr
+    audio, rate = read_audio(next((tmp_path / "out").glob("*.wav")))
+    assert rate == 44_100
+    assert audio.shape[-1] == pytest.approx(1.28 * 44_100, rel=0.01)
+    with Image.open(next((tmp_path / "out").glob("*.png"))) as image:
+        assert image.mode == "RGB"
+        assert 11000 in image.getexif()  # Riffusion's convention

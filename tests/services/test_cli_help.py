@@ -23,7 +23,7 @@ def commands(group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], o
 COMMANDS = commands(typer.main.get_command(app))
 EXPECTED = {
     ("generate", "music"), ("generate", "video"), ("edit", "music"), ("edit", "video"), ("batch",), ("job", "submit"),
-    ("job", "status"), ("job", "logs"), ("job", "stop"), ("job", "list"), ("models",), ("demo",),
+    ("job", "status"), ("job", "logs"), ("job", "stop"), ("job", "list"), ("models", "import"), ("demo",),
     ("gallery",), ("train",), ("distill",), ("serve",), ("recipes", "dataset"), ("recipes", "export"),
     ("recipes", "verifier"), ("recipes", "evaluate"), ("recipes", "vocoder", "data"), ("recipes", "vocoder", "train"),
     ("recipes", "vocoder", "export"),

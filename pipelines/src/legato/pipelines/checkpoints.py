@@ -142,3 +142,41 @@ def from_diffusers(
                                 batch_size=batch_size)  # fmt: skip
     sources = [str(model_index(f)[0]) for f in folders]
     return Cascade(tuple(stages), metadata={"imported_from": sources, **(metadata or {})})
+
+
+def import_checkpoint(
+    folders: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    kind: str = "image",
+    force: bool = False,
+    **settings: Any,
+) -> Path:
+    """Write the cascade of diffusers ``folders`` (`from_diffusers`, with ``settings``) as a Legato model
+    folder at ``dest``, a ``kind`` model: ``"music"`` reads its images as Riffusion spectrograms
+    (riffusion-model-v1), ``"video"`` for text-to-video, ``"image"`` otherwise. An existing ``dest`` is
+    kept unless ``force``."""
+    from legato.codec import RIFFUSION
+    from legato.pipelines.folders import STAGE_TEXT
+
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; use one of {KINDS}")
+    target = Path(dest)
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; choose another name, or pass --force to replace it")
+    metadata: dict[str, Any] = {"pipeline": kind, "text_encoder": STAGE_TEXT}
+    cascade = from_diffusers(folders, metadata=metadata, **settings)
+    channels, height, _ = cascade.output_shape()
+    if kind == "music":
+        if cascade.stages[0].shape is None or len(cascade.stages[0].shape) != 3 or channels != 3:
+            raise ValueError(
+                "a music model is an image model (StableDiffusionPipeline, e.g. riffusion-model-v1)"
+            )
+        # Riffusion's parameters; a checkpoint of another height keeps them with as many mel bands
+        params = RIFFUSION if height == RIFFUSION.n_mels else RIFFUSION.replace(n_mels=height)
+        metadata.update(spectrogram=params.to_dict(), image_form="riffusion", n_iter=32)
+    elif kind == "video":
+        metadata["fps"] = settings.pop("fps", 8)
+    from dataclasses import replace
+
+    return replace(cascade, metadata=metadata).save_pretrained(target)

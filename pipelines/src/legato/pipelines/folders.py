@@ -12,7 +12,8 @@ import json
 import os
 from pathlib import Path
 
-CASCADE_JSON = "cascade.json"  # legato.cascade.CASCADE_FILE, without importing torch
+CASCADE_JSON = "cascade.json"
+STAGE_TEXT = "stages"  # metadata's text_encoder of imported checkpoints: each stage holds its own  # legato.cascade.CASCADE_FILE, without importing torch
 
 
 def checkout_models() -> Path:
@@ -96,11 +97,13 @@ def damaged_weights(folder: Path) -> list[str]:
 
 def load_pipeline_cascade(path: str | os.PathLike[str], kind: str, device: str | None):
     """A pipeline folder's (or model name's, `resolve_model`) `Cascade`, checked to be a ``kind`` one, and the
-    `TextEncoder` its metadata names."""
+    `TextEncoder` its metadata names (None where its stages hold their own: imported checkpoints)."""
     from legato.cascade import Cascade
     from legato.pipelines.text import DEFAULT_TEXT_ENCODER, TextEncoder
 
     cascade = Cascade.from_pretrained(resolve_model(path, kind)[0], device=device)
     meta = cascade.metadata
+    if meta.get("text_encoder") == STAGE_TEXT:  # an imported checkpoint: each stage encodes with its own
+        return cascade, None
     text = TextEncoder(meta.get("text_encoder", DEFAULT_TEXT_ENCODER), max_tokens=meta.get("max_tokens", 16))
     return cascade, text

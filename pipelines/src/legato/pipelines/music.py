@@ -28,14 +28,14 @@ from torch import Tensor
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
 from legato.codec import MelCodec, SpectrogramParams, read_audio
 from legato.codec.master import DEFAULT_MASTERING, Mastering, master, resample
+from legato.codec.riffusion import DEFAULT_MAX_VALUE, unit_from_pixels
 from legato.codec.vocoder import Vocoder
-from legato.diffusion import Conditioning
-from legato.pipelines.continuation import continue_windows, overlap_positions, window_seed
+from legato.pipelines.continuation import continue_windows, overlap_positions
 from legato.pipelines.editing import Editing
 from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.interpolate import Interpolation, interpolate
 from legato.pipelines.outputs import AudioClip
-from legato.pipelines.text import TextEncoder
+from legato.pipelines.text import TextEncoder, prompt_items
 from legato.pipelines.vocabulary import PromptCheck, Vocabulary
 
 # The fraction of each window's overlap that crossfades into the next window (Item.fade). With the prefix
@@ -73,7 +73,7 @@ class MusicPipeline(Editing, PromptCheck):
 
     cascade: Cascade
     params: SpectrogramParams
-    text: TextEncoder
+    text: TextEncoder | None  # None: the stages encode prompts with their own encoders (imported checkpoints)
     executor: Executor = field(default_factory=LocalExecutor)
     n_iter: int = 32
     vocoder: Vocoder | None = None
@@ -127,10 +127,10 @@ class MusicPipeline(Editing, PromptCheck):
             **{k: v for k, v in self.cascade.metadata.items() if k != "vocoder"},
             "pipeline": "music",
             "spectrogram": self.params.to_dict(),
-            "text_encoder": self.text.name,
-            "max_tokens": self.text.max_tokens,
             "n_iter": self.n_iter,
         }
+        if self.text is not None:
+            meta.update(text_encoder=self.text.name, max_tokens=self.text.max_tokens)
         if self.vocoder is not None:
             meta["vocoder"] = "vocoder"
         out = replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
@@ -167,12 +167,10 @@ class MusicPipeline(Editing, PromptCheck):
 
     # -- generation ----------------------------------------------------------------------------------------
 
-    def items(self, prompts: Sequence[str], seeds: Sequence[int], window: int = 0) -> list[Item]:
-        text = self.text(prompts)
-        return [
-            Item(f"{i:04d}", window_seed(seed, window), Conditioning(text=text[i]))
-            for i, seed in enumerate(seeds)
-        ]
+    def items(
+        self, prompts: Sequence[str], seeds: Sequence[int], window: int = 0, negative: str = ""
+    ) -> list[Item]:
+        return prompt_items(self.text, prompts, seeds, window, negative)
 
     def __call__(
         self,
@@ -183,13 +181,16 @@ class MusicPipeline(Editing, PromptCheck):
         overlap: float | None = None,
         fade: float = JOIN_FADE,
         progress: Progress | None = None,
+        negative: str = "",
     ) -> list[AudioClip]:
         """One clip per prompt, ``duration`` seconds long (default: one window), seeded per item; longer
         clips join windows that continue the last ``overlap`` seconds, of which ``fade`` (a fraction)
-        crossfades into the new window (see `legato.pipelines.continuation.continue_windows`)."""
+        crossfades into the new window (see `legato.pipelines.continuation.continue_windows`).
+        ``negative``: what guidance steers away from (the negative prompt)."""
         prompts, seeds = as_lists(prompts, seeds)
         self.check_prompts(prompts)
-        mels = self.generate(prompts, seeds, duration=duration, overlap=overlap, fade=fade, progress=progress)
+        mels = self.generate(prompts, seeds, duration=duration, overlap=overlap, fade=fade, progress=progress,
+                             negative=negative)  # fmt: skip
         samples = None if duration is None else round(duration * self.params.sample_rate)
         return [self.clip(m, p, s, samples) for m, p, s in zip(mels, prompts, seeds, strict=True)]
 
@@ -202,6 +203,7 @@ class MusicPipeline(Editing, PromptCheck):
         overlap: float | None = None,
         fade: float = JOIN_FADE,
         progress: Progress | None = None,
+        negative: str = "",
     ) -> list[Tensor]:
         """The mel images ``(C, n_mels, frames)`` in [-1, 1], one per prompt, long enough for ``duration``."""
         total = self.window
@@ -211,18 +213,29 @@ class MusicPipeline(Editing, PromptCheck):
             total = self.params.num_frames(round(duration * self.params.sample_rate))
         keep = self.overlap_frames(overlap)
         return continue_windows(
-            self.executor, self.cascade, self.items(prompts, seeds), total, keep, progress, fade
+            self.executor,
+            self.cascade,
+            self.items(prompts, seeds, negative=negative),
+            total,
+            keep,
+            progress,
+            fade,
         )
 
     def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
         """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
-        unit = ((mel.float() + 1) / 2).clamp(0, 1)
+        riffusion = self.cascade.metadata.get("image_form") == "riffusion"
+        unit = unit_from_pixels(mel) if riffusion else ((mel.float() + 1) / 2).clamp(0, 1)
         if self.vocoder is not None:
             with torch.inference_mode():
                 audio = self.vocoder(unit.to(self.vocoder.device), length=samples).float().cpu()
         else:
             codec = self.codec
-            audio = codec.audio(codec.from_unit(unit), n_iter=self.n_iter, length=samples)
+            # a model's image has no spectrogram max: Riffusion's default level, the loudness set by mastering
+            level = DEFAULT_MAX_VALUE if self.params.reference is None else None
+            audio = codec.audio(codec.from_unit(unit, level), n_iter=self.n_iter, length=samples)
+            if level is not None:
+                audio = audio / audio.abs().max().clamp_min(1e-8) * 0.5
         rate, measured = self.params.sample_rate, None
         if self.mastering is not None:
             audio, rate, measured = master(audio, rate, self.mastering, seed=seed)

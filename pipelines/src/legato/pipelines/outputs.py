@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from legato.codec import SpectrogramParams, save_mel_image, write_audio
+from legato.codec import SpectrogramParams, save_mel_image, save_riffusion_image, write_audio
 from legato.video import write_video
 
 
@@ -36,8 +36,11 @@ class AudioClip:
         return self.audio.shape[-1] / self.sample_rate
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the audio (format from the suffix), or the mel image for ``.png``."""
+        """Write the audio (format from the suffix), or the mel image for ``.png`` (in Riffusion's convention
+        for params with a per-image level, which is Riffusion's: a model's image of them has no level)."""
         if Path(path).suffix.lower() == ".png":
+            if self.params.reference is None:
+                return save_riffusion_image(path, self.mel, self.params)
             return save_mel_image(path, self.mel, self.params)
         return write_audio(path, self.audio, self.sample_rate)
 

@@ -16,6 +16,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from legato.cascade import Item
+from legato.diffusion import Conditioning
+from legato.pipelines.continuation import window_seed
+
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 
 
@@ -82,6 +86,27 @@ class TextEncoder:
         prompts, as `legato.pipelines.vocabulary` does."""
         found = self.model.encode(list(prompts), normalize_embeddings=True, convert_to_tensor=True)
         return found.float().cpu()
+
+
+def prompt_items(
+    text: TextEncoder | None, prompts: Sequence[str], seeds: Sequence[int], window: int, negative: str = ""
+) -> list[Item]:
+    """One `Item` per prompt: its embedding by ``text`` (Legato's own models: the negative prompt's, where
+    one is given, replaces guidance's zero null), or, with ``text=None``, the prompt and negative prompt
+    for the stages' own encoders (imported checkpoints)."""
+    if text is None:
+        return [Item(f"{i:04d}", window_seed(s, window), prompt=p, negative=negative)
+                for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))]  # fmt: skip
+    emb = text(prompts)
+    neg = text([negative]).expand(len(prompts), -1, -1) if negative.strip() else None
+    return [
+        Item(
+            f"{i:04d}",
+            window_seed(s, window),
+            Conditioning(text=emb[i], negative=None if neg is None else neg[i]),
+        )
+        for i, s in enumerate(seeds)
+    ]
 
 
 MAX_PROMPT_CHARS = 2000

@@ -36,6 +36,10 @@ def describe(folder: Path) -> dict | None:
     meta = config.get("metadata", {})
     stages = []
     for stage in config.get("stages", []):
+        if stage.get("step") == "decode":
+            stages.append({"name": stage["name"], "steps": 0, "guidance": 1.0, "shape": None, "space": None,
+                           "time": None, "decode": True})  # fmt: skip
+            continue
         sr = stage.get("sr") or {}
         stages.append({
             "name": stage["name"], "steps": stage["steps"], "guidance": stage.get("guidance_scale", 1.0),
@@ -75,6 +79,8 @@ def find_models(extra: list[Path]) -> list[dict]:
 
 
 def stage_text(stage: dict) -> str:
+    if stage.get("decode"):
+        return f"{stage['name']} (the VAE's decoder)"
     if stage["shape"]:
         size = "x".join(map(str, stage["shape"]))
     else:
@@ -83,8 +89,13 @@ def stage_text(stage: dict) -> str:
     return f"{stage['name']} {size} ({stage['steps']} steps{guidance})"
 
 
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False, add_completion=False)
+
+
+@app.callback()
 @handle_errors
 def models(
+    ctx: typer.Context,
     path: Annotated[
         list[Path] | None,
         typer.Option("--path", "-p", help="Another folder of models (or a model folder); repeatable."),
@@ -92,7 +103,10 @@ def models(
     as_json: JsonOption = False,
 ) -> None:
     """List the bundled and local models: kind, stages, steps, size, the model card's summary, and what each
-    was trained on (its vocabulary: prompts far from it get a warning when generating)."""
+    was trained on (its vocabulary: prompts far from it get a warning when generating). `legato models import`
+    brings a diffusers checkpoint in."""
+    if ctx.invoked_subcommand is not None:
+        return
     for folder in path or []:
         if not folder.is_dir():
             raise FileNotFoundError(f"--path {folder} is not a folder")
@@ -120,3 +134,48 @@ def models(
             print(f"warning: {m['name']}: {line}", file=sys.stderr)
     where = ", ".join(str(p) for p in model_dirs(list(path or [])))
     console.print(f"{len(found)} models in {where}; use a name or a path with --model", markup=False)
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    folders: Annotated[
+        list[Path], typer.Argument(help="diffusers pipeline folders: a base, then x4 upscalers.")
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="The model's name (a folder in ./models).")],
+    kind: Annotated[
+        str, typer.Option(help="music (Riffusion's spectrogram images), image or video.")
+    ] = "image",
+    steps: Annotated[
+        str | None, typer.Option(help="Steps per folder, comma-separated (default: diffusers').")
+    ] = None,
+    guidance: Annotated[float | None, typer.Option(help="The base stage's guidance scale.")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Output HEIGHTxWIDTH in pixels (default: the UNet's).")
+    ] = None,
+    frames: Annotated[int, typer.Option(help="Frames of a text-to-video base stage.")] = 16,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    into: Annotated[Path, typer.Option("--into", help="Where the model folder goes.")] = Path("models"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing model of that name.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import diffusers checkpoints (StableDiffusionPipeline, StableDiffusionUpscalePipeline,
+    TextToVideoSDPipeline folders) as one Legato model: `legato models import riffusion-model-v1 --name
+    riffusion --kind music`, then `legato generate music "..." --model riffusion`."""
+    from legato.pipelines.checkpoints import import_checkpoint
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"--name {name!r} must be a plain folder name, like riffusion")
+    counts = None if steps is None else [int(n) for n in steps.split(",")]
+    shape = None if size is None else tuple(int(v) for v in size.lower().split("x"))
+    if shape is not None and len(shape) != 2:
+        raise ValueError(f"--size {size!r} must be HEIGHTxWIDTH, like 512x512")
+    path = import_checkpoint([str(f) for f in folders], into / name, kind=kind, force=force, steps=counts,
+                             guidance=guidance, size=shape, frames=frames, dtype=dtype, device=device)  # fmt: skip
+    info = describe(path)
+    if as_json:
+        emit({"ok": True, "model": info}, True)
+        return
+    out_console().print(f"imported {name} ({info['kind']}) into {path}: " + "; ".join(map(stage_text, info["stages"])),
+                        markup=False)  # fmt: skip

@@ -3,7 +3,7 @@
 Each builder writes what ``DiffusionPipeline.save_pretrained`` writes for the real family (``model_index.json``
 and one folder per component, safetensors) with the same classes and config keys at tiny widths, and a
 ``CLIPTokenizer`` whose vocabulary (the 256 byte symbols, with and without the word-end mark, and a few
-merges) is made here: nothing is downloaded. ``legato recipes checkpoints OUT`` writes all of them.
+merges) is made here: nothing is downloaded. `write_all` writes all of them.
 
 - `stable_diffusion`: ``StableDiffusionPipeline`` (Riffusion, SD 1.x/2.x fine-tunes); its VAE halves three
   times, as the real one does (latents 1/8 of the pixels).

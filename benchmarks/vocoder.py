@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/vocoder.py                       # CPU, models/vocoder-music, data/music-audio
     .venv/bin/python benchmarks/vocoder.py --device cuda
+    .venv/bin/python benchmarks/vocoder.py --data data/riffusion-audio --vocoder models/vocoder-riffusion
+
+The RIFFUSION preset's images (44.1 kHz, 512 bands, 5.12 s windows) carry no loudness: both inversions are
+given each window's mel maximum, as a Riffusion image's EXIF holds it. Riffusion's own decoding is
+Griffin-Lim, 32 iterations; render its data with ``legato recipes vocoder data data/riffusion-audio
+--preset riffusion --per-style 50``.
 
 The held-out renders of ``legato recipes vocoder data data/music-audio`` (pieces no model was
 trained on) are cut into 4.096 s windows; each goes audio -> mel -> 8-bit image (what the diffusion models
@@ -46,6 +52,7 @@ def main() -> None:
     parser.add_argument("--vocoder", default="models/vocoder-music")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--windows", type=int, default=40, help="held-out windows scored (at most)")
+    parser.add_argument("--skip-vocoder", action="store_true", help="Griffin-Lim rows only")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -55,25 +62,31 @@ def main() -> None:
             f"    .venv/bin/legato recipes vocoder data {args.data} --per-style 50"
         )
     renders, params = load_audio(args.data, "held_out")
-    n = 256 * params.hop_length
+    n = (256 if params.reference is not None else 512) * params.hop_length
     audio = torch.cat([r[: r.shape[0] // n * n].reshape(-1, n) for r in renders])
     audio = audio[audio.pow(2).mean(dim=1) > 1e-6][: args.windows]
     seconds = audio.shape[0] * n / params.sample_rate
     codec = MelCodec(params).to(device)
-    unit = (codec.to_unit(codec.mel(audio.to(device))) * 255).round() / 255  # the 8-bit image form
-    vocoder = Vocoder.from_pretrained(args.vocoder, torch_dtype=torch.float32).to(device).eval()
-    vocoder.check_params(params)
+    mel = codec.mel(audio.to(device))
+    level = codec.reference(mel) if params.reference is None else None  # per image: in Riffusion's EXIF
+    unit = (codec.to_unit(mel) * 255).round() / 255  # the 8-bit image form
+    vocoder = None
+    if not args.skip_vocoder:
+        vocoder = Vocoder.from_pretrained(args.vocoder, torch_dtype=torch.float32).to(device).eval()
+        vocoder.check_params(params)
     print(
         f"{audio.shape[0]} held-out windows of {n / params.sample_rate:.3f} s ({seconds:.0f} s of audio), "
         f"device {device}, torch threads {torch.get_num_threads()}, vocoder "
-        f"{sum(p.numel() for p in vocoder.parameters()) / 1e6:.2f} M parameters"
+        f"{sum(p.numel() for p in vocoder.parameters()) / 1e6 if vocoder else 0:.2f} M parameters"
     )
     methods = {
-        "griffin-lim 32": lambda: codec.audio(codec.from_unit(unit), n_iter=32, length=n),
-        "griffin-lim 128": lambda: codec.audio(codec.from_unit(unit), n_iter=128, length=n),
-        "vocoder, raw": lambda: vocoder(unit, length=n, refine=0),  # the network's spectrum as it is
-        "vocoder": lambda: vocoder(unit, length=n),  # + mel-consistency rounds (the default)
+        "griffin-lim 32": lambda: codec.audio(codec.from_unit(unit, level), n_iter=32, length=n),
+        "griffin-lim 128": lambda: codec.audio(codec.from_unit(unit, level), n_iter=128, length=n),
+        "vocoder, raw": lambda: vocoder(unit, length=n, refine=0, level=level),  # the network's spectrum
+        "vocoder": lambda: vocoder(unit, length=n, level=level),  # + mel-consistency rounds (the default)
     }
+    if args.skip_vocoder:
+        methods = {k: v for k, v in methods.items() if not k.startswith("vocoder")}
     rows = {}
     with torch.inference_mode():
         for name, fn in methods.items():
@@ -86,6 +99,8 @@ def main() -> None:
                 f"{name:16s} SC {sc:7.2f} dB  LSD {lsd:6.2f} dB  {dt / seconds * 1000:8.2f} ms per s of audio "
                 f"({seconds / dt:8.1f}x real time)"
             )
+    if "vocoder" not in rows:
+        return
     gl, voc = rows["griffin-lim 32"], rows["vocoder"]
     print(
         f"vocoder vs griffin-lim 32: SC {gl[0] - voc[0]:+.2f} dB better (target >= 6), "

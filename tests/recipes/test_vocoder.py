@@ -59,3 +59,26 @@ def test_pipeline_uses_the_vocoder_where_the_folder_names_one() -> None:
     assert MusicPipeline.from_pretrained(MODELS / "music-fast", inversion="griffin-lim").vocoder is None
     with pytest.raises(FileNotFoundError, match="griffin-lim"):
         MusicPipeline.from_pretrained(MODELS / "music-fast", inversion=str(MODELS / "nowhere"))
+
+
+def test_a_riffusion_vocoder_predicts_its_own_stft_at_one_level_and_scales_to_any() -> None:
+    """RIFFUSION's images carry no loudness (a per-image max) and a 17,640-point FFT: its vocoder predicts
+    1,764-point frames (Vocos' 4 x hop) at one canonical level, scaled to the level an image's EXIF holds."""
+    from legato.codec import RIFFUSION
+    from legato.recipes.vocoder import VocoderObjective
+
+    params = RIFFUSION.replace(n_mels=64)
+    vocoder = Vocoder(params.to_dict(), dim=16, hidden=32, layers=1, n_fft=1764, level=2.0).eval()
+    assert vocoder.head.out_features == 2 * 883
+    unit = torch.rand(2, 64, 20)
+    with torch.no_grad():
+        own, scaled = vocoder(unit), vocoder(unit, level=torch.tensor([2.0, 6.0]))
+    assert own.shape == (2, 19 * params.hop_length)
+    torch.testing.assert_close(scaled, own * torch.tensor([[1.0], [3.0]]))
+    # training brings every target to the level, so the loss does not depend on the audio's loudness
+    objective = VocoderObjective(params.to_json(), quantize=False, level=2.0)
+    audio = torch.randn(2, 1, 64 * params.hop_length) * 0.1
+    with torch.no_grad():
+        quiet = objective.loss(vocoder, None, audio, None, None)
+        loud = objective.loss(vocoder, None, audio * 5, None, None)
+    torch.testing.assert_close(quiet, loud, rtol=1e-4, atol=1e-5)

@@ -95,6 +95,7 @@ class VocoderObjective:
 
     spectrogram: str  # SpectrogramParams JSON
     quantize: bool = True
+    level: float | None = None  # per-image-reference params: the mel maximum every target is brought to
 
     def loss(
         self, network: nn.Module, schedule, x0: Tensor, cond, generator, *, timestep_range=None
@@ -102,7 +103,10 @@ class VocoderObjective:
         audio = x0[:, 0].float()
         with torch.no_grad(), torch.autocast(audio.device.type, enabled=False):
             codec, fb = _loss_tools(self.spectrogram, str(audio.device))
-            unit = codec.to_unit(codec.mel(audio))
+            mel = codec.mel(audio)
+            unit = codec.to_unit(mel)
+            if self.level is not None:  # the image says nothing of loudness: one canonical level
+                audio = audio * (self.level / codec.reference(mel).reshape(-1, 1).clamp_min(1e-8))
             if self.quantize:  # the images models make are continuous; the dataset's are 8-bit
                 noise = torch.rand(unit.shape, generator=generator, device=unit.device)
                 unit = (unit + (noise - 0.5) / 255).clamp(0, 1)
@@ -113,20 +117,29 @@ class VocoderObjective:
 
 
 def trainer(data: str | Path, out: str | Path, *, steps: int, batch: int = 32, device: str = "cpu",
-            width: int = 192, layers: int = 8, lr: float = 5e-4, bf16: bool = False) -> Trainer:  # fmt: skip
-    """The `Trainer` of a vocoder on ``data`` (a `build_audio` folder): 1 s segments, half a second apart."""
+            width: int = 192, layers: int = 8, lr: float = 5e-4, bf16: bool = False,
+            n_fft: int | None = None) -> Trainer:  # fmt: skip
+    """The `Trainer` of a vocoder on ``data`` (a `build_audio` folder): segments of 64 frames, half of one
+    apart. ``n_fft``: the vocoder's own STFT size (default: the mel's; ``4 * hop`` where that is large)."""
     from legato.diffusion.denoisers import VPSchedule
 
     renders, params = load_audio(data, "train")
     length = 64 * params.hop_length
-    items = TensorItems(segments(renders, length, length // 2))
-    network = Vocoder(params.to_dict(), dim=width, hidden=3 * width, layers=layers)
+    cut = segments(renders, length, length // 2)
+    level = None
+    if params.reference is None:  # per-image max: train at the median level of the data
+        codec = MelCodec(params)
+        with torch.no_grad():
+            level = float(codec.reference(codec.mel(cut[:256, 0])).flatten().median())
+    items = TensorItems(cut)
+    network = Vocoder(params.to_dict(), dim=width, hidden=3 * width, layers=layers, n_fft=n_fft, level=level)
     config = TrainConfig(
         steps=steps, batch_size=batch, learning_rate=lr, lr_schedule="cosine", warmup_steps=min(500, steps // 10),
         ema_decay=0.999, checkpoint_every=500, mixed_precision="bf16" if bf16 else "no", log_every=50,
     )  # fmt: skip
     schedule = VPSchedule(torch.linspace(0.99, 0.01, 10))
-    return Trainer(network, schedule, VocoderObjective(params.to_json()), items, config, out, device=device)
+    objective = VocoderObjective(params.to_json(), level=level)
+    return Trainer(network, schedule, objective, items, config, out, device=device)
 
 
 def export(run: str | Path, out: str | Path) -> Path:

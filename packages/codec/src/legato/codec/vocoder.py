@@ -90,14 +90,26 @@ class Vocoder(ModelMixin, ConfigMixin):
     """Mel unit image ``(B, n_mels, frames)`` in [0, 1] -> waveform ``(B, (frames - 1) * hop_length)``.
 
     Args:
-        spectrogram: the `SpectrogramParams` (as a dict) of the mel images it decodes; its STFT geometry is
-            also the output's (frame ``k`` of the mel is frame ``k`` of the predicted STFT).
+        spectrogram: the `SpectrogramParams` (as a dict) of the mel images it decodes. Frame ``k`` of the
+            mel is frame ``k`` of the predicted STFT (the same hop).
         dim, hidden, layers, kernel: the ConvNeXt backbone's width, MLP width, depth and kernel (frames).
+        n_fft: the predicted STFT's size (a Hann window of that length); None: the mel's own ``n_fft`` and
+            window. Vocos uses ``4 * hop``: RIFFUSION's mel is analysed with a 17,640-point FFT (8,821 bins
+            per frame to predict), its vocoder predicts 1,764-point frames (883 bins).
+        level: for params with a per-image reference (RIFFUSION: the image says nothing of loudness), the
+            mel maximum of the audio it was trained to produce; `forward` scales to a given level from it.
     """
 
     @register_to_config
     def __init__(
-        self, spectrogram: dict, dim: int = 192, hidden: int = 576, layers: int = 8, kernel: int = 7
+        self,
+        spectrogram: dict,
+        dim: int = 192,
+        hidden: int = 576,
+        layers: int = 8,
+        kernel: int = 7,
+        n_fft: int | None = None,
+        level: float | None = None,
     ) -> None:
         super().__init__()
         params = SpectrogramParams.from_dict(spectrogram)
@@ -105,8 +117,9 @@ class Vocoder(ModelMixin, ConfigMixin):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden, kernel, 1.0 / layers) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, 2 * params.n_freqs)
-        window = getattr(torch, f"{params.window}_window")(params.win_length)
+        self.n_fft, self.win_length = (params.n_fft, params.win_length) if n_fft is None else (n_fft, n_fft)
+        self.head = nn.Linear(dim, 2 * (self.n_fft // 2 + 1))
+        window = getattr(torch, f"{params.window if n_fft is None else 'hann'}_window")(self.win_length)
         self.register_buffer("window", window, persistent=False)
         self.codec = MelCodec(params)  # non-persistent buffers only: nothing in the weights file
 
@@ -132,10 +145,19 @@ class Vocoder(ModelMixin, ConfigMixin):
         log_mag, phase = rearrange(out, "b t (two f) -> two b f t", two=2)
         return torch.polar(log_mag.clamp(max=8.0).exp(), phase)  # exp(8) ~ 3000: above any real bin
 
-    def forward(self, unit: Tensor, length: int | None = None, refine: int = REFINE) -> Tensor:
+    def forward(
+        self,
+        unit: Tensor,
+        length: int | None = None,
+        refine: int = REFINE,
+        level: Tensor | float | None = None,
+    ) -> Tensor:
         """``(..., n_mels, frames)`` unit image -> ``(..., length)`` waveform (default ``(frames - 1) * hop``),
         after ``refine`` rounds of `mel_consistency` (0: the network's spectrum as it is, as in training;
-        params with a per-item reference have no absolute mel to match and skip it)."""
+        params with a per-item reference have no absolute mel to match and skip it, as does a vocoder with
+        its own ``n_fft``). ``level`` (per-image-reference params only; one per image or one for all): the
+        mel maximum the audio should have, e.g. the one a Riffusion image's EXIF holds; None: the
+        vocoder's own ``level``."""
         p = self.params
         if unit.ndim < 2 or unit.shape[-2] != p.n_mels:
             raise CodecError(
@@ -146,11 +168,14 @@ class Vocoder(ModelMixin, ConfigMixin):
         flat = unit.reshape(-1, p.n_mels, frames).to(self.dtype)
         length = (frames - 1) * p.hop_length if length is None else length
         spec = self.spectrum(flat)
-        if refine and p.reference is not None:
+        if refine and p.reference is not None and self.n_fft == p.n_fft:
             spec = mel_consistency(spec, flat.float(), self.codec, self.window.float(), refine)
         audio = torch.istft(
-            spec, p.n_fft, p.hop_length, p.win_length, self.window.float(), center=True, length=length
+            spec, self.n_fft, p.hop_length, self.win_length, self.window.float(), center=True, length=length
         )
+        if level is not None and self.config.level is not None:
+            gain = torch.as_tensor(level, dtype=audio.dtype, device=audio.device) / self.config.level
+            audio = audio * gain.reshape(-1, 1) if gain.ndim else audio * gain
         return audio.reshape(*batch_shape, length)
 
 

@@ -223,12 +223,19 @@ def _probe(kind: str, data: Path, models: Path, items: int, seed: int, guidance:
 def vocoder_data(
     folder: Annotated[Path, typer.Argument(help="Where the renders go.", show_default=False)],
     per_style: Annotated[int, typer.Option(min=2, help="Pieces rendered per style.")] = 60,
+    preset: Annotated[
+        str, typer.Option(help="Spectrogram preset: small (the bundled models) or riffusion (44.1 kHz).")
+    ] = "small",
 ) -> None:
     """Render the music dataset's pieces once (train and held-out .flac, renders.json)."""
+    from legato.codec import PRESETS
     from legato.recipes.vocoder import build_audio
 
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset {preset!r}; use one of {sorted(PRESETS)}")
     started = time.perf_counter()
-    _say(f"{build_audio(folder, per_style=per_style)} in {time.perf_counter() - started:.1f} s")
+    out = build_audio(folder, per_style=per_style, params=PRESETS[preset])
+    _say(f"{out} in {time.perf_counter() - started:.1f} s")
 
 
 @vocoder.command("train")
@@ -242,6 +249,9 @@ def vocoder_train(
     batch: Annotated[int, typer.Option(min=1, help="One-second segments per step.")] = 32,
     width: Annotated[int, typer.Option(min=8, help="The vocoder's channels.")] = 192,
     layers: Annotated[int, typer.Option(min=1, help="The vocoder's blocks.")] = 8,
+    n_fft: Annotated[
+        int | None, typer.Option(min=16, help="The vocoder's own STFT size (default: the mel's).")
+    ] = None,
     device: DeviceOption = "cpu",
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast.")] = False,
 ) -> None:
@@ -249,7 +259,8 @@ def vocoder_train(
     from legato.recipes.vocoder import trainer
 
     started = time.perf_counter()
-    run = trainer(data, out, steps=steps, batch=batch, device=device, width=width, layers=layers, bf16=bf16)
+    run = trainer(data, out, steps=steps, batch=batch, device=device, width=width, layers=layers, bf16=bf16,
+                  n_fft=n_fft)  # fmt: skip
     result = run.fit()
     last = result.losses[-1] if result.losses else float("nan")
     _say(f"step {result.step}, last loss {last:.4f}; {time.perf_counter() - started:.1f} s")

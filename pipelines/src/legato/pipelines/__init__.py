@@ -26,6 +26,7 @@ _EXPORTS = {
     "JobResult": "legato.pipelines.jobs",
     "JobSpec": "legato.pipelines.job_spec",
     "run_job": "legato.pipelines.jobs",
+    "ImagePipeline": "legato.pipelines.image",
     "MusicPipeline": "legato.pipelines.music",
     "AudioClip": "legato.pipelines.outputs",
     "Soundtrack": "legato.pipelines.outputs",
@@ -37,6 +38,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from legato.codec.master import Mastering
+    from legato.pipelines.image import ImagePipeline
     from legato.pipelines.interpolate import Interpolation
     from legato.pipelines.job_spec import JobSpec
     from legato.pipelines.jobs import JobResult, run_job
@@ -61,6 +63,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "AudioClip",
+    "ImagePipeline",
     "Interpolation",
     "JobResult",
     "JobSpec",

@@ -7,9 +7,12 @@ A diffusers pipeline folder (``model_index.json`` and a folder per component) be
   encoder, then a `Decode` step (its VAE);
 - ``StableDiffusionUpscalePipeline`` (the x4 upscaler): a super-resolution stage on the previous pixels
   (`LatentUpscale`), then its x4 `Decode`;
-- ``TextToVideoSDPipeline`` (ModelScope T2V, Zeroscope): a latent video base stage, decoded frame by frame.
+- ``TextToVideoSDPipeline`` (ModelScope T2V, Zeroscope): a latent video base stage, decoded frame by frame;
+- ``VideoToVideoSDPipeline`` (Zeroscope XL): an `Encode` step (the previous frames resized and encoded),
+  a stage that refines them from a strength (`LatentRefine`), then its `Decode`.
 
-Several folders chain: ``from_diffusers([sd, x4])`` is the SD -> x4 cascade. `import_checkpoint` writes the
+Several folders chain: ``from_diffusers([sd, x4])`` is the SD -> x4 cascade, ``from_diffusers([zeroscope_576w,
+zeroscope_xl], refine_size=(576, 1024))`` the community's 576w -> XL one. `import_checkpoint` writes the
 result as a Legato model folder (``legato models import``), which every entry point then loads by path or
 name. Nothing is downloaded: a hub id that is not a local folder is refused with what to do.
 """
@@ -19,19 +22,28 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from legato.cascade import Cascade, Decode, Stage
+from legato.cascade import Cascade, Decode, Encode, Stage
 from legato.cascade.pretrained import require_safetensors
 from legato.cascade.text import CLIPTextEncoder
-from legato.diffusion import Denoiser, LatentSpace, LatentUpscale, scheduler_config, scheduler_from_config
+from legato.diffusion import (
+    Denoiser,
+    LatentRefine,
+    LatentSpace,
+    LatentUpscale,
+    scheduler_config,
+    scheduler_from_config,
+)
 
-FAMILIES = ("StableDiffusionPipeline", "StableDiffusionUpscalePipeline", "TextToVideoSDPipeline")
+BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline")
+FAMILIES = (*BASES, "StableDiffusionUpscalePipeline", "VideoToVideoSDPipeline")
 KINDS = ("image", "music", "video")
 # diffusers' own defaults per family: (steps, guidance)
 DEFAULTS = {"StableDiffusionPipeline": (50, 7.5), "StableDiffusionUpscalePipeline": (75, 9.0),
-            "TextToVideoSDPipeline": (50, 9.0)}  # fmt: skip
+            "TextToVideoSDPipeline": (50, 9.0), "VideoToVideoSDPipeline": (50, 15.0)}  # fmt: skip
 
 
 def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -65,51 +77,77 @@ def _text(folder: Path) -> CLIPTextEncoder:
     return CLIPTextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
 
 
+@dataclass(frozen=True)
+class ImportSettings:
+    """How imported stages sample and run (one for the whole cascade).
+
+    ``size``, ``frames``: the base stage's output in pixels (default: its UNet's sample size) and frames;
+    ``refine_size``: the frames' size for a ``VideoToVideoSDPipeline`` stage (Zeroscope XL: 576x1024;
+    default: twice the previous stage's), refined from ``strength``; ``noise_level``: the x4 upscaler's."""
+
+    size: tuple[int, int] | None = None
+    frames: int = 16
+    noise_level: int = 20
+    refine_size: tuple[int, int] | None = None
+    strength: float = 0.6
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 4
+
+
 def family_stages(
     folder: str | os.PathLike[str],
     *,
-    first: bool,
     name: str,
+    previous: tuple[int, ...] | None,
     steps: int | None = None,
     guidance: float | None = None,
-    size: tuple[int, int] | None = None,
-    frames: int = 16,
-    noise_level: int = 20,
-    dtype: str = "float32",
-    device: str = "cpu",
-    batch_size: int = 4,
-) -> list[Stage | Decode]:
-    """The stages of one diffusers folder: a sampling stage named ``name`` and its ``name-decode`` step.
-    ``size`` is the output's (height, width) in pixels (default: the UNet's sample size)."""
+    settings: ImportSettings = ImportSettings(),
+) -> list[Stage | Decode | Encode]:
+    """The steps of one diffusers folder: a sampling stage named ``name``, its ``name-decode`` step and, for
+    a video-to-video folder, its ``name-encode`` step before it. ``previous``: the per-item output shape of
+    the stages before it (None: it is the first)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
 
     path, index = model_index(folder)
     family = index["_class_name"]
-    video = family == "TextToVideoSDPipeline"
-    if first == (family == "StableDiffusionUpscalePipeline"):
+    video = family in ("TextToVideoSDPipeline", "VideoToVideoSDPipeline")
+    if (previous is None) != (family in BASES):
         raise ValueError(
-            f"{path} ({family}) cannot be {'the first' if first else 'a later'} stage: a cascade starts with "
-            "a StableDiffusionPipeline or TextToVideoSDPipeline, and the x4 upscaler follows one"
+            f"{path} ({family}) cannot be {'the first' if previous is None else 'a later'} stage: a cascade "
+            f"starts with one of {', '.join(BASES)}, and the x4 upscaler or a video-to-video model follows one"
         )
     unet = _component(path, "unet", UNet3DConditionModel if video else UNet2DConditionModel)
     latents = LatentSpace(_component(path, "vae", AutoencoderKL))
     scheduler = scheduler_from_config((path / "scheduler" / "scheduler_config.json").read_text())
     default_steps, default_guidance = DEFAULTS[family]
+    where = dict(batch_size=settings.batch_size, device=settings.device, dtype=settings.dtype)
     common = dict(steps=steps or default_steps, guidance_scale=default_guidance if guidance is None else guidance,
-                  null="prompt", text=_text(path), batch_size=batch_size, device=device, dtype=dtype)  # fmt: skip
+                  null="prompt", text=_text(path), **where)  # fmt: skip
     denoiser = Denoiser(unet, scheduler.config.get("prediction_type", "epsilon"))
+    before: list[Encode] = []
     if family == "StableDiffusionUpscalePipeline":
         low_res = scheduler_from_config((path / "low_res_scheduler" / "scheduler_config.json").read_text())
-        sr = LatentUpscale(latents.channels, scheduler_config(low_res), noise_level)
+        sr = LatentUpscale(latents.channels, scheduler_config(low_res), settings.noise_level)
         stage = Stage(name, denoiser, scheduler, sr=sr, **common)
+    elif family == "VideoToVideoSDPipeline":
+        if len(previous) != 4:
+            raise ValueError(f"{path} ({family}) refines videos; the stages before it make {previous}")
+        size = settings.refine_size or (2 * previous[-2], 2 * previous[-1])
+        before = [Encode(f"{name}-encode", latents, size=tuple(size), **where).to(settings.device)]
+        stage = Stage(name, denoiser, scheduler, sr=LatentRefine(settings.strength), **common)
     else:
-        height, width = size or (unet.config.sample_size * latents.space,) * 2
+        height, width = settings.size or (unet.config.sample_size * latents.space,) * 2
         if height % latents.space or width % latents.space:
             raise ValueError(f"size={height}x{width} must divide by {latents.space}, the VAE's factor")
         shape = (unet.config.in_channels, height // latents.space, width // latents.space)
-        shape = (shape[0], frames, *shape[1:]) if video else shape
+        shape = (shape[0], settings.frames, *shape[1:]) if video else shape
         stage = Stage(name, denoiser, scheduler, shape=shape, **common)
-    return [stage.to(device), Decode(f"{name}-decode", latents, batch_size, device, dtype).to(device)]
+    return [
+        *before,
+        stage.to(settings.device),
+        Decode(f"{name}-decode", latents, **where).to(settings.device),
+    ]
 
 
 def from_diffusers(
@@ -117,29 +155,29 @@ def from_diffusers(
     *,
     steps: Sequence[int | None] | None = None,
     guidance: float | None = None,
-    size: tuple[int, int] | None = None,
-    frames: int = 16,
-    noise_level: int = 20,
-    dtype: str = "float32",
-    device: str = "cpu",
-    batch_size: int = 4,
     metadata: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> Cascade:
-    """A cascade of the diffusers folders in order (a base family, then x4 upscalers). ``steps``: one per
-    folder (None: diffusers' default); ``guidance`` sets the base stage's (later stages keep their
-    family's default); ``size``, ``frames``: the base stage's output in pixels and frames."""
+    """A cascade of the diffusers folders in order (a base family, then x4 upscalers or video-to-video
+    refiners). ``steps``: one per folder (None: diffusers' default); ``guidance`` sets the base stage's
+    (later stages keep their family's default); ``settings``: the fields of `ImportSettings` (``size``,
+    ``frames``, ``refine_size``, ``strength``, ``noise_level``, ``dtype``, ``device``, ``batch_size``)."""
     folders = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
     if not folders:
         raise ValueError("from_diffusers needs at least one diffusers pipeline folder")
+    unknown = sorted(set(settings) - {f.name for f in fields(ImportSettings)})
+    if unknown:
+        raise TypeError(f"from_diffusers got unknown settings {unknown}; see ImportSettings")
+    config = ImportSettings(**settings)
     steps = list(steps) if steps is not None else [None] * len(folders)
     if len(steps) != len(folders):
         raise ValueError(f"steps={steps} gives {len(steps)} step counts for {len(folders)} folders")
     names = ["base", *(f"sr{i}" if len(folders) > 2 else "sr" for i in range(1, len(folders)))]
-    stages: list[Stage | Decode] = []
+    stages: list[Stage | Decode | Encode] = []
     for i, (folder, name, n) in enumerate(zip(folders, names, steps, strict=True)):
-        stages += family_stages(folder, first=i == 0, name=name, steps=n, guidance=guidance if i == 0 else None,
-                                size=size, frames=frames, noise_level=noise_level, dtype=dtype, device=device,
-                                batch_size=batch_size)  # fmt: skip
+        previous = Cascade(tuple(stages)).output_shape() if stages else None
+        stages += family_stages(folder, name=name, previous=previous, steps=n,
+                                guidance=guidance if i == 0 else None, settings=config)  # fmt: skip
     sources = [str(model_index(f)[0]) for f in folders]
     return Cascade(tuple(stages), metadata={"imported_from": sources, **(metadata or {})})
 
@@ -165,10 +203,12 @@ def import_checkpoint(
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; choose another name, or pass --force to replace it")
     metadata: dict[str, Any] = {"pipeline": kind, "text_encoder": STAGE_TEXT}
+    fps = settings.pop("fps", 8)
     cascade = from_diffusers(folders, metadata=metadata, **settings)
-    channels, height, _ = cascade.output_shape()
+    shape = cascade.output_shape()
+    channels, height = shape[0], shape[-2]
     if kind == "music":
-        if cascade.stages[0].shape is None or len(cascade.stages[0].shape) != 3 or channels != 3:
+        if len(shape) != 3 or channels != 3:
             raise ValueError(
                 "a music model is an image model (StableDiffusionPipeline, e.g. riffusion-model-v1)"
             )
@@ -176,7 +216,9 @@ def import_checkpoint(
         params = RIFFUSION if height == RIFFUSION.n_mels else RIFFUSION.replace(n_mels=height)
         metadata.update(spectrogram=params.to_dict(), image_form="riffusion", n_iter=32)
     elif kind == "video":
-        metadata["fps"] = settings.pop("fps", 8)
-    from dataclasses import replace
-
+        if len(shape) != 4:
+            raise ValueError("a video model starts with a TextToVideoSDPipeline (ModelScope, Zeroscope)")
+        metadata["fps"] = fps
+    elif len(shape) != 3:
+        raise ValueError(f"{kind!r} is for image models; import a TextToVideoSDPipeline with --kind video")
     return replace(cascade, metadata=metadata).save_pretrained(target)

@@ -6,7 +6,8 @@ window; each window's base-stage sample (the input downsampled through the super
 re-sampled by the base stage with the edit's options, the super-resolution stages add detail, and the
 windows are joined by crossfades. Inpainting keeps everything outside its region exactly.
 
-A pipeline using it provides ``cascade``, ``text`` (a `TextEncoder`), ``executor``, ``rate`` (positions
+A pipeline using it provides ``cascade``, ``text`` (a `TextEncoder`, or None where the stages encode prompts
+with their own encoders: imported checkpoints, whose edits go through the VAE's encoder), ``executor``, ``rate`` (positions
 per second along the time axis), ``_load(source) -> x`` (the input as a full-resolution sample in [-1, 1])
 and ``_finish(x, prompt, seed, source) -> output`` (``source`` as given: what the output carries over from
 it, such as a video's soundtrack).
@@ -26,6 +27,7 @@ from torch import Tensor
 from legato.cascade import Item
 from legato.diffusion import Conditioning, convert_scheduler, invert
 from legato.pipelines.continuation import join, overlap_positions, pool, split, window_seed
+from legato.pipelines.text import prompt_items
 
 
 def load_mask(mask: Tensor | str | Path, size: tuple[int, int]) -> Tensor:
@@ -54,27 +56,34 @@ def load_mask(mask: Tensor | str | Path, size: tuple[int, int]) -> Tensor:
 class Editing:
     """edit / invert_edit / inpaint, for a pipeline that supplies the hooks listed in the module docstring."""
 
-    def edit(self, source: Any, prompt: str, *, strength: float = 0.6, seed: int = 0) -> Any:
+    def edit(
+        self, source: Any, prompt: str, *, strength: float = 0.6, seed: int = 0, negative: str = ""
+    ) -> Any:
         """img2img (SDEdit): noise the input's base-stage sample to ``strength`` of the schedule and denoise
-        it towards ``prompt``; 0 keeps the input, 1 ignores it."""
+        it towards ``prompt`` (away from ``negative``); 0 keeps the input, 1 ignores it."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength={strength!r}; give a number from 0 (keep the input) to 1 (ignore it)")
         return self._edit(source, self._load(source), prompt, seed,
-                          lambda low, masks: dict(init=low, strength=strength))  # fmt: skip
+                          lambda low, masks: dict(init=low, strength=strength), negative=negative)  # fmt: skip
 
-    def invert_edit(self, source: Any, source_prompt: str, prompt: str, *, seed: int = 0) -> Any:
+    def invert_edit(
+        self, source: Any, source_prompt: str, prompt: str, *, seed: int = 0, negative: str = ""
+    ) -> Any:
         """DDIM-inversion edit: invert the input under ``source_prompt`` (unguided), then sample from that
         latent with DDIM under ``prompt``; with ``prompt == source_prompt`` and no guidance it rebuilds it."""
         base = self.cascade.stages[0]
-        text = Conditioning(text=self.text([source_prompt]).to(base.device))
 
         def latent(low: Tensor, masks: None) -> dict:
-            src = Conditioning(text=text.text.expand(low.shape[0], -1, -1))
+            n = low.shape[0]
+            _, src, extra = self._conditions([source_prompt] * n, [0] * n, "")
+            if extra:  # the stage's own encoder
+                src = base.encode(src, extra["prompts"], extra["negatives"], n)
+            src = src.without_negative().map(lambda v: v.to(base.device))
             noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src)
             return dict(noise=noise)
 
         ddim = replace(base, scheduler=convert_scheduler(DDIMScheduler, base.scheduler.config))
-        return self._edit(source, self._load(source), prompt, seed, latent, base=ddim)
+        return self._edit(source, self._load(source), prompt, seed, latent, base=ddim, negative=negative)
 
     def inpaint(
         self,
@@ -85,6 +94,7 @@ class Editing:
         *,
         mask: Tensor | str | Path | None = None,
         seed: int = 0,
+        negative: str = "",
     ) -> Any:
         """Regenerate a region under ``prompt`` and keep the rest exactly: the time range ``[start, end)``
         seconds, and/or ``mask``, an image over the sample's last two axes (a mel image; every video frame)
@@ -114,11 +124,35 @@ class Editing:
                     "the mask (within the time range) selects nothing; paint white where to regenerate"
                 )
         return self._edit(
-            source, x, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region
-        )
+            source, x, prompt, seed, lambda low, masks: dict(mask=masks, known=low), region=region,
+            negative=negative,
+        )  # fmt: skip
+
+    def _conditions(
+        self, prompts: list[str], seeds: list[int], negative: str
+    ) -> tuple[list[Item], Conditioning, dict]:
+        """The items of an edit's windows, the base stage's batched conditioning and the prompts it encodes
+        itself (a stage with its own text encoder: ``prompts=``/``negatives=`` of `Stage.run`)."""
+        items = [
+            replace(prompt_items(self.text, [p], [0], 0, negative)[0], id=f"{k:04d}", seed=s)
+            for k, (p, s) in enumerate(zip(prompts, seeds, strict=True))
+        ]
+        cond = Conditioning.stack([item.cond for item in items])
+        own = getattr(self.cascade.stages[0], "text", None) is not None
+        extra = dict(prompts=prompts, negatives=[negative] * len(prompts)) if own else {}
+        return items, cond, extra
 
     def _edit(
-        self, source: Any, x: Tensor, prompt: str, seed: int, how, *, base=None, region: Tensor | None = None
+        self,
+        source: Any,
+        x: Tensor,
+        prompt: str,
+        seed: int,
+        how,
+        *,
+        base=None,
+        region: Tensor | None = None,
+        negative: str = "",
     ) -> Any:
         """Edit ``x`` (``source`` loaded) window by window: the base stage (``base``, default the cascade's)
         re-samples each window's base-resolution sample with the options ``how(low, masks)`` returns, then
@@ -128,8 +162,7 @@ class Editing:
         keep, length = overlap_positions(cascade, None), x.shape[axis]
         windows = split(x, window, keep, axis, -1.0)
         seeds = [window_seed(seed, k) for k in range(len(windows))]
-        text = self.text([prompt] * len(windows))
-        items = [Item(f"{k:04d}", s, Conditioning(text=text[k])) for k, s in enumerate(seeds)]
+        items, cond, extra = self._conditions([prompt] * len(windows), seeds, negative)
         low = torch.stack([cascade.prefix_at(0, w) for w in windows])
         masks = None
         if region is not None:
@@ -139,7 +172,7 @@ class Editing:
             )
             masks = pool(split(full, window, keep, axis, 0.0), cascade.factors())
         base = base or cascade.stages[0]
-        outs = list(base.run(None, Conditioning(text=text), seeds, 0, **how(low, masks)))
+        outs = list(base.run(None, cond, seeds, 0, **how(low, masks), **extra))
         if len(cascade.stages) > 1:
             outs = self.executor.run(cascade, items, start=1, inputs=outs)
         joined = join(outs, keep, axis, length)

@@ -68,7 +68,12 @@ def interpolate(
     if strength is not None and not 0 < strength <= 1:
         raise ValueError(f"strength={strength!r} must lie in (0, 1]; 0.5 keeps half of the previous step")
     base = pipe.cascade.stages[0]
-    text = torch.cat([pipe.text([pa]), pipe.text([pb])])  # one at a time: as an ordinary call pads them
+    if pipe.text is None:  # an imported checkpoint: the base stage's own encoder, its "" as the null
+        both = base.encode(Conditioning(), [pa, pb], None, 2)
+        text, null = both.text, both.negative[:1]
+    else:
+        text = torch.cat([pipe.text([pa]), pipe.text([pb])])  # one at a time: as an ordinary call pads them
+        null = None
 
     def noise(seed: int) -> Tensor:
         return base.starting_noise(base.generators([seed], 0))
@@ -83,10 +88,12 @@ def interpolate(
     ts = [k / (steps - 1) for k in range(steps)]
     lows = []
     for k, t in enumerate(ts):
-        cond = Conditioning(text=mix(t)[None])
+        cond = Conditioning(text=mix(t)[None], negative=null)
         edit = {} if strength is None or k == 0 else {"init": lows[-1][None], "strength": strength}
         lows.append(base.run(None, cond, [seed(t)], 0, noise=slerp(na, nb, t), **edit)[0])
-    items = [Item(f"{k:04d}", seed(t), Conditioning(text=mix(t))) for k, t in enumerate(ts)]
+    # later stages with their own encoders read the nearer end's prompt
+    items = [Item(f"{k:04d}", seed(t), Conditioning(text=mix(t)), prompt=pa if t < 0.5 else pb)
+             for k, t in enumerate(ts)]  # fmt: skip
     mels = (
         pipe.executor.run(pipe.cascade, items, start=1, inputs=lows) if len(pipe.cascade.stages) > 1 else lows
     )

@@ -13,9 +13,10 @@
     scheduler: dpm++                   #   scheduler: every stage's sampler (ddim, dpm++, euler, heun, ...)
     items:
       - {prompt: "a jig on fiddle", seed: 0, duration: 10}
-      - {prompt: "ragtime piano", seed: 1, id: ragtime}
+      - {prompt: "ragtime piano", seed: 1, id: ragtime, negative: "drums"}
 
-An item without an ``id`` is named by what decides its output (`item_id`: prompt, seed, length), so its
+An item without an ``id`` is named by what decides its output (`item_id`: prompt, seed, length, negative
+prompt), so its
 files and manifest line follow it wherever it moves in the list. `legato.pipelines.jobs.run_job` runs a spec.
 """
 
@@ -53,6 +54,7 @@ class ItemSpec(BaseModel):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     duration: float | None = Field(default=None, gt=0, le=600)  # music: seconds (default: one window)
     frames: int | None = Field(default=None, ge=1, le=10_000)  # video: frames (default: one window)
+    negative: str | None = Field(default=None, max_length=2000)  # what guidance steers away from
 
     @field_validator("prompt")
     @classmethod
@@ -170,7 +172,10 @@ class JobSpec(BaseModel):
     def item_ids(self) -> list[str]:
         """Each item's id: its own, or one made from what decides its output (`item_id`), so that inserting,
         removing or reordering items never gives an item another's id."""
-        return [item.id or item_id(item.prompt, item.seed, self.length(item)) for item in self.items]
+        return [
+            item.id or item_id(item.prompt, item.seed, self.length(item), item.negative)
+            for item in self.items
+        ]
 
     def length(self, item: ItemSpec) -> float | int | None:
         """An item's length: a music item's duration, a video item's frames (None: one window)."""
@@ -200,9 +205,11 @@ class JobSpec(BaseModel):
             raise ValueError(f"{path} is not a valid job spec:\n{err}") from err
 
 
-def item_id(prompt: str, seed: int, length: float | None) -> str:
+def item_id(prompt: str, seed: int, length: float | None, negative: str | None = None) -> str:
     """An item's id when it has none: readable (a slug of the prompt, the seed) and different for a different
-    prompt, seed or length (a music item's duration, a video's frames); it names the item's files."""
+    prompt, seed, length (a music item's duration, a video's frames) or negative prompt; it names the item's
+    files. (An item without a negative prompt keeps the id it had before there were any.)"""
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48].strip("-") or "item"
-    digest = hashlib.sha256(f"{prompt}\0{seed}\0{length}".encode()).hexdigest()[:6]
+    key = f"{prompt}\0{seed}\0{length}" + (f"\0{negative}" if negative else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:6]
     return f"{slug}-s{seed}-{digest}"

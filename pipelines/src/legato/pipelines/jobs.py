@@ -202,11 +202,11 @@ def run_job(
         for message in far if log is not None else []:
             log(f"warning: {message}")
         written: list[str] = []
-        # Items of one length run together; chunks bound how much a kill can lose.
-        groups: dict[float | int | None, list[int]] = {}
+        # Items of one length and negative prompt run together; chunks bound how much a kill can lose.
+        groups: dict[tuple[float | int | None, str], list[int]] = {}
         for i in todo:
-            groups.setdefault(spec.length(spec.items[i]), []).append(i)
-        for length, positions in groups.items():
+            groups.setdefault((spec.length(spec.items[i]), spec.items[i].negative or ""), []).append(i)
+        for (length, negative), positions in groups.items():
             for lo in range(0, len(positions), spec.chunk):
                 chunk = positions[lo : lo + spec.chunk]
                 prompts = [spec.items[i].prompt for i in chunk]
@@ -215,9 +215,11 @@ def run_job(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", PromptWarning)
                     if spec.kind == "music":
-                        results = pipe(prompts, seeds=seeds, duration=length, progress=progress)
+                        results = pipe(prompts, seeds=seeds, duration=length, progress=progress,
+                                       negative=negative)  # fmt: skip
                     else:
-                        results = pipe(prompts, seeds=seeds, frames=length, progress=progress)
+                        results = pipe(prompts, seeds=seeds, frames=length, progress=progress,
+                                       negative=negative)  # fmt: skip
                 generate = (time.perf_counter() - t0) / len(chunk)
                 for i, result in zip(chunk, results, strict=True):
                     t1 = time.perf_counter()

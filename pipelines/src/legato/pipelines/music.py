@@ -28,7 +28,7 @@ from torch import Tensor
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
 from legato.codec import MelCodec, SpectrogramParams, read_audio
 from legato.codec.master import DEFAULT_MASTERING, Mastering, master, resample
-from legato.codec.riffusion import DEFAULT_MAX_VALUE, unit_from_pixels
+from legato.codec.riffusion import DEFAULT_MAX_VALUE, riffusion_pixels, unit_from_pixels
 from legato.codec.vocoder import Vocoder
 from legato.pipelines.continuation import continue_windows, overlap_positions
 from legato.pipelines.editing import Editing
@@ -224,46 +224,47 @@ class MusicPipeline(Editing, PromptCheck):
 
     def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
         """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
-        riffusion = self.cascade.metadata.get("image_form") == "riffusion"
-        unit = unit_from_pixels(mel) if riffusion else ((mel.float() + 1) / 2).clamp(0, 1)
+        unit = unit_from_pixels(mel) if self.riffusion else ((mel.float() + 1) / 2).clamp(0, 1)
+        # a model's image has no spectrogram max (per-image params: Riffusion's): Riffusion's default level,
+        # then a peak of 0.5; the loudness is mastering's to set
+        level = DEFAULT_MAX_VALUE if self.params.reference is None else None
         if self.vocoder is not None:
             with torch.inference_mode():
                 audio = self.vocoder(unit.to(self.vocoder.device), length=samples).float().cpu()
         else:
             codec = self.codec
-            # a model's image has no spectrogram max: Riffusion's default level, the loudness set by mastering
-            level = DEFAULT_MAX_VALUE if self.params.reference is None else None
             audio = codec.audio(codec.from_unit(unit, level), n_iter=self.n_iter, length=samples)
-            if level is not None:
-                audio = audio / audio.abs().max().clamp_min(1e-8) * 0.5
+        if level is not None:
+            audio = audio / audio.abs().max().clamp_min(1e-8) * 0.5
         rate, measured = self.params.sample_rate, None
         if self.mastering is not None:
             audio, rate, measured = master(audio, rate, self.mastering, seed=seed)
         return AudioClip(audio.clamp(-1, 1), rate, unit, self.params, prompt, seed, measured)
 
     def encode(self, audio: AudioClip | Tensor | str | Path) -> Tensor:
-        """Audio -> its mel image in [-1, 1]: an `AudioClip` (a mastered one too: resampled to the model's
-        rate, stereo folded to mono, which mastering's mid/side keeps exact), a tensor ``(C, N)`` at the
-        pipeline's sample rate, or a file."""
+        """Audio -> its mel image in [-1, 1] (an imported Riffusion model's: Riffusion's RGB form): an
+        `AudioClip` (a mastered one too: resampled to the model's rate, stereo folded to mono, which
+        mastering's mid/side keeps exact), a tensor ``(C, N)`` at the pipeline's sample rate, or a file."""
+        channels = 1 if self.riffusion else self.cascade.output_shape()[0]
         if isinstance(audio, AudioClip):
-            mono = (
-                audio.audio.mean(dim=0, keepdim=True) if self.cascade.output_shape()[0] == 1 else audio.audio
-            )
+            mono = audio.audio.mean(dim=0, keepdim=True) if channels == 1 else audio.audio
             audio = resample(mono, audio.sample_rate, self.params.sample_rate)
-        elif (
-            isinstance(audio, Tensor) and audio.ndim == 2 and audio.shape[0] != self.cascade.output_shape()[0]
-        ):
+        elif isinstance(audio, Tensor) and audio.ndim == 2 and audio.shape[0] != channels:
             raise ValueError(
                 f"audio of shape {tuple(audio.shape)} has {audio.shape[0]} channel(s), the model makes "
-                f"{self.cascade.output_shape()[0]}: pass the AudioClip itself (pipe.edit(clip, ...): a mastered "
-                f"clip is brought back to the model's rate), a file, or audio at {self.params.sample_rate} Hz"
+                f"{channels}: pass the AudioClip itself (pipe.edit(clip, ...): a mastered clip is brought back "
+                f"to the model's rate), a file, or audio at {self.params.sample_rate} Hz"
             )
         elif not isinstance(audio, Tensor):
-            audio, _ = read_audio(
-                audio, sample_rate=self.params.sample_rate, channels=self.cascade.output_shape()[0]
-            )
+            audio, _ = read_audio(audio, sample_rate=self.params.sample_rate, channels=channels)
         codec = self.codec
-        return codec.to_unit(codec.mel(audio)) * 2 - 1
+        unit = codec.to_unit(codec.mel(audio))
+        return riffusion_pixels(unit) if self.riffusion else unit * 2 - 1
+
+    @property
+    def riffusion(self) -> bool:
+        """Whether the model's images are Riffusion's (an imported riffusion-model-v1: RGB, louder = darker)."""
+        return self.cascade.metadata.get("image_form") == "riffusion"
 
     def interpolate(
         self,

@@ -27,7 +27,7 @@ import ray
 import torch
 from torch import Tensor
 
-from legato.cascade import Cascade, Item, Progress, batches, check_run, run_batch
+from legato.cascade import Cascade, Item, Progress, Stage, batches, check_run, run_batch
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 
 
@@ -115,10 +115,14 @@ class StageSettings:
 
     @classmethod
     def of(cls, stage: Any) -> StageSettings:
+        if not isinstance(stage, Stage):  # an Encode or Decode step: nothing to sample
+            return cls(0, 1.0, "")
         return cls(stage.steps, stage.guidance_scale, scheduler_config(stage.scheduler), stage.reconstruction)
 
     def apply(self, cascade: Cascade, index: int) -> Cascade:
-        """``cascade`` with stage ``index`` sampled with these settings."""
+        """``cascade`` with stage ``index`` sampled with these settings (a step that does not sample, as is)."""
+        if not self.steps:
+            return cascade
         stage = replace(cascade.stages[index], steps=self.steps, guidance_scale=self.guidance_scale,
                         scheduler=scheduler_from_config(self.scheduler), reconstruction=self.reconstruction)  # fmt: skip
         return replace(cascade, stages=(*cascade.stages[:index], stage, *cascade.stages[index + 1 :]))

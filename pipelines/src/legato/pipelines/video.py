@@ -26,13 +26,12 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.codec.master import DEFAULT_MASTERING, Mastering
-from legato.diffusion import Conditioning
 from legato.pipelines.continuation import aligned_trim, continue_windows, overlap_positions
 from legato.pipelines.editing import Editing
 from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.music import MusicPipeline, as_lists
 from legato.pipelines.outputs import Soundtrack, VideoClip
-from legato.pipelines.text import TextEncoder
+from legato.pipelines.text import TextEncoder, prompt_items
 from legato.pipelines.vocabulary import PromptCheck, Vocabulary
 from legato.video import Video, read_soundtrack, read_video
 
@@ -43,7 +42,7 @@ class VideoPipeline(Editing, PromptCheck):
 
     cascade: Cascade
     fps: float
-    text: TextEncoder
+    text: TextEncoder | None  # None: the stages encode prompts themselves (imported checkpoints)
     executor: Executor = field(default_factory=LocalExecutor)
     soundtrack: MusicPipeline | None = None
     vocabulary: Vocabulary | None = None  # what it was trained on: prompts far from it get a PromptWarning
@@ -77,13 +76,9 @@ class VideoPipeline(Editing, PromptCheck):
                    Vocabulary.load(path))  # fmt: skip
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
-        meta = {
-            **self.cascade.metadata,
-            "pipeline": "video",
-            "fps": self.fps,
-            "text_encoder": self.text.name,
-            "max_tokens": self.text.max_tokens,
-        }
+        meta = {**self.cascade.metadata, "pipeline": "video", "fps": self.fps}
+        if self.text is not None:
+            meta.update(text_encoder=self.text.name, max_tokens=self.text.max_tokens)
         out = replace(self.cascade, metadata=meta).save_pretrained(path, weights_dtype)
         if self.vocabulary is not None:
             self.vocabulary.save(path)
@@ -99,9 +94,8 @@ class VideoPipeline(Editing, PromptCheck):
         """Frames per second (editing's time axis)."""
         return self.fps
 
-    def items(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Item]:
-        text = self.text(prompts)
-        return [Item(f"{i:04d}", s, Conditioning(text=text[i])) for i, s in enumerate(seeds)]
+    def items(self, prompts: Sequence[str], seeds: Sequence[int], negative: str = "") -> list[Item]:
+        return prompt_items(self.text, prompts, seeds, 0, negative)
 
     def __call__(
         self,
@@ -111,16 +105,17 @@ class VideoPipeline(Editing, PromptCheck):
         frames: int | None = None,
         soundtrack: bool = True,
         progress: Progress | None = None,
+        negative: str = "",
     ) -> list[VideoClip]:
         """One video per prompt, ``frames`` long (default: one window); with a soundtrack pipeline (and
-        ``soundtrack``), each gets music as long as it is."""
+        ``soundtrack``), each gets music as long as it is. ``negative``: what guidance steers away from."""
         prompts, seeds = as_lists(prompts, seeds)
         self.check_prompts(prompts)
         total = self.frames if frames is None else frames
         if not isinstance(total, int) or total < 1:
             raise ValueError(f"frames={frames!r}; give a positive whole number of frames")
         keep = overlap_positions(self.cascade, None)
-        items = self.items(prompts, seeds)
+        items = self.items(prompts, seeds, negative)
         cascade = self.cascade
         if total > self.frames and self.join_guidance:  # the first window keeps nothing: unchanged by it
             base = replace(cascade.stages[0], reconstruction=self.join_guidance)

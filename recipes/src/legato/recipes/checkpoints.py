@@ -10,6 +10,7 @@ merges) is made here: nothing is downloaded. `write_all` writes all of them.
 - `upscaler`: ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler): a x4 VAE, 7-channel UNet with 1000
   noise-level classes, a DDPM ``low_res_scheduler``.
 - `text_to_video`: ``TextToVideoSDPipeline`` (ModelScope T2V, Zeroscope): ``UNet3DConditionModel``.
+- `video_to_video`: ``VideoToVideoSDPipeline`` (Zeroscope XL): the same classes, other weights.
 """
 
 from __future__ import annotations
@@ -64,19 +65,30 @@ def _ddim():
                          set_alpha_to_one=False, steps_offset=1)  # fmt: skip
 
 
-def stable_diffusion(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> Path:
-    """A tiny ``StableDiffusionPipeline`` folder (latents ``sample_size`` square, pixels 8x that)."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+def unet(sample_size: int, *, video: bool = False, in_channels: int = 4, widths=(8, 16), **config):
+    """A ``UNet2DConditionModel`` (``UNet3DConditionModel`` for ``video``) with one level per width (cross-
+    attention in all but the deepest), attending to the text encoder's ``WIDTH``."""
+    from diffusers import UNet2DConditionModel, UNet3DConditionModel
+
+    d, n = ("3D" if video else "2D"), len(widths)
+    cls = UNet3DConditionModel if video else UNet2DConditionModel
+    return cls(
+        sample_size=sample_size, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=tuple(widths), down_block_types=(f"CrossAttnDownBlock{d}",) * (n - 1) + (f"DownBlock{d}",),
+        up_block_types=(f"UpBlock{d}",) + (f"CrossAttnUpBlock{d}",) * (n - 1), cross_attention_dim=WIDTH,
+        attention_head_dim=4 if video else 2, norm_num_groups=4, **config,
+    ).eval()  # fmt: skip
+
+
+def stable_diffusion(folder: str | Path, *, seed: int = 0, sample_size: int = 8, widths=(8, 16)) -> Path:
+    """A tiny ``StableDiffusionPipeline`` folder (latents ``sample_size`` square, pixels 8x that; the UNet's
+    ``widths``, one level each)."""
+    from diffusers import StableDiffusionPipeline
 
     torch.manual_seed(seed)
     tok = tokenizer()
-    unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=WIDTH, attention_head_dim=2, norm_num_groups=4,
-    ).eval()  # fmt: skip
-    pipe = StableDiffusionPipeline(vae=vae(), text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=unet,
-                                   scheduler=_ddim(), safety_checker=None, feature_extractor=None,
+    pipe = StableDiffusionPipeline(vae=vae(), text_encoder=text_encoder(len(tok)), tokenizer=tok,
+                                   unet=unet(sample_size, widths=widths), scheduler=_ddim(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)  # fmt: skip
     pipe.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
@@ -84,15 +96,11 @@ def stable_diffusion(folder: str | Path, *, seed: int = 0, sample_size: int = 8)
 
 def upscaler(folder: str | Path, *, seed: int = 1) -> Path:
     """A tiny ``StableDiffusionUpscalePipeline`` folder: a x4 VAE, the UNet taking latents + noised pixels."""
-    from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline
 
     torch.manual_seed(seed)
     tok = tokenizer()
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=WIDTH, attention_head_dim=2, norm_num_groups=4, num_class_embeds=1000,
-    ).eval()  # fmt: skip
+    network = unet(16, in_channels=7, num_class_embeds=1000)
     autoencoder = vae(blocks=3)
     autoencoder.register_to_config(scaling_factor=0.08333)
     low_res = DDPMScheduler(
@@ -102,7 +110,7 @@ def upscaler(folder: str | Path, *, seed: int = 1) -> Path:
     scheduler.register_to_config(
         beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, prediction_type="v_prediction"
     )
-    pipe = StableDiffusionUpscalePipeline(vae=autoencoder, text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=unet,
+    pipe = StableDiffusionUpscalePipeline(vae=autoencoder, text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=network,
                                           low_res_scheduler=low_res, scheduler=_rebuilt(scheduler), max_noise_level=350)  # fmt: skip
     pipe.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
@@ -110,17 +118,23 @@ def upscaler(folder: str | Path, *, seed: int = 1) -> Path:
 
 def text_to_video(folder: str | Path, *, seed: int = 2, sample_size: int = 8) -> Path:
     """A tiny ``TextToVideoSDPipeline`` folder (ModelScope / Zeroscope layout)."""
-    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+    from diffusers import TextToVideoSDPipeline
 
+    return _video(TextToVideoSDPipeline, folder, seed, sample_size)
+
+
+def video_to_video(folder: str | Path, *, seed: int = 3, sample_size: int = 12) -> Path:
+    """A tiny ``VideoToVideoSDPipeline`` folder (Zeroscope XL's layout: the text-to-video classes)."""
+    from diffusers import VideoToVideoSDPipeline
+
+    return _video(VideoToVideoSDPipeline, folder, seed, sample_size)
+
+
+def _video(cls, folder: str | Path, seed: int, sample_size: int) -> Path:
     torch.manual_seed(seed)
     tok = tokenizer()
-    unet = UNet3DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=WIDTH, attention_head_dim=4, norm_num_groups=4,
-    ).eval()  # fmt: skip
-    pipe = TextToVideoSDPipeline(vae=vae(), text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=unet,
-                                 scheduler=_ddim())  # fmt: skip
+    pipe = cls(vae=vae(), text_encoder=text_encoder(len(tok)), tokenizer=tok, unet=unet(sample_size, video=True),
+               scheduler=_ddim())  # fmt: skip
     pipe.save_pretrained(folder, safe_serialization=True)
     return Path(folder)
 
@@ -137,4 +151,5 @@ def write_all(out: str | Path) -> dict[str, Path]:
         "stable-diffusion": stable_diffusion(out / "stable-diffusion"),
         "upscaler": upscaler(out / "upscaler"),
         "text-to-video": text_to_video(out / "text-to-video"),
+        "video-to-video": video_to_video(out / "video-to-video"),
     }

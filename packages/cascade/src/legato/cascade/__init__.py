@@ -26,7 +26,7 @@ from legato.cascade.cascade import (
     check_run,
     run_batch,
 )
-from legato.cascade.decode import Decode
+from legato.cascade.decode import Decode, Encode
 from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
 
@@ -35,6 +35,7 @@ __all__ = [
     "DTYPES",
     "Cascade",
     "Decode",
+    "Encode",
     "Executor",
     "Item",
     "LocalExecutor",

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from legato.cascade.decode import Decode
+from legato.cascade.decode import Decode, Encode
 from legato.cascade.stage import Stage, time_axis
 from legato.diffusion import Conditioning, make_scheduler
 from legato.diffusion.errors import DiffusionError
@@ -68,7 +68,7 @@ class Cascade:
     decode its samples: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
     """
 
-    stages: tuple[Stage | Decode, ...]
+    stages: tuple[Stage | Decode | Encode, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,11 +80,14 @@ class Cascade:
             if stage.is_base:
                 raise DiffusionError(f"stage {stage.name!r} after the first must be a super-resolution stage")
         for i, stage in enumerate(self.stages):
-            if isinstance(stage, Decode):
+            if isinstance(stage, (Decode, Encode)):
                 channels = self.output_shape(i - 1)[0] if i else None
-                if channels != stage.latents.channels:
+                decode = isinstance(stage, Decode)
+                wanted = stage.latents.channels if decode else stage.latents.pixel_channels
+                if channels != wanted:
                     raise DiffusionError(
-                        f"step {stage.name!r} decodes {stage.latents.channels}-channel latents, but "
+                        f"step {stage.name!r} {'decodes' if decode else 'encodes'} {wanted}-channel "
+                        f"{'latents' if decode else 'pixels'}, but "
                         f"{'nothing comes before it' if not i else f'the stage before it makes {channels} channels'}"
                     )
         names = [s.name for s in self.stages]
@@ -119,11 +122,12 @@ class Cascade:
         """The time axis of an item's output (`legato.cascade.stage.time_axis`)."""
         return time_axis(len(self.stages[0].shape))
 
-    def factors(self, index: int = 0) -> tuple[int, ...]:
+    def factors(self, index: int = 0) -> tuple[int | None, ...]:
         """Per axis of an item, how much larger the final output is than stage ``index``'s: ``(1, S, S)``
         for images, ``(1, T, S, S)`` for videos (``S``, ``T``: the later stages' space and time factors)."""
         later = self.stages[index + 1 :]
-        space = math.prod(s.sr.space for s in later)
+        # an `Encode` step's resize has no whole factor: the spatial ones are None past it
+        space = None if any(s.sr.space is None for s in later) else math.prod(s.sr.space for s in later)
         if self.time_axis == -1:
             return (1, space, space)
         return (1, math.prod(s.sr.time for s in later), space, space)

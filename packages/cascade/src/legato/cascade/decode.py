@@ -1,4 +1,4 @@
-"""`Decode`: the cascade step that turns a latent stage's samples into pixels.
+"""`Decode` and `Encode`: the cascade steps between a latent stage's samples and pixels.
 
 A latent diffusion model's decoder is a network of its own, often the one that runs out of memory beside the
 denoiser (a video's frames decoded at full size). As a step of the cascade, like a stage, every executor
@@ -6,6 +6,10 @@ places it where a stage goes: in turn in this process (`LocalExecutor`), or on i
 (the Ray executors). Its ``sr`` is the `LatentSpace`, whose geometry (``space``, ``high_shape``, and
 ``downsample``: encoding) is what the cascade walks, so a continuation's prefix is encoded on its way back to
 the latent stage.
+
+`Encode` is the other direction, before a latent stage that refines pixels made by the stages before it
+(``VideoToVideoSDPipeline``: Zeroscope XL over Zeroscope 576w's frames): the frames are resized to the
+refining stage's size and encoded, on the step's own worker.
 """
 
 from __future__ import annotations
@@ -14,20 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from torch import Tensor
+from einops import rearrange
+from torch import Tensor, nn
 
-from legato.cascade.stage import DTYPES, time_axis
+from legato.cascade.stage import DTYPES, prefix_weight, time_axis
 from legato.diffusion import Conditioning
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.latents import LatentSpace
 
 
 @dataclass(frozen=True, eq=False)
-class Decode:
-    """Latents -> pixels in [-1, 1] with ``latents`` (a `LatentSpace`), ``batch_size`` items per call.
-
-    The prefix of a continuation (pixels) is put back exactly where it was kept, faded as the stages fade
-    it, so what was already delivered is not changed by the encode-decode round trip."""
+class _LatentStep:
+    """What `Decode` and `Encode` share: an autoencoder, where it runs, and how many items per call."""
 
     name: str
     latents: LatentSpace
@@ -50,17 +52,25 @@ class Decode:
     is_base = False
     frames = None
 
-    @property
-    def sr(self) -> LatentSpace:
-        """The geometry the cascade walks through (see the module's docstring)."""
-        return self.latents
-
-    def to(self, device: str) -> Decode:
+    def to(self, device: str):
         self.latents.to(torch.device(device), DTYPES[self.dtype])
         return replace(self, device=device)
 
     def output_shape(self, inputs: Tensor) -> tuple[int, ...]:
-        return self.latents.high_shape(tuple(inputs.shape))[1:]
+        return self.sr.high_shape(tuple(inputs.shape))[1:]
+
+
+@dataclass(frozen=True, eq=False)
+class Decode(_LatentStep):
+    """Latents -> pixels in [-1, 1] with ``latents`` (a `LatentSpace`), ``batch_size`` items per call.
+
+    The prefix of a continuation (pixels) is put back exactly where it was kept, faded as the stages fade
+    it, so what was already delivered is not changed by the encode-decode round trip."""
+
+    @property
+    def sr(self) -> LatentSpace:
+        """The geometry the cascade walks through (see the module's docstring)."""
+        return self.latents
 
     def run(
         self,
@@ -80,6 +90,77 @@ class Decode:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class Encode(_LatentStep):
+    """Pixels in [-1, 1] -> latents: each image or frame resized to ``size`` (height, width) by ``resize``
+    (a ``torch.nn.functional.interpolate`` mode), then encoded to the posterior's mode.
+
+    Its geometry has no whole factor (Zeroscope's 320x576 -> 576x1024 is neither), so what walks back through
+    it (a continuation's prefix, an edit's mask) is refused: continue or edit the stages before it."""
+
+    size: tuple[int, int] = (0, 0)
+    resize: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (
+            len(self.size) != 2
+            or any(int(n) != n or n % self.latents.space for n in self.size)
+            or min(self.size) < 1
+        ):
+            raise DiffusionError(
+                f"step {self.name!r}: size={self.size!r} must be (height, width) in pixels, each dividing by "
+                f"{self.latents.space} (the autoencoder's factor)"
+            )
+        if self.resize not in ("nearest", "bilinear", "bicubic", "area", "nearest-exact"):
+            raise DiffusionError(
+                f"step {self.name!r}: resize={self.resize!r}; use bicubic, bilinear or nearest"
+            )
+
+    @property
+    def sr(self) -> Encode:
+        return self
+
+    space = None  # no whole factor: see the class docstring
+    time = 1
+
+    def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]:
+        b, _, *mid, _, _ = low_shape
+        s = self.latents.space
+        return (b, self.latents.channels, *mid, self.size[0] // s, self.size[1] // s)
+
+    def downsample(self, x: Tensor) -> Tensor:
+        raise DiffusionError(
+            f"step {self.name!r} resizes and encodes: a continuation or an edit cannot pass back through it; "
+            "continue or edit the stages before it"
+        )
+
+    def resized(self, pixels: Tensor) -> Tensor:
+        """``(B, C, [T,] H, W)`` pixels resized to ``size``, frame by frame, clamped to [-1, 1]."""
+        video = pixels.ndim == 5
+        frames = rearrange(pixels, "b c t h w -> (b t) c h w") if video else pixels
+        kw = {} if self.resize in ("nearest", "area", "nearest-exact") else {"align_corners": False}
+        out = nn.functional.interpolate(frames.float(), size=tuple(self.size), mode=self.resize, **kw)
+        out = out.clamp(-1, 1)
+        return rearrange(out, "(b t) c h w -> b c t h w", b=pixels.shape[0]) if video else out
+
+    def run(
+        self,
+        inputs: Tensor | None,
+        cond: Conditioning,
+        seeds: Sequence[int],
+        index: int,
+        prefixes: Sequence[Tensor | None] | None = None,
+        fades: Sequence[float] | None = None,
+    ) -> Tensor:
+        if inputs is None:
+            raise DiffusionError(f"step {self.name!r} encodes the previous stage's pixels: give them")
+        if prefixes is not None and any(p is not None for p in prefixes):
+            self.downsample(inputs)  # refuses, with why
+        with torch.inference_mode():
+            return self.latents.encode(self.resized(inputs).to(self.device)).float().cpu()
+
+
 def _keep_prefixes(out: Tensor, prefixes: Sequence[Tensor | None], fades: Sequence[float] | None) -> Tensor:
     """``out`` with each item's prefix (along its time axis) put back, the last ``fade`` of it ramping into
     the decoded pixels as `Stage.outpainting` ramps it."""
@@ -89,11 +170,7 @@ def _keep_prefixes(out: Tensor, prefixes: Sequence[Tensor | None], fades: Sequen
         if prefix is None:
             continue
         kept = prefix.shape[axis]
-        weight = torch.zeros(out.shape[axis])
-        faded = round(kept * (fades[b] if fades is not None else 0.0))
-        if faded:
-            weight[kept - faded : kept] = torch.arange(1, faded + 1) / (faded + 1)
-        weight[kept:] = 1
+        weight = prefix_weight(out.shape[axis], kept, fades[b] if fades is not None else 0.0)
         view = [1] * (out.ndim - 1)
         view[axis] = -1
         w = weight.view(view)

@@ -30,7 +30,7 @@ import diffusers
 import torch
 from torch import nn
 
-from legato.cascade.decode import Decode
+from legato.cascade.decode import Decode, Encode
 from legato.cascade.stage import DTYPES, Stage
 from legato.cascade.text import CLIPTextEncoder
 from legato.diffusion import (
@@ -42,7 +42,7 @@ from legato.diffusion import (
     scheduler_from_config,
 )
 from legato.diffusion.errors import DiffusionError
-from legato.diffusion.latents import LatentSpace, LatentUpscale
+from legato.diffusion.latents import LatentRefine, LatentSpace, LatentUpscale
 
 if TYPE_CHECKING:
     from legato.cascade.cascade import Cascade
@@ -67,7 +67,8 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
         stages = []
         for stage in cascade.stages:
             folder = tmp / stage.name
-            network = stage.latents.vae if isinstance(stage, Decode) else stage.denoiser.network
+            step = isinstance(stage, (Decode, Encode))
+            network = stage.latents.vae if step else stage.denoiser.network
             if not hasattr(network, "save_pretrained"):
                 raise DiffusionError(
                     f"stage {stage.name!r}: {type(network).__name__} has no save_pretrained; build the network "
@@ -76,8 +77,8 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
             if weights_dtype is not None:
                 network = copy.deepcopy(network).to(DTYPES[weights_dtype])
             network.save_pretrained(folder, safe_serialization=True)
-            if isinstance(stage, Decode):
-                stages.append(_decode_config(stage))
+            if step:
+                stages.append(_step_config(stage))
                 continue
             stage.scheduler.save_pretrained(folder)
             if stage.text is not None:
@@ -183,23 +184,26 @@ def cascade_folders(path: str | Path) -> list[Path]:
     return [stage_folder(root, s).resolve() for s in config["stages"]]
 
 
-def _decode_config(step: Decode) -> dict[str, Any]:
+def _step_config(step: Decode | Encode) -> dict[str, Any]:
     network = type(step.latents.vae)
     return {
         "name": step.name,
-        "step": "decode",
+        "step": "decode" if isinstance(step, Decode) else "encode",
         "network": f"{network.__module__}:{network.__qualname__}",
         "batch_size": step.batch_size,
         "device": step.device,
         "dtype": step.dtype,
         "tiling": step.latents.tiling,
         "slicing": step.latents.slicing,
+        **({"size": list(step.size), "resize": step.resize} if isinstance(step, Encode) else {}),
     }
 
 
-def _sr_config(sr: SuperResolution | LatentUpscale | None) -> dict[str, Any] | None:
+def _sr_config(sr: SuperResolution | LatentUpscale | LatentRefine | None) -> dict[str, Any] | None:
     if sr is None:
         return None
+    if isinstance(sr, LatentRefine):
+        return {"type": "latent-refine", "strength": sr.strength}
     if isinstance(sr, LatentUpscale):
         return {"type": "latent-upscale", "channels": sr.channels, "noise_level": sr.noise_level,
                 "low_res_scheduler": json.loads(sr.low_res_scheduler)}  # fmt: skip
@@ -212,9 +216,11 @@ def _sr_config(sr: SuperResolution | LatentUpscale | None) -> dict[str, Any] | N
     }
 
 
-def _sr_from(sr: dict[str, Any] | None) -> SuperResolution | LatentUpscale | None:
+def _sr_from(sr: dict[str, Any] | None) -> SuperResolution | LatentUpscale | LatentRefine | None:
     if sr is None:
         return None
+    if sr.get("type") == "latent-refine":
+        return LatentRefine(sr["strength"])
     if sr.get("type") == "latent-upscale":
         return LatentUpscale(sr["channels"], json.dumps(sr["low_res_scheduler"]), sr["noise_level"])
     return SuperResolution(
@@ -328,7 +334,7 @@ def _own_storage(network: nn.Module) -> None:
             tensor.data = tensor.data.clone()
 
 
-def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode:
+def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode | Encode:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
     require_safetensors(folder)
@@ -338,11 +344,19 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         .eval()
     )
     _own_storage(network)
-    if spec.get("step") == "decode":
+    if spec.get("step") in ("decode", "encode"):
         latents = LatentSpace(network, tiling=spec.get("tiling", False), slicing=spec.get("slicing", False))
-        step = Decode(
-            spec["name"], latents, spec["batch_size"], device or _available(spec["device"]), spec["dtype"]
+        where = (
+            spec["name"],
+            latents,
+            spec["batch_size"],
+            device or _available(spec["device"]),
+            spec["dtype"],
         )
+        if spec["step"] == "decode":
+            step = Decode(*where)
+        else:
+            step = Encode(*where, size=tuple(spec["size"]), resize=spec.get("resize", "bicubic"))
         return step.to(step.device)
     try:
         scheduler = scheduler_from_config((folder / "scheduler_config.json").read_text())

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from legato.diffusion import (
     ClassifierFreeGuidance,
     Conditioning,
-    SuperResolution,
+    Upsampler,
     correlate_frames,
     randn,
     sample,
@@ -36,6 +36,18 @@ def time_axis(item_ndim: int) -> int:
     """The time axis of an item with ``item_ndim`` dims: the last of a ``(C, H, W)`` image (a mel
     spectrogram's frames), ``T`` of a ``(C, T, H, W)`` video; negative, so it also indexes batches."""
     return -1 if item_ndim == 3 else -3
+
+
+def prefix_weight(length: int, kept: int, fade: float) -> Tensor:
+    """``(length,)``: 0 where a prefix of ``kept`` positions is kept, 1 where new content goes, and over the
+    prefix's last ``round(kept * fade)`` positions a ramp ``k / (F + 1)`` (``k = 1..F``) between them: what
+    every stage and `Decode` step blends a continuation's prefix with."""
+    weight = torch.ones(length)
+    weight[:kept] = 0
+    faded = round(kept * fade)
+    if faded:
+        weight[kept - faded : kept] = torch.arange(1, faded + 1) / (faded + 1)
+    return weight
 
 
 def stage_seed(seed: int, index: int) -> int:
@@ -80,7 +92,7 @@ class Stage:
     scheduler: SchedulerMixin
     steps: int
     shape: tuple[int, ...] | None = None
-    sr: SuperResolution | None = None
+    sr: Upsampler | None = None
     frames: int | None = None
     guidance_scale: float = 1.0
     guidance_input: bool = False
@@ -159,7 +171,8 @@ class Stage:
         at its end, that crossfades into the new content instead of being kept exactly (`Item.fade`).
         Returns float32 on the CPU.
 
-        ``prompts`` and ``negatives`` (one per item) are what a stage with its own ``text`` encoder encodes.
+        ``prompts`` and ``negatives`` (one per item) are what a stage with its own ``text`` encoder encodes
+        (without them, it takes ``cond``'s embeddings as they are: an interpolation's mixed ones).
 
         Editing, for base stages: ``noise`` replaces the seeded starting noise (e.g. a DDIM-inverted latent),
         ``init``/``strength`` run img2img, ``mask``/``known`` inpaint (see `legato.diffusion.sample`)."""
@@ -171,7 +184,7 @@ class Stage:
             )
         device, dtype = torch.device(self.device), DTYPES[self.dtype]
         gens = self.generators(seeds, index)
-        if self.text is not None:
+        if self.text is not None and (prompts is not None or cond.text is None):
             cond = self.encode(cond, prompts, negatives, len(seeds))
         cond = cond.map(lambda v: v.to(device, dtype) if v.is_floating_point() else v.to(device))
         if self.sr is not None and (noise is not None or init is not None or mask is not None):
@@ -261,13 +274,10 @@ class Stage:
                 )
             kept = prefix.shape[axis]
             known[b].narrow(axis, 0, kept).copy_(prefix)
-            mask[b].narrow(axis, 0, kept).zero_()
-            faded = round(kept * (fades[b] if fades is not None else 0.0))
-            if faded:
-                ramp = torch.arange(1, faded + 1, device=device, dtype=mask.dtype) / (faded + 1)
-                view = [1] * (mask.ndim - 1)
-                view[axis] = faded
-                mask[b].narrow(axis, kept - faded, faded).copy_(ramp.view(view))
+            view = [1] * (mask.ndim - 1)
+            view[axis] = length
+            weight = prefix_weight(length, kept, fades[b] if fades is not None else 0.0)
+            mask[b].copy_(weight.to(device, mask.dtype).view(view))
         return mask, known
 
     def guided(self, cond: Conditioning, batch: int) -> tuple[nn.Module, Conditioning]:

@@ -45,6 +45,15 @@ def unit_from_pixels(pixels: Tensor | np.ndarray) -> Tensor:
     return (1.0 - red).flip(0)[None].contiguous()
 
 
+def riffusion_pixels(unit: Tensor) -> Tensor:
+    """Legato's unit mel ``(1, n_mels, frames)`` -> the ``(3, H, W)`` image in [-1, 1] a Riffusion model makes
+    and edits (unquantised; the inverse of `unit_from_pixels` on such an image)."""
+    if unit.ndim != 3 or unit.shape[0] != 1:
+        raise CodecError(f"expected a mono unit mel (1, n_mels, frames), got shape {tuple(unit.shape)}")
+    red = (1.0 - unit[0].float().clamp(0, 1)).flip(0)
+    return (red * 2 - 1)[None].repeat(3, 1, 1)
+
+
 def pixels_from_unit(unit: Tensor) -> np.ndarray:
     """Legato's unit mel ``(1, n_mels, frames)`` or ``(n_mels, frames)`` -> Riffusion's uint8 ``(H, W, 3)``:
     ``255 - 255 u`` truncated, as ``image_from_spectrogram`` computes it (float32), lowest band at the bottom."""

@@ -21,7 +21,7 @@ from legato.diffusion.editing import diffedit_mask, invert, null_text_inversion
 from legato.diffusion.errors import DiffusionError, SamplingCancelled
 from legato.diffusion.experts import NoiseLevelExperts, expert_ranges
 from legato.diffusion.guidance import ClassifierFreeGuidance
-from legato.diffusion.latents import LatentSpace, LatentUpscale
+from legato.diffusion.latents import LatentRefine, LatentSpace, LatentUpscale
 from legato.diffusion.metrics import frechet_distance
 from legato.diffusion.models import DiT, forward_network, register_network
 from legato.diffusion.sampling import Step, sample
@@ -32,7 +32,7 @@ from legato.diffusion.schedulers import (
     scheduler_config,
     scheduler_from_config,
 )
-from legato.diffusion.superres import SuperResolution
+from legato.diffusion.superres import SuperResolution, Upsampler
 from legato.diffusion.tensors import append_dims, correlate_frames, generators, randn
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "DiT",
     "DiffusionError",
     "EDMDenoiser",
+    "LatentRefine",
     "LatentSpace",
     "LatentUpscale",
     "NoiseAugmentation",
@@ -51,6 +52,7 @@ __all__ = [
     "SamplingCancelled",
     "Step",
     "SuperResolution",
+    "Upsampler",
     "VPSchedule",
     "append_dims",
     "convert_scheduler",

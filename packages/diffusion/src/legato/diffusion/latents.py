@@ -200,3 +200,56 @@ class LatentUpscale:
         latents = randn(self.high_shape(tuple(low.shape)), generator, device=low.device).to(low.dtype)
         full = (cond or Conditioning()).replace(low_res=noised, noise_level=level)
         return sample(denoiser, scheduler, latents, steps=steps, cond=full, generator=generator)
+
+
+@dataclass(frozen=True)
+class LatentRefine:
+    """img2img as a cascade stage's ``sr`` (``VideoToVideoSDPipeline``: Zeroscope XL over Zeroscope 576w): the
+    stage's input is latents (the previous pixels resized and encoded by an `legato.cascade.Encode` step),
+    noised to ``strength`` of the schedule and denoised from there, as diffusers' video-to-video and
+    img2img pipelines do; the output has the input's shape.
+
+    A video's noise is drawn frame-major per item (``(T, C, h, w)``, then moved to ``(C, T, h, w)``), the
+    layout ``VideoToVideoSDPipeline`` draws it in.
+    """
+
+    strength: float = 0.6
+
+    space = 1
+    time = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.strength) < 1.0:
+            raise DiffusionError(
+                f"strength={self.strength!r} must lie in (0, 1): 0 keeps the input, 1 ignores it (a base stage)"
+            )
+
+    def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]:
+        return tuple(low_shape)
+
+    def downsample(self, x: Tensor) -> Tensor:
+        return x
+
+    def generate(
+        self,
+        denoiser: nn.Module,
+        scheduler,
+        low: Tensor,
+        *,
+        steps: int,
+        generator: torch.Generator | list[torch.Generator],
+        cond: Conditioning | None = None,
+        frames: int | None = None,
+        mask: Tensor | None = None,
+        known: Tensor | None = None,
+        reconstruction: float = 0.0,
+    ) -> Tensor:
+        """The refined latents of ``low`` ``(B, C, [T,] h, w)``."""
+        if low.ndim == 5:
+            b, c, t, h, w = low.shape
+            noise = randn((b, t, c, h, w), generator, device=low.device).permute(0, 2, 1, 3, 4)
+        else:
+            noise = randn(tuple(low.shape), generator, device=low.device)
+        noise = noise.to(low.dtype).contiguous()
+        return sample(denoiser, scheduler, noise, steps=steps, cond=cond, generator=generator, init=low,
+                      strength=float(self.strength), mask=mask, known=known, reconstruction=reconstruction)  # fmt: skip

@@ -15,6 +15,7 @@ last kept frame for a trailing odd one. ``space=s`` divides ``H`` and ``W`` by `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,25 @@ def interpolate_frames(video: Tensor, factor: int, frames: int | None = None) ->
     hi = (lo + 1).clamp_max(video.shape[2] - 1)
     w = (position - lo).clamp(0, 1).to(video.dtype)[None, None, :, None, None]
     return torch.lerp(video[:, :, lo], video[:, :, hi], w)
+
+
+class Upsampler(Protocol):
+    """What a super-resolution stage's ``sr`` is to its cascade: `SuperResolution` (Legato's own networks),
+    `legato.diffusion.LatentUpscale` (the x4 upscaler), `legato.diffusion.LatentRefine` (video-to-video).
+    ``space``/``time`` are its whole factors (``space`` None where it has none), ``high_shape`` its output's
+    shape, ``downsample`` what brings an output back to its input (continuations, edits), ``generate`` the
+    sampling."""
+
+    space: int | None
+    time: int
+
+    def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]: ...
+
+    def downsample(self, x: Tensor) -> Tensor: ...
+
+    def generate(self, denoiser: nn.Module, scheduler, low: Tensor, *, steps: int, generator,
+                 cond: Conditioning | None = None, frames: int | None = None, mask: Tensor | None = None,
+                 known: Tensor | None = None, reconstruction: float = 0.0) -> Tensor: ...  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def parse_steps(text: str | None, config: dict, *, zero_keeps: bool = False) -> 
     a 0 leaves that stage as it is."""
     if text is None:
         return None
-    names = [s["name"] for s in config["stages"]]
+    names = [s["name"] for s in config["stages"] if "step" not in s]  # not the Encode/Decode steps
     try:
         steps = [int(part) for part in text.split(",")]
     except ValueError:

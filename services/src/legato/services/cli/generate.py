@@ -58,6 +58,10 @@ Formats = Annotated[
         "--format", "-f", help="File format, repeatable.", show_default="wav + png (music), mp4 (video)"
     ),
 ]
+Negative = Annotated[
+    str | None,
+    typer.Option("--negative", help="A negative prompt: what guidance steers every output away from."),
+]
 Out = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder.", show_default="outputs/generate-<kind>")
 ]
@@ -75,7 +79,11 @@ Address = Annotated[
 
 
 def items(
-    prompts: list[str], seeds: list[int] | None, length: float | None = None, key: str = "duration"
+    prompts: list[str],
+    seeds: list[int] | None,
+    length: float | None = None,
+    key: str = "duration",
+    negative: str | None = None,
 ) -> list[dict]:
     pairs = dict.fromkeys((p, s) for p in prompts for s in seeds or [0])  # repeated pairs once, in order
     if any(not p.strip() for p, _ in pairs):
@@ -85,18 +93,21 @@ def items(
         item = {"prompt": prompt, "seed": seed}  # its id, and file names, come from these (JobSpec.item_ids)
         if length is not None:
             item[key] = length
+        if negative:
+            item["negative"] = negative
         found.append(item)
     return found
 
 
 def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack, steps, guidance, formats,
-             out, device, executor, address, as_json, mastering=None, scheduler=None) -> None:  # fmt: skip
+             out, device, executor, address, as_json, mastering=None, scheduler=None,
+             negative=None) -> None:  # fmt: skip
     path, config = resolve_model(model, kind)
     spec = {
         "kind": kind,
         "model": str(path),
         "output": str((out or Path("outputs") / f"generate-{kind}").resolve()),
-        "items": items(prompts, seeds, length, "duration" if kind == "music" else "frames"),
+        "items": items(prompts, seeds, length, "duration" if kind == "music" else "frames", negative),
         "formats": formats or None,
         "executor": executor,
         "device": device,
@@ -131,6 +142,7 @@ def music(
         ),
     ] = None,
     model: Model = None,
+    negative: Negative = None,
     steps: Steps = None,
     guidance: Guidance = None,
     scheduler: Scheduler = None,
@@ -175,7 +187,7 @@ def music(
         fail("--strength is for --interpolate; add --interpolate N")
     generate("music", prompts, seeds=seed, length=duration, model=model, soundtrack=None, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json, mastering=mastering, scheduler=scheduler)  # fmt: skip
+             as_json=as_json, mastering=mastering, scheduler=scheduler, negative=negative)  # fmt: skip
 
 
 @app.command("video")
@@ -201,6 +213,7 @@ def video(
             help="A music model (folder or name, e.g. music-fast) for a soundtrack as long as the video."
         ),
     ] = None,
+    negative: Negative = None,
     steps: Steps = None,
     guidance: Guidance = None,
     scheduler: Scheduler = None,
@@ -221,4 +234,5 @@ def video(
         fail("--no-master, --loudness, --sample-rate and --mono finish a soundtrack: add --soundtrack MODEL")
     generate("video", prompts, seeds=seed, length=frames, model=model, soundtrack=soundtrack, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json, scheduler=scheduler, mastering=mastering if soundtrack else None)  # fmt: skip
+             as_json=as_json, scheduler=scheduler, mastering=mastering if soundtrack else None,
+             negative=negative)  # fmt: skip

@@ -36,9 +36,9 @@ def describe(folder: Path) -> dict | None:
     meta = config.get("metadata", {})
     stages = []
     for stage in config.get("stages", []):
-        if stage.get("step") == "decode":
+        if stage.get("step") in ("decode", "encode"):
             stages.append({"name": stage["name"], "steps": 0, "guidance": 1.0, "shape": None, "space": None,
-                           "time": None, "decode": True})  # fmt: skip
+                           "time": None, "step": stage["step"]})  # fmt: skip
             continue
         sr = stage.get("sr") or {}
         stages.append({
@@ -79,8 +79,10 @@ def find_models(extra: list[Path]) -> list[dict]:
 
 
 def stage_text(stage: dict) -> str:
-    if stage.get("decode"):
+    if stage.get("step") == "decode":
         return f"{stage['name']} (the VAE's decoder)"
+    if stage.get("step") == "encode":
+        return f"{stage['name']} (resize + the VAE's encoder)"
     if stage["shape"]:
         size = "x".join(map(str, stage["shape"]))
     else:
@@ -136,11 +138,24 @@ def models(
     console.print(f"{len(found)} models in {where}; use a name or a path with --model", markup=False)
 
 
+def _size(option: str, text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{option} {text!r} must be HEIGHTxWIDTH, like 512x512") from None
+    return height, width
+
+
 @app.command("import")
 @handle_errors
 def import_(
     folders: Annotated[
-        list[Path], typer.Argument(help="diffusers pipeline folders: a base, then x4 upscalers.")
+        list[Path],
+        typer.Argument(
+            help="diffusers pipeline folders: a base, then x4 upscalers or video-to-video refiners."
+        ),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="The model's name (a folder in ./models).")],
     kind: Annotated[
@@ -154,6 +169,16 @@ def import_(
         str | None, typer.Option(help="Output HEIGHTxWIDTH in pixels (default: the UNet's).")
     ] = None,
     frames: Annotated[int, typer.Option(help="Frames of a text-to-video base stage.")] = 16,
+    refine_size: Annotated[
+        str | None,
+        typer.Option(
+            help="HEIGHTxWIDTH a video-to-video stage refines at (Zeroscope XL: 576x1024).",
+            show_default="twice the base's",
+        ),
+    ] = None,
+    strength: Annotated[
+        float, typer.Option(min=0.01, max=0.99, help="How much a video-to-video stage changes the frames.")
+    ] = 0.6,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     into: Annotated[Path, typer.Option("--into", help="Where the model folder goes.")] = Path("models"),
@@ -161,18 +186,17 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Import diffusers checkpoints (StableDiffusionPipeline, StableDiffusionUpscalePipeline,
-    TextToVideoSDPipeline folders) as one Legato model: `legato models import riffusion-model-v1 --name
+    TextToVideoSDPipeline, VideoToVideoSDPipeline folders) as one Legato model: `legato models import riffusion-model-v1 --name
     riffusion --kind music`, then `legato generate music "..." --model riffusion`."""
     from legato.pipelines.checkpoints import import_checkpoint
 
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"--name {name!r} must be a plain folder name, like riffusion")
     counts = None if steps is None else [int(n) for n in steps.split(",")]
-    shape = None if size is None else tuple(int(v) for v in size.lower().split("x"))
-    if shape is not None and len(shape) != 2:
-        raise ValueError(f"--size {size!r} must be HEIGHTxWIDTH, like 512x512")
     path = import_checkpoint([str(f) for f in folders], into / name, kind=kind, force=force, steps=counts,
-                             guidance=guidance, size=shape, frames=frames, dtype=dtype, device=device)  # fmt: skip
+                             guidance=guidance, size=_size("--size", size), frames=frames, dtype=dtype,
+                             device=device, refine_size=_size("--refine-size", refine_size),
+                             strength=strength)  # fmt: skip
     info = describe(path)
     if as_json:
         emit({"ok": True, "model": info}, True)

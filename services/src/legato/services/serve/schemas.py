@@ -59,6 +59,9 @@ class _Generate(BaseModel):
     seed: Seed | list[Seed] = Field(
         0, description="one seed per prompt; a single number n gives the prompts n, n + 1, ..."
     )
+    negative: str | None = Field(
+        None, max_length=10_000, description="a negative prompt: what guidance steers every output away from"
+    )
     steps: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="sampling steps, one number per cascade stage (default: the model's)"
     )
@@ -208,6 +211,9 @@ def check_limits(request: MusicRequest | VideoRequest, limits: Limits, stages: l
                 check_prompt(p)  # control characters: the pipelines' own rule
             except ValueError as err:
                 add("prompt" if request.prompt is not None else f"prompts.{i}", str(err), "plain text only")
+    if request.negative is not None and len(request.negative) > limits.max_prompt_chars:
+        add("negative", f"{len(request.negative)} characters; this server takes at most {limits.max_prompt_chars}",
+            f"shorten it to {limits.max_prompt_chars} characters")  # fmt: skip
     if isinstance(request.seed, list) and len(request.seed) != len(prompts):
         add("seed", f"{len(request.seed)} seeds for {len(prompts)} prompts",
             "give one seed per prompt, or a single number")  # fmt: skip

@@ -70,7 +70,8 @@ class Ingress:
                 soundtrack=self.pipes.get("music"),
             )  # fmt: skip
         for pipe in self.pipes.values():
-            pipe.text(["warm up"])  # load the text encoder now, not in the first request
+            if pipe.text is not None:  # imported checkpoints: their stages hold their own encoders
+                pipe.text(["warm up"])  # load the text encoder now, not in the first request
         self.pool = ThreadPoolExecutor(max_workers=limits.max_active_jobs, thread_name_prefix="legato-job")
         self.active, self.lock = 0, threading.Lock()
 
@@ -82,9 +83,10 @@ class Ingress:
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "active_jobs": self.active, "limits": self.limits.to_dict()}
         for kind, pipe in self.pipes.items():
-            entry = {"model": self.models[kind], "stages": [s.name for s in pipe.cascade.stages],
-                     "steps": [s.steps for s in pipe.cascade.stages],
-                     "schedulers": [scheduler_name(s.scheduler) for s in pipe.cascade.stages],
+            sampled = [pipe.cascade.stages[i] for i in pipe.cascade.sampled]  # not the Encode/Decode steps
+            entry = {"model": self.models[kind], "stages": [s.name for s in sampled],
+                     "steps": [s.steps for s in sampled],
+                     "schedulers": [scheduler_name(s.scheduler) for s in sampled],
                      "guidance": pipe.cascade.stages[0].guidance_scale}  # fmt: skip
             if isinstance(pipe, MusicPipeline):
                 entry.update(sample_rate=pipe.params.sample_rate, window_seconds=pipe.window_seconds,
@@ -103,7 +105,7 @@ class Ingress:
         if pipe is None:
             raise ServiceError(404, "no_model", f"this server runs no {kind} model",
                                f"start the server with {kind}_model=FOLDER (e.g. models/{kind}-default)")  # fmt: skip
-        stages = [s.name for s in pipe.cascade.stages]
+        stages = [pipe.cascade.stages[i].name for i in pipe.cascade.sampled]  # what steps= counts
         problems = check_limits(request, self.limits, stages)
         if isinstance(request, VideoRequest) and request.soundtrack and pipe.soundtrack is None:
             raise ServiceError(422, "no_soundtrack", "this server runs no music model for soundtracks",
@@ -143,10 +145,12 @@ class Ingress:
                 pipe = raw(pipe)
             prompts, seeds = as_lists(request.prompt_list, request.seed)
             job = job.model_copy(update={"warnings": pipe.check_prompts(prompts, warn=False)})
+            negative = request.negative or ""
             if isinstance(request, MusicRequest):
-                outputs = pipe(prompts, seeds=seeds, duration=request.duration)
+                outputs = pipe(prompts, seeds=seeds, duration=request.duration, negative=negative)
             else:
-                outputs = pipe(prompts, seeds=seeds, frames=request.frames, soundtrack=request.soundtrack)
+                outputs = pipe(prompts, seeds=seeds, frames=request.frames, soundtrack=request.soundtrack,
+                               negative=negative)  # fmt: skip
             files = []
             for i, out in enumerate(outputs):
                 name = f"{i:04d}.{request.format}"

@@ -3,8 +3,8 @@ classes, layouts and config keys (legato.recipes.checkpoints): the same starting
 guidance and negative prompt give the same latents and pixels, to 1e-4 of the output range."""
 
 import json
-from dataclasses import replace
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -237,6 +237,11 @@ def test_cli_imports_a_riffusion_folder_and_generates_music_with_it(folders, tmp
     with Image.open(next((tmp_path / "out").glob("*.png"))) as image:
         assert image.mode == "RGB"
         assert 11000 in image.getexif()  # Riffusion's convention
+    song = next((tmp_path / "out").glob("*.wav"))
+    edited = legato("edit", "music", str(song), "an organ chorale", "--model", str(tmp_path / "models" / "riff"),
+                    "--strength", "0.5", "--negative", "noise", "--steps", "4", "--out", str(tmp_path / "e.wav"))  # fmt: skip
+    assert edited.code == 0, edited.stderr
+    assert read_audio(tmp_path / "e.wav")[0].shape[-1] == pytest.approx(audio.shape[-1], rel=0.02)
 
 
 def _image_pipeline(folders, tmp_path, scheduler, steps=5):
@@ -330,9 +335,8 @@ def test_riffusion_model_edits_inpaints_and_interpolates_with_its_own_encoder(fo
     from legato.codec.riffusion import unit_from_pixels
 
     kept = unit_from_pixels(source)
-    assert torch.equal(filled.mel[..., :30], kept[..., :30]) and torch.equal(
-        filled.mel[..., 80:], kept[..., 80:]
-    )
+    assert torch.equal(filled.mel[..., :30], kept[..., :30])
+    assert torch.equal(filled.mel[..., 80:], kept[..., 80:])
     assert (filled.mel[..., 30:80] - kept[..., 30:80]).abs().max() > 0.05
     # interpolation mixes the base stage's own embeddings; its ends are the plain generations
     walk = pipe.interpolate(["a jig on the fiddle", "an organ chorale"], seeds=(1, 2), steps=3)
@@ -359,7 +363,8 @@ def test_cli_imports_zeroscope_576w_to_xl_and_generates_a_video(folders, tmp_pat
     assert made.code == 0, made.stderr
     with av.open(str(next((tmp_path / "out").glob("*.mp4")))) as f:
         frames = [frame.to_ndarray(format="rgb24") for frame in f.decode(video=0)]
-    assert len(frames) == 4 and frames[0].shape == (96, 96, 3)
+    assert len(frames) == 4
+    assert frames[0].shape == (96, 96, 3)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -370,6 +375,7 @@ def test_half_precision_stages_run_in_that_dtype_close_to_float32(folders, dtype
     assert next(cascade.stages[0].denoiser.parameters()).dtype == getattr(torch, dtype)
     assert next(cascade.stages[1].latents.vae.parameters()).dtype == getattr(torch, dtype)  # the decode too
     out = LocalExecutor().run(cascade, items)[0]
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
     # measured: bfloat16 0.041, float16 0.005 at most, on pixels of spread 0.34
     assert (out - ref).abs().max() < 0.15

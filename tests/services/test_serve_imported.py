@@ -74,4 +74,5 @@ def test_imported_checkpoints_are_served_with_negative_prompts(client, imported)
     assert video["status"] == "done", video
     with av.open(io.BytesIO(client.download(video["files"][0]["url"]))) as f:
         frames = [frame.to_ndarray(format="rgb24") for frame in f.decode(video=0)]
-    assert len(frames) == 4 and frames[0].shape == (64, 64, 3)
+    assert len(frames) == 4
+    assert frames[0].shape == (64, 64, 3)

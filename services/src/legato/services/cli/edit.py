@@ -69,6 +69,9 @@ Start = Annotated[
 ]
 End = Annotated[float | None, typer.Option(min=0.0, help="Inpainting: end of the range to regenerate, s.")]
 Seed = Annotated[int, typer.Option("--seed", "-s", help="Seed of the edit's noise.")]
+Negative = Annotated[
+    str | None, typer.Option("--negative", help="A negative prompt: what guidance steers the edit away from.")
+]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace output files that exist (never the input).")
 ]
@@ -110,6 +113,7 @@ def music(
         ),
     ] = None,
     seed: Seed = 0,
+    negative: Negative = None,
     model: model_option("music") = None,
     steps: Steps = None,
     guidance: Guidance = None,
@@ -123,7 +127,7 @@ def music(
     """Edit AUDIO towards PROMPT with one of three modes (img2img, inversion, inpainting)."""
     edit("music", audio, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
          seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
-         overwrite=overwrite, as_json=as_json, master=master)  # fmt: skip
+         overwrite=overwrite, as_json=as_json, master=master, negative=negative)  # fmt: skip
 
 
 @app.command("video")
@@ -145,6 +149,7 @@ def video(
         ),
     ] = None,
     seed: Seed = 0,
+    negative: Negative = None,
     model: model_option("video") = None,
     steps: Steps = None,
     guidance: Guidance = None,
@@ -158,11 +163,11 @@ def video(
     of three modes (img2img, inversion, inpainting)."""
     edit("video", source, prompt, strength=strength, source_prompt=source_prompt, start=start, end=end, mask=mask,
          seed=seed, model=model, steps=steps, guidance=guidance, scheduler=scheduler, out=out, device=device,
-         overwrite=overwrite, as_json=as_json)  # fmt: skip
+         overwrite=overwrite, as_json=as_json, negative=negative)  # fmt: skip
 
 
 def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start, end, mask, seed, model, steps,
-         guidance, scheduler, out, device, overwrite, as_json, master=True) -> None:  # fmt: skip
+         guidance, scheduler, out, device, overwrite, as_json, master=True, negative=None) -> None:  # fmt: skip
     """One edit of ``source`` with a ``kind`` pipeline, its files and summary."""
     if not source.is_file():
         fail(f"{source} is not a file; give the {'song' if kind == 'music' else 'video'} to edit")
@@ -193,12 +198,14 @@ def edit(kind: str, source: Path, prompt: str, *, strength, source_prompt, start
         else:
             loaded = VideoPipeline.from_pretrained(path, device=device)
         pipe = with_sampling(loaded, parse_steps(steps, config), guidance, scheduler)
+        neg = negative or ""
         if mode == "inpainting":
-            result = pipe.inpaint(source, prompt, start, end, mask=mask, seed=seed)
+            result = pipe.inpaint(source, prompt, start, end, mask=mask, seed=seed, negative=neg)
         elif mode == "inversion":
-            result = pipe.invert_edit(source, source_prompt, prompt, seed=seed)
+            result = pipe.invert_edit(source, source_prompt, prompt, seed=seed, negative=neg)
         else:
-            result = pipe.edit(source, prompt, strength=0.6 if strength is None else strength, seed=seed)
+            result = pipe.edit(source, prompt, strength=0.6 if strength is None else strength, seed=seed,
+                               negative=neg)  # fmt: skip
         files = [str(result.save(p).resolve()) for p in outputs]
     seconds = time.perf_counter() - started
     length = result.seconds if kind == "music" else result.frames.shape[1] / result.fps

@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-import legato.video  # noqa: F401  (registers diffusers' UNet3DConditionModel)
 from legato.cascade import Cascade, Item, LocalExecutor, stage_seed
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 from legato.pipelines.checkpoints import from_diffusers, model_index
@@ -139,7 +138,8 @@ def test_imported_cascade_saves_and_loads_with_the_same_outputs(folders, tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))
 
 
-@pytest.mark.parametrize("family", ["sd-x4", "zeroscope-xl"])
+# The Zeroscope cascade (an Encode and two Decode steps) runs by default; SD -> x4 is a slow test (35 s).
+@pytest.mark.parametrize("family", [pytest.param("sd-x4", marks=pytest.mark.slow), "zeroscope-xl"])
 def test_ray_executors_run_real_family_cascades_with_each_step_on_its_own_actors(
     folders, ray_cluster, family
 ):

@@ -2,6 +2,7 @@
 
 import functools
 
+import pytest
 import torch
 from diffusers import DDPMScheduler
 
@@ -21,6 +22,7 @@ def build(out_dir: str) -> Trainer:
                    TensorItems(two_moons(2048, 0)), config, out_dir)  # fmt: skip
 
 
+@pytest.mark.slow  # 21 s; the user's path, `legato train --workers 2`, runs by default (tests/services/test_train.py)
 def test_two_workers_train_and_write_the_same_kind_of_checkpoint(ray_cluster, tmp_path):
     result = train_on_ray(functools.partial(build, str(tmp_path)), tmp_path, num_workers=2)
     assert result.step == 60

@@ -56,6 +56,7 @@ def test_the_base_only_guidance_sweep_scores_the_base_stage_upsampled_on_trainin
     assert rows["guidance 3, base + bilinear"]["fd"] != pytest.approx(expected["fd"])
 
 
+@pytest.mark.slow  # 58 s: a check of the shipped weights (which CI does not change), not of code paths
 def test_motion_probe_finds_the_shipped_video_base_reads_which_way_a_motion_goes(tmp_path):
     # Fresh clips of every (photo, motion) pair; the shipped base (the curriculum's, recipes/docs/history.md)
     # predicts them worse under the opposite direction's caption, another motion's, and far worse with no

@@ -229,7 +229,9 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
 
 
 def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
-    """Stage ``index`` on one batch of items (what every executor's worker calls)."""
+    """Stage ``index`` on one batch of items (what every executor's worker calls). ``inputs`` are made
+    contiguous, as a transfer between workers makes them: kernels round differently on other layouts."""
+    inputs = None if inputs is None else inputs.contiguous()
     cond = Conditioning.stack([item.cond for item in items])
     prefixes = [
         None if item.prefix is None else cascade.prefix_at(index, item.prefix, item.realign) for item in items

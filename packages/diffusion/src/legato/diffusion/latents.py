@@ -119,7 +119,9 @@ class LatentSpace(nn.Module):
             dist = self.vae.encode(frames).latent_dist
             latents = dist.mode() if generator is None else dist.sample(generator)
         latents = (latents - self.shift_factor) * self.scaling_factor
-        return rearrange(latents, "(b t) c h w -> b c t h w", b=pixels.shape[0]) if video else latents
+        # contiguous: what a Ray transfer gives the next stage, so that it computes on the same layout here
+        out = rearrange(latents, "(b t) c h w -> b c t h w", b=pixels.shape[0]) if video else latents
+        return out.contiguous()
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
@@ -134,7 +136,8 @@ class LatentSpace(nn.Module):
         frames = rearrange(latents, "b c t h w -> (b t) c h w") if video else latents
         frames = frames.to(self.device, self.dtype) / self.scaling_factor + self.shift_factor
         pixels = self.vae.decode(frames).sample
-        return rearrange(pixels, "(b t) c h w -> b c t h w", b=latents.shape[0]) if video else pixels
+        out = rearrange(pixels, "(b t) c h w -> b c t h w", b=latents.shape[0]) if video else pixels
+        return out.contiguous()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each network family takes its conditioning differently (diffusers' UNets take ``class_labels`` for both
 labels and projected pooled embeddings, the DiT has a ``pooled`` argument, video UNets take frames). A
 function per family maps a `Conditioning` onto that family's forward; other packages add families with
-`register_network` (legato.video registers its UNet3D and diffusers' UNet3DConditionModel).
+`register_network` (legato.video registers its UNet3D). diffusers' own classes are all here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel, UNet3DConditionModel
 from torch import Tensor, nn
 
 from legato.diffusion.conditioning import Conditioning
@@ -118,6 +118,14 @@ def _unet2d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioni
             "this UNet2DConditionModel has cross-attention: pass Conditioning(text=(B, L, D))"
         )
     return network(x, t, encoder_hidden_states=text, class_labels=_class_input(network, cond)).sample
+
+
+@register_network(UNet3DConditionModel, ranks=(5,))
+def _unet3d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    refuse(network, cond, "pooled", "labels", "guidance", "fps", "noise_level")
+    if cond.text is None:
+        raise DiffusionError("UNet3DConditionModel cross-attends to text: pass Conditioning(text=(B, L, D))")
+    return network(x, t, encoder_hidden_states=cond.text).sample
 
 
 @register_network(DiT, ranks=(4,))

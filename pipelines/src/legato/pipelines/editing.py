@@ -7,8 +7,8 @@ re-sampled by the base stage with the edit's options, the super-resolution stage
 windows are joined by crossfades. Inpainting keeps everything outside its region exactly.
 
 A pipeline using it provides ``cascade``, ``text`` (a `TextEncoder`, or None where the stages encode prompts
-with their own encoders: imported checkpoints, whose edits go through the VAE's encoder), ``executor``, ``rate`` (positions
-per second along the time axis), ``_load(source) -> x`` (the input as a full-resolution sample in [-1, 1])
+with their own encoders: imported checkpoints, whose edits go through the VAE's encoder), ``executor``,
+``rate`` (positions per second along the time axis), ``_load(source) -> x`` (the input as a full-resolution sample in [-1, 1])
 and ``_finish(x, prompt, seed, source) -> output`` (``source`` as given: what the output carries over from
 it, such as a video's soundtrack).
 """
@@ -133,10 +133,7 @@ class Editing:
     ) -> tuple[list[Item], Conditioning, dict]:
         """The items of an edit's windows, the base stage's batched conditioning and the prompts it encodes
         itself (a stage with its own text encoder: ``prompts=``/``negatives=`` of `Stage.run`)."""
-        items = [
-            replace(prompt_items(self.text, [p], [0], 0, negative)[0], id=f"{k:04d}", seed=s)
-            for k, (p, s) in enumerate(zip(prompts, seeds, strict=True))
-        ]
+        items = prompt_items(self.text, prompts, seeds, 0, negative)  # window 0: the seeds as given
         cond = Conditioning.stack([item.cond for item in items])
         own = getattr(self.cascade.stages[0], "text", None) is not None
         extra = dict(prompts=prompts, negatives=[negative] * len(prompts)) if own else {}

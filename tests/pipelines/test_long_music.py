@@ -50,6 +50,7 @@ def bundled() -> MusicPipeline:
     return MusicPipeline.from_pretrained(MODELS / "music-fast", mastering=None)  # the joins of the raw output
 
 
+@pytest.mark.slow  # 65 s: the shipped weights' joins (CI does not change them); the 1 s windows' test runs by default
 def test_a_30_s_clip_of_the_bundled_4_s_windows_joins_without_an_edge_or_a_click(bundled, tmp_path):
     clip = bundled(["a jig on fiddle"], seeds=[3], duration=30.0)[0]
     assert clip.audio.shape == (1, 30 * bundled.params.sample_rate)

@@ -98,9 +98,15 @@ def save_mel_image(
     info.add_text(_KEY_REFERENCE, ref_text)
     info.add_text(_KEY_CHANNELS, str(channels))
     info.add_text(_KEY_BITS, str(bits))
+    return write_png(dst, image, pnginfo=info)
+
+
+def write_png(dst: Path, image: Image.Image, **save: object) -> Path:
+    """``image`` written to ``dst`` as a PNG, atomically (``save``: PIL's options, e.g. ``pnginfo``, ``exif``);
+    a failed write names the file and the fix."""
     try:
         with atomic_output(dst) as tmp:
-            image.save(tmp, format="PNG", pnginfo=info)
+            image.save(tmp, format="PNG", **save)
     except OSError as err:
         raise write_failure(dst, err) or err from err
     return dst

@@ -18,9 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from legato.codec.atomic import atomic_output, write_failure
 from legato.codec.errors import CodecError
-from legato.codec.image import MelImage
+from legato.codec.image import MelImage, write_png
 from legato.codec.params import RIFFUSION, SpectrogramParams
 
 # Riffusion's EXIF tags (riffusion.spectrogram_params.SpectrogramParams.ExifTags)
@@ -106,12 +105,7 @@ def save_riffusion_image(
     exif.update(exif_params(params))
     if max_value is not None:
         exif[MAX_VALUE] = float(max_value)
-    try:
-        with atomic_output(dst) as tmp:
-            image.save(tmp, format="PNG", exif=exif)
-    except OSError as err:
-        raise write_failure(dst, err) or err from err
-    return dst
+    return write_png(dst, image, exif=exif)
 
 
 def load_riffusion_image(path: str | os.PathLike[str]) -> MelImage:

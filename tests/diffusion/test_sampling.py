@@ -47,7 +47,7 @@ def _call_tiny3d(network, x, t, cond):
     return network(x, t)
 
 
-@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+@pytest.mark.parametrize("name", sorted(set(SCHEDULERS) - {"flow_euler"}))  # flow: test_flow.py
 def test_every_scheduler_runs_on_images_and_videos(name, unet_denoiser):
     scheduler = make_scheduler(name)
     image = sample(

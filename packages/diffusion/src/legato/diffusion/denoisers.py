@@ -1,12 +1,13 @@
 """Denoisers: a network plus how it was trained, behind one call ``denoiser(x, t, cond)``.
 
 k-diffusion's idea with diffusers' vocabulary. Each adapter declares ``output_type``: the diffusers
-``prediction_type`` its output is in ("epsilon", "v_prediction" or "sample"). The sampling loop configures the
-scheduler to match, so no sampler branches on how a model was trained.
+``prediction_type`` its output is in ("epsilon", "v_prediction", "sample", or "flow_prediction": a rectified
+flow's velocity ``eps - x_0``). The sampling loop configures the scheduler to match, so no sampler branches on
+how a model was trained.
 
-Inputs are always in the variance-preserving form the diffusers schedulers hand to a model after
-``scale_model_input``: ``x_t = alpha_t x_0 + sigma_t eps`` at a (possibly fractional) timestep ``t`` of the
-training schedule.
+Inputs are in the form the diffusers schedulers hand to a model after ``scale_model_input``: variance-preserving,
+``x_t = alpha_t x_0 + sigma_t eps`` at a (possibly fractional) timestep ``t`` of the training schedule; for a
+flow model ``x_t = (1 - s) x_0 + s eps`` at ``t = 1000 s``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from legato.diffusion.errors import DiffusionError
 from legato.diffusion.models.forward import forward_network
 from legato.diffusion.tensors import append_dims
 
-PredictionType = Literal["epsilon", "v_prediction", "sample"]
-PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample")
+PredictionType = Literal["epsilon", "v_prediction", "sample", "flow_prediction"]
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction", "sample", "flow_prediction")
 
 
 class Denoiser(nn.Module):
-    """A network trained to predict noise ("epsilon"), velocity ("v_prediction") or the clean sample ("sample")."""
+    """A network trained to predict noise ("epsilon"), velocity ("v_prediction"), the clean sample ("sample") or
+    a rectified flow's velocity ("flow_prediction")."""
 
     def __init__(self, network: nn.Module, prediction_type: PredictionType = "epsilon") -> None:
         super().__init__()

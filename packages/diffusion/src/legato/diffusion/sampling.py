@@ -1,4 +1,6 @@
-"""`sample`: the one sampling loop, for samples of any rank and any diffusers scheduler.
+"""`sample`: the one sampling loop, for samples of any rank and any diffusers scheduler, variance-preserving or
+flow-matching (a ``"flow_prediction"`` denoiser under ``FlowMatchEulerDiscreteScheduler``, or a solver set to
+flow sigmas: see `legato.diffusion.schedulers`).
 
 Every generation and editing mode is an option of this loop, not a copy of it: img2img/SDEdit (``init`` and
 ``strength``), inpainting and outpainting (``mask`` and ``known``, with RePaint resampling or reconstruction
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.errors import DiffusionError, SamplingCancelled
-from legato.diffusion.schedulers import private_copy, step_accepts_generator
+from legato.diffusion.schedulers import Timesteps, private_copy, step_accepts_generator
 from legato.diffusion.tensors import check_sample, randn
 
 
@@ -53,6 +55,7 @@ def sample(
     reconstruction: float = 0.0,
     stop: float = 1.0,
     callback: StepCallback | None = None,
+    schedule: Timesteps | None = None,
 ) -> Tensor:
     """Run ``scheduler`` with ``denoiser`` from ``noise`` and return the final sample.
 
@@ -81,6 +84,8 @@ def sample(
             Costs a backward pass through the denoiser per step; 0 turns it off.
         stop: fraction of the schedule to run (1 runs it all); e.g. a partial DDIM inversion.
         callback: called after every step with a `Step`; returning ``False`` raises `SamplingCancelled`.
+        schedule: how the model's pipeline sets its timesteps besides the step count (`Timesteps`: LTX's
+            sigmas and resolution-dependent shift); None takes the scheduler's own.
     """
     # 1. Check the inputs where they enter, so errors name the argument.
     check_sample(noise, "noise")
@@ -106,7 +111,11 @@ def sample(
 
     # 2. A private scheduler in the denoiser's parameterisation, and the timesteps to run.
     sched = private_copy(scheduler, denoiser.output_type)
-    sched.set_timesteps(steps, device=device)
+    extra = schedule.kwargs(sched, steps, tuple(noise.shape)) if schedule is not None else {}
+    if "sigmas" in extra:
+        sched.set_timesteps(device=device, **extra)
+    else:
+        sched.set_timesteps(steps, device=device, **extra)
     timesteps = sched.timesteps
     order = sched.order
     start = 0
@@ -119,11 +128,19 @@ def sample(
     timesteps = timesteps[start * order : end * order]
     if start and hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * order)
-    x = sched.add_noise(init, noise, timesteps[:1].expand(batch)) if start else noise * sched.init_noise_sigma
+    if start:
+        x = _noised(sched, init, noise, timesteps[:1].expand(batch))
+    else:
+        x = noise * getattr(sched, "init_noise_sigma", 1.0)
     if mask is not None:
         mask = _check_mask(mask, known, noise)
     elif known is not None:
         raise DiffusionError("known= needs mask= (1 where to generate, 0 where to keep known)")
+    if reconstruction and not hasattr(sched, "alphas_cumprod"):
+        raise DiffusionError(
+            f"reconstruction guidance needs a variance-preserving schedule; {type(sched).__name__} has none: "
+            "inpaint with reconstruction=0 (replacement) under a flow-matching model"
+        )
     if resample > 1 and not isinstance(sched, (DDPMScheduler, DDIMScheduler)):
         raise DiffusionError(
             f"resample={resample} (RePaint) needs a DDPM or DDIM scheduler, got {type(sched).__name__}"
@@ -135,14 +152,14 @@ def sample(
     for i, t in enumerate(timesteps):
         t_next = timesteps[i + 1] if i + 1 < total else None
         for r in range(resample):
-            model_in = sched.scale_model_input(x, t)
+            model_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             if reconstruction and mask is not None:
                 out = _reconstruction_guided(denoiser, sched, model_in, t, cond, mask, known, reconstruction)
             else:
                 out = denoiser(model_in, t.expand(batch), cond)
             x_next = sched.step(out, t, x, **step_kwargs).prev_sample
             if mask is not None:
-                keep = known if t_next is None else sched.add_noise(known, noise, t_next.expand(batch))
+                keep = known if t_next is None else _noised(sched, known, noise, t_next.expand(batch))
                 x_next = mask * x_next + (1 - mask) * keep
             if r + 1 < resample and t_next is not None:
                 x = _renoise(sched, x_next, t_from=t_next, t_to=t, generator=gens)
@@ -151,6 +168,14 @@ def sample(
         if callback is not None and callback(Step(i, total, t, x)) is False:
             raise SamplingCancelled(i + 1, total)
     return x
+
+
+def _noised(sched: SchedulerMixin, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """``x0`` diffused to timestep ``t`` with ``noise``: ``add_noise``, or a flow scheduler's ``scale_noise``
+    (``(1 - s) x0 + s noise``)."""
+    if hasattr(sched, "add_noise"):
+        return sched.add_noise(x0, noise, t)
+    return sched.scale_noise(x0, t, noise)
 
 
 def _reconstruction_guided(

@@ -9,7 +9,9 @@ A diffusers pipeline folder (``model_index.json`` and a folder per component) be
   (`LatentUpscale`), then its x4 `Decode`;
 - ``TextToVideoSDPipeline`` (ModelScope T2V, Zeroscope): a latent video base stage, decoded frame by frame;
 - ``VideoToVideoSDPipeline`` (Zeroscope XL): an `Encode` step (the previous frames resized and encoded),
-  a stage that refines them from a strength (`LatentRefine`), then its `Decode`.
+  a stage that refines them from a strength (`LatentRefine`), then its `Decode`;
+- ``WanPipeline`` (Wan 2.1 text-to-video): a flow-matching video base stage (``WanTransformer3DModel``, its
+  UMT5 encoder, UniPC on flow sigmas), then its 3D causal VAE's `Decode` (4x in time, 8x in space).
 
 Several folders chain: ``from_diffusers([sd, x4])`` is the SD -> x4 cascade, ``from_diffusers([zeroscope_576w,
 zeroscope_xl], refine_size=(576, 1024))`` the community's 576w -> XL one. `import_checkpoint` writes the
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from legato.cascade import Cascade, Decode, Encode, Stage
-from legato.cascade.pretrained import require_safetensors
-from legato.cascade.text import CLIPTextEncoder
+from legato.cascade.pretrained import eager_load, require_safetensors
+from legato.cascade.text import TextEncoder, TextSettings
 from legato.diffusion import (
     Denoiser,
+    DiffusionError,
     LatentRefine,
     LatentSpace,
     LatentUpscale,
@@ -38,12 +41,13 @@ from legato.diffusion import (
     scheduler_from_config,
 )
 
-BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline")
+BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "WanPipeline")
 FAMILIES = (*BASES, "StableDiffusionUpscalePipeline", "VideoToVideoSDPipeline")
 KINDS = ("image", "music", "video")
 # diffusers' own defaults per family: (steps, guidance)
 DEFAULTS = {"StableDiffusionPipeline": (50, 7.5), "StableDiffusionUpscalePipeline": (75, 9.0),
-            "TextToVideoSDPipeline": (50, 9.0), "VideoToVideoSDPipeline": (50, 15.0)}  # fmt: skip
+            "TextToVideoSDPipeline": (50, 9.0), "VideoToVideoSDPipeline": (50, 15.0),
+            "WanPipeline": (50, 5.0)}  # fmt: skip
 
 
 def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -67,14 +71,12 @@ def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
 
 def _component(folder: Path, name: str, cls: type) -> Any:
     require_safetensors(folder / name)
-    model = cls.from_pretrained(
-        folder / name, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
-    )
+    model = cls.from_pretrained(folder / name, local_files_only=True, use_safetensors=True, **eager_load(cls))
     return model.eval()
 
 
-def _text(folder: Path) -> CLIPTextEncoder:
-    return CLIPTextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
+def _text(folder: Path, settings: TextSettings = TextSettings()) -> TextEncoder:
+    return TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", settings)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class ImportSettings:
     default: twice the previous stage's), refined from ``strength``; ``noise_level``: the x4 upscaler's."""
 
     size: tuple[int, int] | None = None
-    frames: int = 16
+    frames: int | None = None  # the family's default: 16 (ModelScope, Zeroscope), 81 (Wan)
     noise_level: int = 20
     refine_size: tuple[int, int] | None = None
     strength: float = 0.6
@@ -107,23 +109,39 @@ def family_stages(
     """The steps of one diffusers folder: a sampling stage named ``name``, its ``name-decode`` step and, for
     a video-to-video folder, its ``name-encode`` step before it. ``previous``: the per-item output shape of
     the stages before it (None: it is the first)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
-
     path, index = model_index(folder)
     family = index["_class_name"]
-    video = family in ("TextToVideoSDPipeline", "VideoToVideoSDPipeline")
     if (previous is None) != (family in BASES):
         raise ValueError(
             f"{path} ({family}) cannot be {'the first' if previous is None else 'a later'} stage: a cascade "
             f"starts with one of {', '.join(BASES)}, and the x4 upscaler or a video-to-video model follows one"
         )
-    unet = _component(path, "unet", UNet3DConditionModel if video else UNet2DConditionModel)
-    latents = LatentSpace(_component(path, "vae", AutoencoderKL))
-    scheduler = scheduler_from_config((path / "scheduler" / "scheduler_config.json").read_text())
     default_steps, default_guidance = DEFAULTS[family]
     where = dict(batch_size=settings.batch_size, device=settings.device, dtype=settings.dtype)
     common = dict(steps=steps or default_steps, guidance_scale=default_guidance if guidance is None else guidance,
-                  null="prompt", text=_text(path), **where)  # fmt: skip
+                  null="prompt", **where)  # fmt: skip
+    build = _wan if family == "WanPipeline" else _stable_diffusion
+    before, stage, latents = build(path, family, name, previous, common, settings)
+    return [
+        *before,
+        stage.to(settings.device),
+        Decode(f"{name}-decode", latents, **where).to(settings.device),
+    ]
+
+
+def _scheduler(path: Path):
+    return scheduler_from_config((path / "scheduler" / "scheduler_config.json").read_text())
+
+
+def _stable_diffusion(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):
+    """The Stable Diffusion family's UNet stages: a base, the x4 upscaler, a video-to-video refiner."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
+
+    video = family in ("TextToVideoSDPipeline", "VideoToVideoSDPipeline")
+    unet = _component(path, "unet", UNet3DConditionModel if video else UNet2DConditionModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderKL))
+    scheduler = _scheduler(path)
+    common = dict(common, text=_text(path))
     denoiser = Denoiser(unet, scheduler.config.get("prediction_type", "epsilon"))
     before: list[Encode] = []
     if family == "StableDiffusionUpscalePipeline":
@@ -134,20 +152,44 @@ def family_stages(
         if len(previous) != 4:
             raise ValueError(f"{path} ({family}) refines videos; the stages before it make {previous}")
         size = settings.refine_size or (2 * previous[-2], 2 * previous[-1])
+        where = {k: common[k] for k in ("batch_size", "device", "dtype")}
         before = [Encode(f"{name}-encode", latents, size=tuple(size), **where).to(settings.device)]
         stage = Stage(name, denoiser, scheduler, sr=LatentRefine(settings.strength), **common)
     else:
         height, width = settings.size or (unet.config.sample_size * latents.space,) * 2
-        if height % latents.space or width % latents.space:
-            raise ValueError(f"size={height}x{width} must divide by {latents.space}, the VAE's factor")
-        shape = (unet.config.in_channels, height // latents.space, width // latents.space)
-        shape = (shape[0], settings.frames, *shape[1:]) if video else shape
+        shape = _latent_shape(latents, unet.config.in_channels, height, width, (settings.frames or 16) if video else None)
         stage = Stage(name, denoiser, scheduler, shape=shape, **common)
-    return [
-        *before,
-        stage.to(settings.device),
-        Decode(f"{name}-decode", latents, **where).to(settings.device),
-    ]
+    return before, stage, latents
+
+
+def _latent_shape(latents: LatentSpace, channels: int, height: int, width: int, frames: int | None):
+    """A base stage's sample shape for outputs of ``height`` x ``width`` pixels (and ``frames`` frames)."""
+    factor = latents.space * (2 if type(latents.vae).__name__ == "AutoencoderKLWan" else 1)  # Wan's 2x2 patches
+    if height % factor or width % factor:
+        raise ValueError(f"size={height}x{width} must divide by {factor} (the VAE's factor, times any patch)")
+    shape = (channels, height // latents.space, width // latents.space)
+    if frames is None:
+        return shape
+    try:
+        return (shape[0], latents.latent_frames(frames), *shape[1:])
+    except DiffusionError as err:
+        raise ValueError(f"frames={frames}: {err}") from None
+
+
+def _wan(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):
+    """Wan 2.1 text-to-video (``WanPipeline``): a flow-matching video base stage over its 3D causal VAE."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    if (path / "transformer_2").is_dir():
+        raise ValueError(f"{path} has a transformer_2 (Wan 2.2's two experts); Legato imports Wan 2.1 folders")
+    transformer = _component(path, "transformer", WanTransformer3DModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderKLWan))
+    text = _text(path, TextSettings(max_tokens=512, clean=True, encoder_mask=True, zero_padding=True))
+    height, width = settings.size or (480, 832)
+    shape = _latent_shape(latents, transformer.config.in_channels, height, width, settings.frames or 81)
+    stage = Stage(name, Denoiser(transformer, "flow_prediction"), _scheduler(path), shape=shape, text=text,
+                  **common)  # fmt: skip
+    return [], stage, latents
 
 
 def from_diffusers(

@@ -32,7 +32,7 @@ from torch import nn
 
 from legato.cascade.decode import Decode, Encode
 from legato.cascade.stage import DTYPES, Stage
-from legato.cascade.text import CLIPTextEncoder
+from legato.cascade.text import TextEncoder, TextSettings
 from legato.diffusion import (
     Denoiser,
     EDMDenoiser,
@@ -228,10 +228,18 @@ def _sr_from(sr: dict[str, Any] | None) -> SuperResolution | LatentUpscale | Lat
     )
 
 
-def _text_from(folder: Path, spec: dict[str, str] | None) -> CLIPTextEncoder | None:
+def _text_from(folder: Path, spec: dict[str, Any] | None) -> TextEncoder | None:
     if spec is None:
         return None
-    return CLIPTextEncoder.from_pretrained(folder / spec["encoder"], folder / spec["tokenizer"])
+    settings = TextSettings(**spec.get("settings", {}))
+    return TextEncoder.from_pretrained(folder / spec["encoder"], folder / spec["tokenizer"], settings)
+
+
+def _text_config(text: TextEncoder) -> dict[str, Any]:
+    spec: dict[str, Any] = {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}
+    if text.settings != TextSettings():  # CLIP's folders keep the bytes they had
+        spec["settings"] = text.settings.to_dict()
+    return spec
 
 
 def _stage_config(stage: Stage) -> dict[str, Any]:
@@ -262,11 +270,7 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
         # written only when set, so folders of models trained on independent noise keep their bytes
         **({"frame_correlation": stage.frame_correlation} if stage.frame_correlation else {}),
         **({"null": stage.null} if stage.null != "zeros" else {}),
-        **(
-            {"text_encoder": {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}}
-            if stage.text is not None
-            else {}
-        ),
+        **({"text_encoder": _text_config(stage.text)} if stage.text is not None else {}),
     }
 
 
@@ -324,6 +328,12 @@ def weights_problem(file: Path) -> str | None:
                 "the file from where the model came from, or save the model again")  # fmt: skip
 
 
+def eager_load(cls: type) -> dict[str, Any]:
+    """``from_pretrained`` keywords that load every weight into memory of its own, where the class allows it
+    (a class with ``_keep_in_fp32_modules``, Wan's transformer, insists on diffusers' lazy loading)."""
+    return {"low_cpu_mem_usage": None if getattr(cls, "_keep_in_fp32_modules", None) else False}
+
+
 def _own_storage(network: nn.Module) -> None:
     """Give every parameter and buffer its own allocation. Loaded float32 weights are views into one buffer
     at offsets that are not 64-byte aligned, and CPU kernels round differently on unaligned memory: the same
@@ -338,11 +348,8 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
     require_safetensors(folder)
-    network = (
-        _network_class(spec["network"])
-        .from_pretrained(folder, low_cpu_mem_usage=False, use_safetensors=True)
-        .eval()
-    )
+    cls = _network_class(spec["network"])
+    network = cls.from_pretrained(folder, use_safetensors=True, **eager_load(cls)).eval()
     _own_storage(network)
     if spec.get("step") in ("decode", "encode"):
         latents = LatentSpace(network, tiling=spec.get("tiling", False), slicing=spec.get("slicing", False))

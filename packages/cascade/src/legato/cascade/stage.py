@@ -69,7 +69,7 @@ class Stage:
         guidance_scale: classifier-free guidance on the text (the null is `Conditioning.null`: zeros, as the
             Trainer drops it);
             1 runs the conditional model alone.
-        text: the stage's own text encoder (an imported checkpoint's `CLIPTextEncoder`): the stage encodes
+        text: the stage's own text encoder (an imported checkpoint's `legato.cascade.text.TextEncoder`): the stage encodes
             its items' prompts and negative prompts itself, on its device; None takes the items' embeddings.
         null: what the unconditional branch of guidance is when no negative prompt is given: ``"zeros"``
             (Legato's own models, trained with zeroed conditions) or ``"prompt"`` (imported checkpoints,
@@ -227,8 +227,8 @@ class Stage:
             )
         negatives = list(negatives) if negatives is not None else [""] * batch
         with torch.inference_mode():
-            both = self.text.encode([*prompts, *negatives]).float().cpu()
-        return cond.replace(text=both[:batch], negative=both[batch:])
+            encoded = self.text.conditioning(list(prompts), negatives)
+        return cond.replace(**encoded.tensors())
 
     def generators(self, seeds: Sequence[int], index: int) -> list[torch.Generator]:
         """Each item's generator at stage ``index`` on this stage's device; a base stage's starting noise is

@@ -1,36 +1,71 @@
-"""`CLIPTextEncoder`: an imported checkpoint's own text encoder, owned by its stage.
+"""`TextEncoder`: an imported checkpoint's own text encoder, owned by its stage.
 
-Each latent diffusion checkpoint was trained with its own encoder (SD 1.x: CLIP ViT-L/14, the x4 upscaler and
-SD 2.x: OpenCLIP ViT-H), so a stage of one holds its encoder, on the stage's device and dtype, and encodes its
-items' prompts itself (`Item.prompt`, `Item.negative`): two stages of a cascade can read the same prompt with
-different encoders. Encoding is what ``StableDiffusionPipeline.encode_prompt`` does (padded to the
-tokenizer's length, truncated there, the last hidden states); the empty or negative prompt, encoded the same
-way, is guidance's null, as these checkpoints were trained. Nothing is downloaded: folders only.
+Each latent diffusion checkpoint was trained with its own encoder (SD 1.x: CLIP ViT-L/14; the x4 upscaler and
+SD 2.x: OpenCLIP ViT-H; LTX-Video and Stable Audio: T5; Wan: UMT5), so a stage of one holds its encoder, on
+the stage's device and dtype, and encodes its items' prompts itself (`Item.prompt`, `Item.negative`): two
+stages of a cascade can read the same prompt with different encoders. The empty or negative prompt, encoded
+the same way, is guidance's null, as these checkpoints were trained.
+
+Encoding is what the family's diffusers pipeline does, recorded as `TextSettings` (saved with the stage):
+prompts padded to ``max_tokens`` and truncated there, then the last hidden states, and
+
+- ``clean``: Wan's ``prompt_clean`` first (HTML entities unescaped, whitespace collapsed);
+- ``encoder_mask``: the attention mask given to the encoder (T5 and UMT5; CLIP only where its config says);
+- ``zero_padding``: the states past each prompt's last token set to zero (Wan);
+- ``network_mask``: the attention mask handed on to the denoiser (`Conditioning.text_mask`; LTX-Video).
+
+Nothing is downloaded: folders only.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from legato.diffusion import Conditioning
 from legato.diffusion.errors import DiffusionError
 
+# the transformers encoder classes a folder may name (its config's ``architectures``)
+ENCODERS = ("CLIPTextModel", "T5EncoderModel", "UMT5EncoderModel")
 
-class CLIPTextEncoder:
-    """``encode(prompts)`` -> ``(B, model_max_length, D)`` from a ``CLIPTokenizer`` and ``CLIPTextModel``."""
 
-    def __init__(self, tokenizer, model) -> None:
-        self.tokenizer, self.model = tokenizer, model.eval()
+@dataclass(frozen=True)
+class TextSettings:
+    """How a family's pipeline encodes prompts (see the module's docstring); ``max_tokens=None`` takes the
+    tokenizer's ``model_max_length``."""
+
+    max_tokens: int | None = None
+    clean: bool = False
+    encoder_mask: bool | None = None  # None: CLIP's config decides (use_attention_mask)
+    zero_padding: bool = False
+    network_mask: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TextEncoder:
+    """``encode(prompts)`` -> ``(B, max_tokens, D)`` from a tokenizer and a transformers text encoder."""
+
+    def __init__(self, tokenizer, model, settings: TextSettings = TextSettings()) -> None:
+        self.tokenizer, self.model, self.settings = tokenizer, model.eval(), settings
 
     @classmethod
-    def from_pretrained(cls, text_encoder: str | Path, tokenizer: str | Path) -> CLIPTextEncoder:
+    def from_pretrained(
+        cls, text_encoder: str | Path, tokenizer: str | Path, settings: TextSettings = TextSettings()
+    ) -> TextEncoder:
         """From the ``text_encoder/`` and ``tokenizer/`` folders of a diffusers pipeline (safetensors only)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import CLIPTextModel, CLIPTokenizer
+        import transformers
+        from transformers import AutoConfig, AutoTokenizer
 
         for what, path in (("text encoder", text_encoder), ("tokenizer", tokenizer)):
             if not Path(path).is_dir():
@@ -40,32 +75,67 @@ class CLIPTextEncoder:
                 f"{text_encoder} holds no .safetensors weights; Legato loads only safetensors (save the "
                 "encoder with save_pretrained(..., safe_serialization=True))"
             )
-        tok = CLIPTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
-        model = CLIPTextModel.from_pretrained(str(text_encoder), local_files_only=True, use_safetensors=True)
-        return cls(tok, model)
+        config = AutoConfig.from_pretrained(str(text_encoder), local_files_only=True)
+        name = next(iter(config.architectures or []), None)
+        if name not in ENCODERS:
+            raise DiffusionError(f"{text_encoder} holds a {name}; Legato loads the text encoders {ENCODERS}")
+        model = getattr(transformers, name).from_pretrained(
+            str(text_encoder), local_files_only=True, use_safetensors=True
+        )
+        tok = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+        return cls(tok, model, settings)
 
     def save_pretrained(self, text_encoder: str | Path, tokenizer: str | Path) -> None:
         self.model.save_pretrained(str(text_encoder), safe_serialization=True)
         self.tokenizer.save_pretrained(str(tokenizer))
 
-    def to(self, device: str | torch.device, dtype: torch.dtype) -> CLIPTextEncoder:
+    def to(self, device: str | torch.device, dtype: torch.dtype) -> TextEncoder:
         self.model.to(device, dtype)
         return self
 
     @property
     def max_tokens(self) -> int:
-        return int(self.tokenizer.model_max_length)
+        return int(self.settings.max_tokens or self.tokenizer.model_max_length)
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        config = self.model.config
+        return int(getattr(config, "hidden_size", None) or config.d_model)
 
     @torch.no_grad()
-    def encode(self, prompts: Sequence[str]) -> Tensor:
-        """Prompts (the empty one too) -> ``(B, L, D)`` in the encoder's dtype, on its device."""
+    def encode_with_mask(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Prompts (the empty one too) -> ``(B, L, D)`` states in the encoder's dtype, on its device, and the
+        ``(B, L)`` attention mask of their tokens."""
+        settings = self.settings
         device = next(self.model.parameters()).device
-        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_tokens,
-                                truncation=True, return_tensors="pt")  # fmt: skip
-        use_mask = getattr(self.model.config, "use_attention_mask", False)
-        mask = tokens.attention_mask.to(device) if use_mask else None
-        return self.model(tokens.input_ids.to(device), attention_mask=mask)[0]
+        texts = [_clean(p) for p in prompts] if settings.clean else list(prompts)
+        tokens = self.tokenizer(texts, padding="max_length", max_length=self.max_tokens, truncation=True,
+                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")  # fmt: skip
+        mask = tokens.attention_mask.to(device)
+        use_mask = settings.encoder_mask
+        if use_mask is None:
+            use_mask = getattr(self.model.config, "use_attention_mask", False)
+        states = self.model(tokens.input_ids.to(device), attention_mask=mask if use_mask else None)[0]
+        if settings.zero_padding:
+            lengths = mask.gt(0).sum(dim=1)
+            keep = torch.arange(states.shape[1], device=device)[None] < lengths[:, None]
+            states = states * keep[..., None].to(states.dtype)
+        return states, mask
+
+    def encode(self, prompts: Sequence[str]) -> Tensor:
+        return self.encode_with_mask(prompts)[0]
+
+    def conditioning(self, prompts: Sequence[str], negatives: Sequence[str]) -> Conditioning:
+        """The prompts' and the negative prompts' embeddings (float32, on the CPU) as a stage's conditioning;
+        with ``network_mask``, their attention masks too."""
+        states, mask = self.encode_with_mask([*prompts, *negatives])
+        states, mask = states.float().cpu(), mask.cpu()
+        n = len(prompts)
+        if self.settings.network_mask:
+            return Conditioning(text=states[:n], negative=states[n:], text_mask=mask[:n], negative_mask=mask[n:])
+        return Conditioning(text=states[:n], negative=states[n:])
+
+
+def _clean(text: str) -> str:
+    """Wan's ``prompt_clean`` (without ftfy, which diffusers uses only where it is installed)."""
+    return re.sub(r"\s+", " ", html.unescape(html.unescape(text)).strip()).strip()

@@ -29,6 +29,8 @@ class Conditioning:
         negative: ``(B, L, D)`` the text encoder's embedding of the negative (or empty) prompt: the
             unconditional branch of guidance for checkpoints trained with an empty prompt as the null
             (diffusers' convention); networks never see it (`without_negative`), `null` returns it.
+        text_mask, negative_mask: ``(B, L)`` which tokens of ``text`` and ``negative`` are the prompt's (1) and
+            which are padding (0), for networks that take the mask (LTX-Video's ``encoder_attention_mask``).
     """
 
     text: Tensor | None = None
@@ -39,6 +41,8 @@ class Conditioning:
     fps: Tensor | None = None
     guidance: Tensor | None = None
     negative: Tensor | None = None
+    text_mask: Tensor | None = None
+    negative_mask: Tensor | None = None
 
     def tensors(self) -> dict[str, Tensor]:
         return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
@@ -103,13 +107,19 @@ class Conditioning:
                     f"conditioning.negative has shape {tuple(self.negative.shape)}, the text "
                     f"{tuple(self.text.shape)}; encode both with the same text encoder"
                 )
-            return Conditioning(text=self.negative, pooled=self.pooled)
+            mask = self.negative_mask if self.text_mask is not None else None
+            if self.text_mask is not None and mask is None:
+                raise DiffusionError("conditioning.text_mask is set but negative_mask is not; give both")
+            return Conditioning(text=self.negative, pooled=self.pooled, text_mask=mask)
         pooled = None if self.pooled is None else torch.zeros_like(self.pooled[:1])
-        return Conditioning(text=torch.zeros_like(self.text[:1]), pooled=pooled)
+        mask = None if self.text_mask is None else torch.ones_like(self.text_mask[:1])
+        return Conditioning(text=torch.zeros_like(self.text[:1]), pooled=pooled, text_mask=mask)
 
     def without_negative(self) -> Conditioning:
         """What the network is given: everything but the negative prompt's embedding."""
-        return self if self.negative is None else dataclasses.replace(self, negative=None)
+        if self.negative is None and self.negative_mask is None:
+            return self
+        return dataclasses.replace(self, negative=None, negative_mask=None)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Conditioning:
         return Conditioning(**{k: fn(v) for k, v in self.tensors().items()})

@@ -28,24 +28,36 @@ from legato.diffusion.tensors import check_sample, randn
 
 
 class LatentSpace(nn.Module):
-    """An autoencoder's latent space: ``encode`` pixels -> scaled latents, ``decode`` latents -> pixels.
+    """An autoencoder's latent space: ``encode`` pixels -> normalised latents, ``decode`` latents -> pixels.
+
+    Two kinds of autoencoder:
+
+    - image autoencoders (``AutoencoderKL``: Stable Diffusion's, Riffusion's, the x4 upscaler's, ModelScope's):
+      ``(B, C, H, W)`` images, or ``(B, C, T, H, W)`` videos encoded and decoded frame by frame as diffusers'
+      video pipelines do; latents are ``(z - shift_factor) * scaling_factor``.
+    - video autoencoders (``AutoencoderKLWan``, ``AutoencoderKLLTXVideo``): whole ``(B, C, T, H, W)`` videos,
+      compressed ``time`` times along time after a first frame of its own (causal: ``T = 1 + time * (t - 1)``)
+      and ``space`` times along each side; latents are normalised per channel by the autoencoder's
+      ``latents_mean``/``latents_std`` (Wan: in its config; LTX: buffers, with its ``scaling_factor``), as the
+      Wan and LTX pipelines normalise them. An LTX decoder conditioned on a timestep (0.9.1 and later) is given
+      the pipeline's default, 0.
 
     Args:
         vae: a diffusers autoencoder with ``encode(x).latent_dist`` and ``decode(z).sample``.
         tiling: decode (and encode) in overlapping tiles (``vae.enable_tiling()``): large images within a
             small memory, at the cost of slightly different pixels near tile seams.
-        slicing: decode one image (one frame of a video) at a time (``vae.enable_slicing()``): memory of one
-            frame instead of the batch's, the same pixels.
+        slicing: decode one image (one frame of a video, one video of a batch) at a time
+            (``vae.enable_slicing()``): memory of one instead of the batch's, the same pixels.
     """
 
     def __init__(self, vae: nn.Module, *, tiling: bool = False, slicing: bool = False) -> None:
         super().__init__()
         config = vae.config
-        for key in ("latent_channels", "block_out_channels", "scaling_factor"):
-            if key not in config:
-                raise DiffusionError(
-                    f"{type(vae).__name__} has no config.{key}; pass a diffusers AutoencoderKL"
-                )
+        if not ("latent_channels" in config or "z_dim" in config) or not hasattr(vae, "decode"):
+            raise DiffusionError(
+                f"{type(vae).__name__} is not a diffusers autoencoder (no config.latent_channels or z_dim); pass an "
+                "AutoencoderKL, AutoencoderKLWan or AutoencoderKLLTXVideo"
+            )
         self.vae = vae
         self.tiling, self.slicing = bool(tiling), bool(slicing)
         if tiling:
@@ -57,7 +69,7 @@ class LatentSpace(nn.Module):
 
     @property
     def scaling_factor(self) -> float:
-        return float(self.vae.config.scaling_factor)
+        return float(self.vae.config.get("scaling_factor") or 1.0)
 
     @property
     def shift_factor(self) -> float:
@@ -66,27 +78,88 @@ class LatentSpace(nn.Module):
     @property
     def channels(self) -> int:
         """Latent channels."""
-        return int(self.vae.config.latent_channels)
+        config = self.vae.config
+        return int(config["latent_channels"] if "latent_channels" in config else config["z_dim"])
 
     @property
     def pixel_channels(self) -> int:
-        return int(self.vae.config.out_channels)
+        config = self.vae.config
+        return int(config.get("out_channels") or config.get("in_channels") or 3)
 
     @property
     def space(self) -> int:
-        """Pixels per latent along each side: 8 for Stable Diffusion's VAE, 4 for the x4 upscaler's."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        """Pixels per latent along each side: 8 for Stable Diffusion's and Wan's VAE, 4 for the x4 upscaler's,
+        32 for LTX-Video's."""
+        ratio = getattr(self.vae, "spatial_compression_ratio", None) or self.vae.config.get("scale_factor_spatial")
+        return int(ratio) if ratio else 2 ** (len(self.vae.config.block_out_channels) - 1)
 
-    time = 1  # frames are encoded one by one
+    @property
+    def time(self) -> int:
+        """Frames per latent frame after the first (1: frames are encoded one by one)."""
+        ratio = getattr(self.vae, "temporal_compression_ratio", None) or self.vae.config.get("scale_factor_temporal")
+        return int(ratio or 1)
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the autoencoder takes whole videos (compressing time), not frames one by one."""
+        return type(self.vae).__name__ != "AutoencoderKL"
+
+    def frames(self, latent_frames: int) -> int:
+        """Frames decoded from ``latent_frames`` latent frames (``1 + time * (t - 1)`` for a causal video VAE)."""
+        return 1 + self.time * (latent_frames - 1) if self.is_video else latent_frames
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of a video of ``frames`` frames; a video VAE takes ``1 + time * k`` of them."""
+        if not self.is_video:
+            return frames
+        if frames < 1 or (frames - 1) % self.time:
+            raise DiffusionError(
+                f"frames={frames}: {type(self.vae).__name__} takes 1 + {self.time} * k frames (e.g. "
+                f"{1 + self.time * max(1, (frames - 1) // self.time)})"
+            )
+        return (frames - 1) // self.time + 1
 
     def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]:
         """Decoded shape of latents of shape ``low_shape`` ``(B, C, [T,] h, w)``."""
         b, _, *mid, h, w = low_shape
+        mid = [self.frames(mid[0])] if mid else []
         return (b, self.pixel_channels, *mid, h * self.space, w * self.space)
 
     def downsample(self, pixels: Tensor) -> Tensor:
         """Pixels -> latents (the mode of the posterior): a prefix of a continuation at latent resolution."""
         return self.encode(pixels)
+
+    # -- normalisation -----------------------------------------------------------------------------------------
+
+    def _stats(self, ndim: int) -> tuple[Tensor, Tensor] | None:
+        """The per-channel ``(mean, std)`` a video autoencoder's latents are normalised by, shaped to broadcast
+        over ``ndim``-dim latents; None for an image autoencoder's (its scaling and shift factors)."""
+        if not self.is_video:
+            return None
+        buffers = dict(self.vae.named_buffers(recurse=False))  # LTX's; Wan's are in its config
+        mean = buffers.get("latents_mean", self.vae.config.get("latents_mean"))
+        std = buffers.get("latents_std", self.vae.config.get("latents_std"))
+        if mean is None:
+            return None
+        view = (1, -1, *[1] * (ndim - 2))
+        mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device).view(view)
+        std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(view)
+        return mean, std
+
+    def normalise(self, z: Tensor) -> Tensor:
+        """The autoencoder's raw latents -> the latents a stage samples."""
+        stats = self._stats(z.ndim)
+        if stats is None:
+            return (z - self.shift_factor) * self.scaling_factor
+        mean, std = (v.to(z.dtype) for v in stats)
+        return (z - mean) * self.scaling_factor / std
+
+    def denormalise(self, latents: Tensor) -> Tensor:
+        stats = self._stats(latents.ndim)
+        if stats is None:
+            return latents / self.scaling_factor + self.shift_factor
+        mean, std = (v.to(latents.dtype) for v in stats)
+        return latents * std / self.scaling_factor + mean
 
     # -- encode / decode ---------------------------------------------------------------------------------------
 
@@ -98,16 +171,29 @@ class LatentSpace(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
+    def _frames(self, x: Tensor) -> Tensor:
+        """What the autoencoder takes: frames ``(B*T, C, H, W)`` for an image autoencoder, else ``x``."""
+        return rearrange(x, "b c t h w -> (b t) c h w") if x.ndim == 5 and not self.is_video else x
+
+    def _unframes(self, x: Tensor, like: Tensor) -> Tensor:
+        out = rearrange(x, "(b t) c h w -> b c t h w", b=like.shape[0]) if like.ndim == 5 and not self.is_video else x
+        # contiguous: what a Ray transfer gives the next stage, so that it computes on the same layout here
+        return out.contiguous()
+
     @torch.no_grad()
     def encode(
         self, pixels: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None = None
     ) -> Tensor:
-        """Pixels in [-1, 1] -> scaled latents. With ``generator`` (one, or one per item) the latents are a draw
-        from the encoder's posterior, as diffusers' img2img pipelines take them; without, its mode."""
+        """Pixels in [-1, 1] -> normalised latents. With ``generator`` (one, or one per item) the latents are a
+        draw from the encoder's posterior, as diffusers' img2img pipelines take them; without, its mode."""
         check_sample(pixels, "pixels")
-        video = pixels.ndim == 5
-        frames = rearrange(pixels, "b c t h w -> (b t) c h w") if video else pixels
-        frames = frames.to(self.device, self.dtype)
+        if self.is_video and pixels.ndim != 5:
+            raise DiffusionError(
+                f"{type(self.vae).__name__} encodes videos (B, C, T, H, W), got shape {tuple(pixels.shape)}"
+            )
+        if self.is_video:
+            self.latent_frames(pixels.shape[2])
+        frames = self._frames(pixels).to(self.device, self.dtype)
         if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
             per = frames.shape[0] // len(generator)
             rows = [
@@ -118,26 +204,28 @@ class LatentSpace(nn.Module):
         else:
             dist = self.vae.encode(frames).latent_dist
             latents = dist.mode() if generator is None else dist.sample(generator)
-        latents = (latents - self.shift_factor) * self.scaling_factor
-        # contiguous: what a Ray transfer gives the next stage, so that it computes on the same layout here
-        out = rearrange(latents, "(b t) c h w -> b c t h w", b=pixels.shape[0]) if video else latents
-        return out.contiguous()
+        return self._unframes(self.normalise(latents), pixels)
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        """Scaled latents -> pixels (nominally in [-1, 1]; not clamped)."""
+        """Normalised latents -> pixels (nominally in [-1, 1]; not clamped)."""
         check_sample(latents, "latents")
         if latents.shape[1] != self.channels:
             raise DiffusionError(
                 f"latents of shape {tuple(latents.shape)} have {latents.shape[1]} channels; this autoencoder's "
                 f"have {self.channels}"
             )
-        video = latents.ndim == 5
-        frames = rearrange(latents, "b c t h w -> (b t) c h w") if video else latents
-        frames = frames.to(self.device, self.dtype) / self.scaling_factor + self.shift_factor
-        pixels = self.vae.decode(frames).sample
-        out = rearrange(pixels, "(b t) c h w -> b c t h w", b=latents.shape[0]) if video else pixels
-        return out.contiguous()
+        if self.is_video and latents.ndim != 5:
+            raise DiffusionError(
+                f"{type(self.vae).__name__} decodes video latents (B, C, T, h, w), got shape {tuple(latents.shape)}"
+            )
+        frames = self.denormalise(self._frames(latents).to(self.device, self.dtype))
+        if self.vae.config.get("timestep_conditioning"):  # LTX 0.9.1+: the pipeline's decode_timestep, 0
+            temb = torch.zeros(frames.shape[0], device=frames.device, dtype=frames.dtype)
+            pixels = self.vae.decode(frames, temb).sample
+        else:
+            pixels = self.vae.decode(frames).sample
+        return self._unframes(pixels, latents)
 
 
 @dataclass(frozen=True)

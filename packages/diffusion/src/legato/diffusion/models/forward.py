@@ -128,6 +128,22 @@ def _unet3d_condition(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioni
     return network(x, t, encoder_hidden_states=cond.text).sample
 
 
+def _diffusers_class(name: str) -> type:
+    """A diffusers model class by name; a placeholder that matches nothing where this diffusers lacks it."""
+    import diffusers
+
+    return getattr(diffusers, name, type(name, (), {}))
+
+
+@register_network(_diffusers_class("WanTransformer3DModel"), ranks=(5,))
+def _wan(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    """Wan 2.1's transformer (``WanPipeline``): latents ``(B, C, T, h, w)``, UMT5 states, a flow timestep."""
+    refuse(network, cond, "pooled", "labels", "guidance", "fps", "noise_level", "text_mask")
+    if cond.text is None:
+        raise DiffusionError("WanTransformer3DModel cross-attends to text: pass Conditioning(text=(B, L, D))")
+    return network(hidden_states=x, timestep=t, encoder_hidden_states=cond.text, return_dict=False)[0]
+
+
 @register_network(DiT, ranks=(4,))
 def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
     refuse(network, cond, "guidance", "fps")

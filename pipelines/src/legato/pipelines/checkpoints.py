@@ -11,7 +11,11 @@ A diffusers pipeline folder (``model_index.json`` and a folder per component) be
 - ``VideoToVideoSDPipeline`` (Zeroscope XL): an `Encode` step (the previous frames resized and encoded),
   a stage that refines them from a strength (`LatentRefine`), then its `Decode`;
 - ``WanPipeline`` (Wan 2.1 text-to-video): a flow-matching video base stage (``WanTransformer3DModel``, its
-  UMT5 encoder, UniPC on flow sigmas), then its 3D causal VAE's `Decode` (4x in time, 8x in space).
+  UMT5 encoder, UniPC on flow sigmas), then its 3D causal VAE's `Decode` (4x in time, 8x in space);
+- ``LTXPipeline`` (LTX-Video): a flow-matching video stage (``LTXVideoTransformer3DModel`` on packed tokens,
+  its T5 encoder and attention mask, FlowMatchEuler with the pipeline's shift), then its VAE's `Decode`; after
+  ``LTXLatentUpsamplePipeline`` (a `LatentUpsample` step, latents at twice the size) a second LTX folder is
+  the refining pass of LTX's multi-scale recipe.
 
 Several folders chain: ``from_diffusers([sd, x4])`` is the SD -> x4 cascade, ``from_diffusers([zeroscope_576w,
 zeroscope_xl], refine_size=(576, 1024))`` the community's 576w -> XL one. `import_checkpoint` writes the
@@ -28,8 +32,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from legato.cascade import Cascade, Decode, Encode, Stage
-from legato.cascade.pretrained import eager_load, require_safetensors
+from legato.cascade import Cascade, Decode, Encode, LatentUpsample, Stage
+from legato.cascade.pretrained import eager_load, own_storage, require_safetensors
 from legato.cascade.text import TextEncoder, TextSettings
 from legato.diffusion import (
     Denoiser,
@@ -40,14 +44,17 @@ from legato.diffusion import (
     scheduler_config,
     scheduler_from_config,
 )
+from legato.diffusion.schedulers import Timesteps
 
-BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "WanPipeline")
-FAMILIES = (*BASES, "StableDiffusionUpscalePipeline", "VideoToVideoSDPipeline")
+BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "WanPipeline", "LTXPipeline")
+LATER = ("StableDiffusionUpscalePipeline", "VideoToVideoSDPipeline", "LTXLatentUpsamplePipeline", "LTXPipeline")
+FAMILIES = (*BASES, *LATER[:-1])
+LATENT_INPUTS = ("LTXLatentUpsamplePipeline", "LTXPipeline")  # later stages that take latents, not pixels
 KINDS = ("image", "music", "video")
 # diffusers' own defaults per family: (steps, guidance)
 DEFAULTS = {"StableDiffusionPipeline": (50, 7.5), "StableDiffusionUpscalePipeline": (75, 9.0),
             "TextToVideoSDPipeline": (50, 9.0), "VideoToVideoSDPipeline": (50, 15.0),
-            "WanPipeline": (50, 5.0)}  # fmt: skip
+            "WanPipeline": (50, 5.0), "LTXPipeline": (50, 3.0)}  # fmt: skip
 
 
 def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -72,11 +79,12 @@ def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
 def _component(folder: Path, name: str, cls: type) -> Any:
     require_safetensors(folder / name)
     model = cls.from_pretrained(folder / name, local_files_only=True, use_safetensors=True, **eager_load(cls))
+    own_storage(model)  # as a loaded cascade's: the same rounding here as in a Ray actor's unpickled copy
     return model.eval()
 
 
-def _text(folder: Path, settings: TextSettings = TextSettings()) -> TextEncoder:
-    return TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", settings)
+def _text(folder: Path, settings: TextSettings | None = None) -> TextEncoder:
+    return TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", settings or TextSettings())
 
 
 @dataclass(frozen=True)
@@ -111,16 +119,18 @@ def family_stages(
     the stages before it (None: it is the first)."""
     path, index = model_index(folder)
     family = index["_class_name"]
-    if (previous is None) != (family in BASES):
+    if family not in (BASES if previous is None else LATER):
         raise ValueError(
             f"{path} ({family}) cannot be {'the first' if previous is None else 'a later'} stage: a cascade "
-            f"starts with one of {', '.join(BASES)}, and the x4 upscaler or a video-to-video model follows one"
+            f"starts with one of {', '.join(BASES)}, and one of {', '.join(LATER)} follows one"
         )
-    default_steps, default_guidance = DEFAULTS[family]
     where = dict(batch_size=settings.batch_size, device=settings.device, dtype=settings.dtype)
+    if family == "LTXLatentUpsamplePipeline":
+        return [_ltx_upsample(path, name, previous, where).to(settings.device)]
+    default_steps, default_guidance = DEFAULTS[family]
     common = dict(steps=steps or default_steps, guidance_scale=default_guidance if guidance is None else guidance,
                   null="prompt", **where)  # fmt: skip
-    build = _wan if family == "WanPipeline" else _stable_diffusion
+    build = {"WanPipeline": _wan, "LTXPipeline": _ltx}.get(family, _stable_diffusion)
     before, stage, latents = build(path, family, name, previous, common, settings)
     return [
         *before,
@@ -176,6 +186,45 @@ def _latent_shape(latents: LatentSpace, channels: int, height: int, width: int, 
         raise ValueError(f"frames={frames}: {err}") from None
 
 
+def _ltx(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):
+    """LTX-Video (``LTXPipeline``): a flow-matching video stage over its 3D VAE (8x in time, 32x in space), its
+    T5 encoder's attention mask handed to the transformer, the pipeline's sigmas and resolution-dependent shift.
+    First, a base pass; after a stage that makes its latents (the latent upsampler), a refining pass that
+    noises them to ``strength`` and denoises from there (`LatentRefine`)."""
+    from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
+
+    transformer = _component(path, "transformer", LTXVideoTransformer3DModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderKLLTXVideo))
+    text = _text(path, TextSettings(max_tokens=128, encoder_mask=False, network_mask=True))
+    config = transformer.config
+    rule = Timesteps("linspace", (config.patch_size_t, config.patch_size, config.patch_size))
+    denoiser = Denoiser(transformer, "flow_prediction")
+    scheduler = _scheduler(path)
+    if previous is not None:
+        if len(previous) != 4 or previous[0] != latents.channels:
+            raise ValueError(f"{path} refines {latents.channels}-channel video latents; the stages before it make "
+                             f"{previous}")  # fmt: skip
+        sr = LatentRefine(settings.strength)
+        return [], Stage(name, denoiser, scheduler, sr=sr, text=text, timesteps=rule, **common), latents
+    height, width = settings.size or (512, 704)
+    shape = _latent_shape(latents, config.in_channels, height, width, settings.frames or 161)
+    stage = Stage(name, denoiser, scheduler, shape=shape, text=text, timesteps=rule, **common)
+    return [], stage, latents
+
+
+def _ltx_upsample(path: Path, name: str, previous, where: dict) -> LatentUpsample:
+    """LTX-Video's latent upsampler (``LTXLatentUpsamplePipeline``) as a step on the previous stage's latents."""
+    from diffusers import AutoencoderKLLTXVideo
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    upsampler = _component(path, "latent_upsampler", LTXLatentUpsamplerModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderKLLTXVideo))
+    if len(previous) != 4 or previous[0] != latents.channels:
+        raise ValueError(f"{path} upsamples {latents.channels}-channel video latents; the stages before it make "
+                         f"{previous}")  # fmt: skip
+    return LatentUpsample(name, latents, upsampler=upsampler, **where)
+
+
 def _wan(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):
     """Wan 2.1 text-to-video (``WanPipeline``): a flow-matching video base stage over its 3D causal VAE."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -201,7 +250,8 @@ def from_diffusers(
     **settings: Any,
 ) -> Cascade:
     """A cascade of the diffusers folders in order (a base family, then x4 upscalers or video-to-video
-    refiners). ``steps``: one per folder (None: diffusers' default); ``guidance`` sets the base stage's
+    refiners; LTX-Video's multi-scale recipe is ``[ltx, ltx_upsampler, ltx]``: a base pass, the latent
+    upsampler, and a refining pass from ``strength`` at the high size). ``steps``: one per folder (None: diffusers' default); ``guidance`` sets the base stage's
     (later stages keep their family's default); ``settings``: the fields of `ImportSettings` (``size``,
     ``frames``, ``refine_size``, ``strength``, ``noise_level``, ``dtype``, ``device``, ``batch_size``)."""
     folders = [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
@@ -217,6 +267,8 @@ def from_diffusers(
     names = ["base", *(f"sr{i}" if len(folders) > 2 else "sr" for i in range(1, len(folders)))]
     stages: list[Stage | Decode | Encode] = []
     for i, (folder, name, n) in enumerate(zip(folders, names, steps, strict=True)):
+        if stages and isinstance(stages[-1], Decode) and model_index(folder)[1]["_class_name"] in LATENT_INPUTS:
+            stages.pop()  # it takes the previous stage's latents: no decode between them
         previous = Cascade(tuple(stages)).output_shape() if stages else None
         stages += family_stages(folder, name=name, previous=previous, steps=n,
                                 guidance=guidance if i == 0 else None, settings=config)  # fmt: skip

@@ -26,7 +26,7 @@ from legato.cascade.cascade import (
     check_run,
     run_batch,
 )
-from legato.cascade.decode import Decode, Encode
+from legato.cascade.decode import Decode, Encode, LatentUpsample
 from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
 
@@ -38,6 +38,7 @@ __all__ = [
     "Encode",
     "Executor",
     "Item",
+    "LatentUpsample",
     "LocalExecutor",
     "Progress",
     "Stage",

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from legato.cascade.decode import Decode, Encode
+from legato.cascade.decode import Decode, Encode, LatentUpsample
 from legato.cascade.stage import Stage, time_axis
 from legato.diffusion import Conditioning, make_scheduler
 from legato.diffusion.errors import DiffusionError
@@ -68,7 +68,7 @@ class Cascade:
     decode its samples: spectrogram parameters, frame rate, text encoder); the cascade does not read it.
     """
 
-    stages: tuple[Stage | Decode | Encode, ...]
+    stages: tuple[Stage | Decode | Encode | LatentUpsample, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,9 +80,9 @@ class Cascade:
             if stage.is_base:
                 raise DiffusionError(f"stage {stage.name!r} after the first must be a super-resolution stage")
         for i, stage in enumerate(self.stages):
-            if isinstance(stage, (Decode, Encode)):
+            if isinstance(stage, (Decode, Encode, LatentUpsample)):
                 channels = self.output_shape(i - 1)[0] if i else None
-                decode = isinstance(stage, Decode)
+                decode = not isinstance(stage, Encode)  # takes latents
                 wanted = stage.latents.channels if decode else stage.latents.pixel_channels
                 if channels != wanted:
                     raise DiffusionError(

@@ -1,4 +1,4 @@
-"""`Decode` and `Encode`: the cascade steps between a latent stage's samples and pixels.
+"""`Decode`, `Encode` and `LatentUpsample`: the cascade steps around a latent stage's samples.
 
 A latent diffusion model's decoder is a network of its own, often the one that runs out of memory beside the
 denoiser (a video's frames decoded at full size). As a step of the cascade, like a stage, every executor
@@ -10,6 +10,9 @@ the latent stage.
 `Encode` is the other direction, before a latent stage that refines pixels made by the stages before it
 (``VideoToVideoSDPipeline``: Zeroscope XL over Zeroscope 576w's frames): the frames are resized to the
 refining stage's size and encoded, on the step's own worker.
+
+`LatentUpsample` goes from latents to latents at twice the size (LTX-Video's latent upsampler), between a
+base pass and a refining pass.
 """
 
 from __future__ import annotations
@@ -159,6 +162,67 @@ class Encode(_LatentStep):
             self.downsample(inputs)  # refuses, with why
         with torch.inference_mode():
             return self.latents.encode(self.resized(inputs).to(self.device)).float().cpu()
+
+
+@dataclass(frozen=True, eq=False)
+class LatentUpsample(_LatentStep):
+    """Latents -> latents at twice the size, by a latent upsampler network (``LTXLatentUpsamplePipeline``: LTX-
+    Video's multi-scale recipe upsamples the base pass's latents before a refining pass at the high size).
+
+    As diffusers' pipeline does it: the latents are denormalised by ``latents``' statistics (the VAE the
+    upsampler was trained with), upsampled, and normalised again. No randomness: like a decode, a step."""
+
+    upsampler: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.upsampler is None or not hasattr(self.upsampler, "config"):
+            raise DiffusionError(f"step {self.name!r}: upsampler= must be a diffusers LTXLatentUpsamplerModel")
+
+    @property
+    def sr(self) -> LatentUpsample:
+        return self
+
+    @property
+    def space(self) -> int:
+        return 2 if self.upsampler.config.get("spatial_upsample", True) else 1
+
+    @property
+    def time(self) -> int:
+        return 2 if self.upsampler.config.get("temporal_upsample", False) else 1
+
+    def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]:
+        b, c, t, h, w = low_shape
+        return (b, c, t * self.time, h * self.space, w * self.space)
+
+    def downsample(self, x: Tensor) -> Tensor:
+        raise DiffusionError(
+            f"step {self.name!r} upsamples latents: a continuation or an edit cannot pass back through it; "
+            "continue or edit the stages before it"
+        )
+
+    def to(self, device: str):
+        self.upsampler.to(torch.device(device), DTYPES[self.dtype])
+        return super().to(device)
+
+    def run(
+        self,
+        inputs: Tensor | None,
+        cond: Conditioning,
+        seeds: Sequence[int],
+        index: int,
+        prefixes: Sequence[Tensor | None] | None = None,
+        fades: Sequence[float] | None = None,
+    ) -> Tensor:
+        if inputs is None:
+            raise DiffusionError(f"step {self.name!r} upsamples the previous stage's latents: give them")
+        if prefixes is not None and any(p is not None for p in prefixes):
+            self.downsample(inputs)  # refuses, with why
+        dtype = DTYPES[self.dtype]
+        with torch.inference_mode():
+            raw = self.latents.denormalise(inputs.to(self.device, torch.float32))
+            up = self.upsampler(raw.to(dtype))
+            return self.latents.normalise(up.float()).float().cpu().contiguous()
 
 
 def _keep_prefixes(out: Tensor, prefixes: Sequence[Tensor | None], fades: Sequence[float] | None) -> Tensor:

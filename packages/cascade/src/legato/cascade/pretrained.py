@@ -30,7 +30,7 @@ import diffusers
 import torch
 from torch import nn
 
-from legato.cascade.decode import Decode, Encode
+from legato.cascade.decode import Decode, Encode, LatentUpsample
 from legato.cascade.stage import DTYPES, Stage
 from legato.cascade.text import TextEncoder, TextSettings
 from legato.diffusion import (
@@ -43,6 +43,7 @@ from legato.diffusion import (
 )
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.latents import LatentRefine, LatentSpace, LatentUpscale
+from legato.diffusion.schedulers import Timesteps
 
 if TYPE_CHECKING:
     from legato.cascade.cascade import Cascade
@@ -67,8 +68,14 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
         stages = []
         for stage in cascade.stages:
             folder = tmp / stage.name
-            step = isinstance(stage, (Decode, Encode))
+            step = isinstance(stage, (Decode, Encode, LatentUpsample))
             network = stage.latents.vae if step else stage.denoiser.network
+            if isinstance(stage, LatentUpsample):  # the upsampler in the folder, its VAE's statistics beside it
+                vae = stage.latents.vae
+                if weights_dtype is not None:
+                    vae = copy.deepcopy(vae).to(DTYPES[weights_dtype])
+                vae.save_pretrained(folder / "vae", safe_serialization=True)
+                network = stage.upsampler
             if not hasattr(network, "save_pretrained"):
                 raise DiffusionError(
                     f"stage {stage.name!r}: {type(network).__name__} has no save_pretrained; build the network "
@@ -184,12 +191,15 @@ def cascade_folders(path: str | Path) -> list[Path]:
     return [stage_folder(root, s).resolve() for s in config["stages"]]
 
 
-def _step_config(step: Decode | Encode) -> dict[str, Any]:
-    network = type(step.latents.vae)
+def _step_config(step: Decode | Encode | LatentUpsample) -> dict[str, Any]:
+    network = type(step.upsampler if isinstance(step, LatentUpsample) else step.latents.vae)
+    kind = {Decode: "decode", Encode: "encode", LatentUpsample: "upsample"}[type(step)]
     return {
         "name": step.name,
-        "step": "decode" if isinstance(step, Decode) else "encode",
+        "step": kind,
         "network": f"{network.__module__}:{network.__qualname__}",
+        **({"vae": f"{type(step.latents.vae).__module__}:{type(step.latents.vae).__qualname__}"}
+           if kind == "upsample" else {}),
         "batch_size": step.batch_size,
         "device": step.device,
         "dtype": step.dtype,
@@ -270,6 +280,7 @@ def _stage_config(stage: Stage) -> dict[str, Any]:
         # written only when set, so folders of models trained on independent noise keep their bytes
         **({"frame_correlation": stage.frame_correlation} if stage.frame_correlation else {}),
         **({"null": stage.null} if stage.null != "zeros" else {}),
+        **({"timesteps": stage.timesteps.to_dict()} if stage.timesteps is not None else {}),
         **({"text_encoder": _text_config(stage.text)} if stage.text is not None else {}),
     }
 
@@ -334,7 +345,7 @@ def eager_load(cls: type) -> dict[str, Any]:
     return {"low_cpu_mem_usage": None if getattr(cls, "_keep_in_fp32_modules", None) else False}
 
 
-def _own_storage(network: nn.Module) -> None:
+def own_storage(network: nn.Module) -> None:
     """Give every parameter and buffer its own allocation. Loaded float32 weights are views into one buffer
     at offsets that are not 64-byte aligned, and CPU kernels round differently on unaligned memory: the same
     network computed 1 float32 ulp apart from its pickled copy (what a Ray actor holds), which cost the
@@ -344,14 +355,21 @@ def _own_storage(network: nn.Module) -> None:
             tensor.data = tensor.data.clone()
 
 
-def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode | Encode:
+def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode | Encode | LatentUpsample:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
     require_safetensors(folder)
     cls = _network_class(spec["network"])
     network = cls.from_pretrained(folder, use_safetensors=True, **eager_load(cls)).eval()
-    _own_storage(network)
-    if spec.get("step") in ("decode", "encode"):
+    own_storage(network)
+    if spec.get("step") in ("decode", "encode", "upsample"):
+        upsampler = None
+        if spec["step"] == "upsample":
+            vae_cls = _network_class(spec["vae"])
+            require_safetensors(folder / "vae")
+            vae = vae_cls.from_pretrained(folder / "vae", use_safetensors=True, **eager_load(vae_cls)).eval()
+            upsampler, network = network, vae
+            own_storage(network)
         latents = LatentSpace(network, tiling=spec.get("tiling", False), slicing=spec.get("slicing", False))
         where = (
             spec["name"],
@@ -362,6 +380,8 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         )
         if spec["step"] == "decode":
             step = Decode(*where)
+        elif spec["step"] == "upsample":
+            step = LatentUpsample(*where, upsampler=upsampler)
         else:
             step = Encode(*where, size=tuple(spec["size"]), resize=spec.get("resize", "bicubic"))
         return step.to(step.device)
@@ -388,6 +408,7 @@ def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage
         frame_correlation=spec.get("frame_correlation", 0.0),
         null=spec.get("null", "zeros"),
         text=_text_from(folder, spec.get("text_encoder")),
+        timesteps=Timesteps.from_dict(spec.get("timesteps")),
         device=device or _available(spec["device"]),
         dtype=spec["dtype"],
     )

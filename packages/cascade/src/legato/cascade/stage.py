@@ -26,6 +26,7 @@ from legato.diffusion import (
     sample,
 )
 from legato.diffusion.errors import DiffusionError
+from legato.diffusion.schedulers import Timesteps
 from legato.diffusion.tensors import check_frame_correlation
 
 NULLS = ("zeros", "prompt")
@@ -84,6 +85,8 @@ class Stage:
         frame_correlation: a video base stage's starting noise is correlated this much between frames
             (`legato.diffusion.correlate_frames`): set it to the ``Objective.frame_correlation`` the network
             was trained with; 0, independent frames, for every other network.
+        timesteps: how the model's own pipeline sets its scheduler's timesteps besides the step count
+            (`legato.diffusion.schedulers.Timesteps`: LTX-Video's sigmas and resolution-dependent shift).
         device, dtype: where the stage runs (``"cuda"``, ``"cpu"``; ``"float32"``, ``"bfloat16"``).
     """
 
@@ -102,6 +105,7 @@ class Stage:
     reconstruction: float = 0.0
     batch_size: int = 8
     frame_correlation: float = 0.0
+    timesteps: Timesteps | None = None
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -210,11 +214,12 @@ class Stage:
                 out = sample(denoiser, self.scheduler, noise, steps=self.steps, cond=cond, generator=gens,
                              init=None if init is None else init.to(device), strength=strength,
                              mask=mask, known=known, resample=self.resample if mask is not None else 1,
-                             reconstruction=self.reconstruction)  # fmt: skip
+                             reconstruction=self.reconstruction, schedule=self.timesteps)  # fmt: skip
             else:
+                extra = {"schedule": self.timesteps} if self.timesteps is not None else {}
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
                                        generator=gens, cond=cond, frames=self.frames, mask=mask, known=known,
-                                       reconstruction=self.reconstruction)  # fmt: skip
+                                       reconstruction=self.reconstruction, **extra)  # fmt: skip
         return out.float().cpu()
 
     def encode(

@@ -334,6 +334,7 @@ class LatentRefine:
         mask: Tensor | None = None,
         known: Tensor | None = None,
         reconstruction: float = 0.0,
+        schedule=None,
     ) -> Tensor:
         """The refined latents of ``low`` ``(B, C, [T,] h, w)``."""
         if low.ndim == 5:
@@ -343,4 +344,5 @@ class LatentRefine:
             noise = randn(tuple(low.shape), generator, device=low.device)
         noise = noise.to(low.dtype).contiguous()
         return sample(denoiser, scheduler, noise, steps=steps, cond=cond, generator=generator, init=low,
-                      strength=float(self.strength), mask=mask, known=known, reconstruction=reconstruction)  # fmt: skip
+                      strength=float(self.strength), mask=mask, known=known, reconstruction=reconstruction,
+                      schedule=schedule)  # fmt: skip

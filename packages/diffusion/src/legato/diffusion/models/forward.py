@@ -144,6 +144,40 @@ def _wan(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor
     return network(hidden_states=x, timestep=t, encoder_hidden_states=cond.text, return_dict=False)[0]
 
 
+# LTX-Video's VAE compresses 8x in time and 32x in space, in every release; its transformer's rotary positions
+# are scaled by those factors over the frame rate (``rope_interpolation_scale`` of diffusers' LTXPipeline)
+LTX_COMPRESSION = (8, 32)
+LTX_FRAME_RATE = 25  # LTXPipeline's default; Conditioning.fps overrides it
+
+
+@register_network(_diffusers_class("LTXVideoTransformer3DModel"), ranks=(5,))
+def _ltx(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    """LTX-Video's transformer (``LTXPipeline``): latents ``(B, C, T, h, w)`` packed into tokens as the pipeline
+    packs them, T5 states with their attention mask, a flow timestep; the output unpacked again."""
+    from diffusers import LTXPipeline
+
+    refuse(network, cond, "pooled", "labels", "guidance", "noise_level")
+    if cond.text is None:
+        raise DiffusionError("LTXVideoTransformer3DModel cross-attends to text: pass Conditioning(text=(B, L, D))")
+    config = unwrap(network).config
+    p, pt = config.patch_size, config.patch_size_t
+    _, _, frames, height, width = x.shape
+    rate = LTX_FRAME_RATE if cond.fps is None else float(cond.fps.reshape(-1)[0])
+    time, space = LTX_COMPRESSION
+    out = network(
+        hidden_states=LTXPipeline._pack_latents(x, p, pt),
+        encoder_hidden_states=cond.text,
+        timestep=t,
+        encoder_attention_mask=cond.text_mask,
+        num_frames=frames,  # the latent sizes, as LTXPipeline passes them (its checkpoints patch 1x1x1)
+        height=height,
+        width=width,
+        rope_interpolation_scale=(time / rate, space, space),
+        return_dict=False,
+    )[0]
+    return LTXPipeline._unpack_latents(out, frames // pt, height // p, width // p, p, pt)
+
+
 @register_network(DiT, ranks=(4,))
 def _dit(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
     refuse(network, cond, "guidance", "fps")

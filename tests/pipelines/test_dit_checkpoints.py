@@ -1,0 +1,144 @@
+"""Imported flow-matching and DiT checkpoints against diffusers' own pipelines, on tiny random-weight folders
+with the real classes, layouts and config keys (legato.recipes.dit_checkpoints): the same starting latents,
+scheduler, steps, guidance and negative prompt give the same latents and pixels, to 1e-4 of the output range."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from legato.cascade import Cascade, Item, LocalExecutor
+from legato.diffusion import scheduler_config, scheduler_from_config
+from legato.pipelines.checkpoints import from_diffusers
+from legato.recipes import dit_checkpoints
+
+TOL = 1e-4
+PROMPTS = ["a cat playing piano", "rain on wood"]
+NEGATIVES = ["blurry", ""]
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    return dit_checkpoints.wan(tmp_path_factory.mktemp("dit") / "wan")
+
+
+def _pipe(cls, folder, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = cls.from_pretrained(folder, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _items(seeds=(3, 4)):
+    return [Item(f"{i}", s, prompt=p, negative=n) for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES))]
+
+
+def _close(ours, theirs, what):
+    gap = (ours - theirs).abs().max().item()
+    span = (theirs.max() - theirs.min()).item()
+    assert gap <= TOL * span, f"{what}: {gap:.3g} apart over a range of {span:.3g}"
+
+
+# Wan ships UniPC on flow sigmas ("unipc" is its own scheduler converted back, the shift kept)
+@pytest.mark.parametrize("scheduler", [None, "flow_euler", "dpm++"])
+def test_wan_equals_diffusers(wan, scheduler):
+    from diffusers import WanPipeline
+
+    cascade = from_diffusers(wan, steps=[3], guidance=5.0, size=(32, 32), frames=9)
+    assert [s.name for s in cascade.stages] == ["base", "base-decode"]
+    if scheduler is not None:
+        cascade = cascade.with_sampling(scheduler=scheduler)
+    base = cascade.stages[0]
+    assert base.shape == (16, 3, 4, 4)  # 9 frames: 1 + 4 * 2 latent frames; 32 pixels: 4 latents
+    items = _items()
+    latents = torch.stack(LocalExecutor().run(cascade, items, stop="base-decode"))
+    frames = torch.stack(LocalExecutor().run(cascade, items))
+    assert frames.shape == (2, 3, 9, 32, 32)
+    pipe = _pipe(WanPipeline, wan)
+    pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
+    noise = base.starting_noise(base.generators([3, 4], 0))
+    kw = dict(prompt=PROMPTS, negative_prompt=NEGATIVES, num_inference_steps=3, guidance_scale=5.0, height=32,
+              width=32, num_frames=9)  # fmt: skip
+    _close(latents, pipe(**kw, latents=noise.clone(), output_type="latent").frames, "latents")
+    ref = pipe(**kw, latents=noise.clone(), output_type="pt").frames  # (B, T, C, H, W) in [0, 1]
+    _close((frames + 1) / 2, ref.permute(0, 2, 1, 3, 4), "frames")
+
+
+def test_wan_saves_and_loads_with_the_same_outputs(wan, tmp_path):
+    cascade = from_diffusers(wan, steps=[2], size=(32, 32), frames=5)
+    items = _items()
+    expected = LocalExecutor().run(cascade, items)
+    cascade.save_pretrained(tmp_path / "wan")
+    spec = json.loads((tmp_path / "wan" / "cascade.json").read_text())["stages"][0]
+    assert spec["denoiser"] == {"type": "denoiser", "prediction_type": "flow_prediction"}
+    assert spec["text_encoder"]["settings"]["zero_padding"] is True
+    again = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "wan"), items)
+    assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))
+
+
+def test_wan_refuses_frame_counts_its_vae_cannot_make(wan):
+    with pytest.raises(ValueError, match=r"frames=8: .* takes 1 \+ 4 \* k frames \(e.g. 5\)"):
+        from_diffusers(wan, size=(32, 32), frames=8)
+    with pytest.raises(ValueError, match="must divide by 16"):
+        from_diffusers(wan, size=(40, 32), frames=9)
+
+
+@pytest.fixture(scope="module")
+def ltx(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ltx")
+    return dit_checkpoints.ltx(root / "ltx"), dit_checkpoints.ltx_upsampler(root / "upsampler")
+
+
+def _ltx_cascade(ltx, **settings):
+    """LTX's multi-scale recipe on the tiny folders: a 64x64 base pass, the latent upsampler, a refining pass."""
+    base, upsampler = ltx
+    return from_diffusers([base, upsampler, base], steps=[3, None, 5], size=(64, 64), frames=9, strength=0.4,
+                          **settings)  # fmt: skip
+
+
+def test_ltx_base_and_latent_upsampler_equal_diffusers(ltx):
+    from diffusers import LTXLatentUpsamplePipeline, LTXPipeline
+
+    folder, upsampler = ltx
+    cascade = _ltx_cascade(ltx)
+    assert [s.name for s in cascade.stages] == ["base", "sr1", "sr2", "sr2-decode"]
+    assert cascade.output_shape() == (3, 9, 128, 128)
+    base = cascade.stages[0]
+    assert base.shape == (8, 2, 2, 2)  # 9 frames: 1 + 8 latent frames; 64 pixels: 2 latents
+    items = _items()
+    latents = torch.stack(LocalExecutor().run(cascade, items, stop="sr1"))
+    upsampled = torch.stack(LocalExecutor().run(cascade, items, start="sr1", stop="sr2", inputs=list(latents)))
+    decoded = torch.stack(LocalExecutor().run(from_diffusers(folder, steps=[3], size=(64, 64), frames=9), items))
+    pipe = _pipe(LTXPipeline, folder)
+    pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
+    noise = LTXPipeline._pack_latents(base.starting_noise(base.generators([3, 4], 0)), 1, 1)  # its tokens
+    kw = dict(prompt=PROMPTS, negative_prompt=NEGATIVES, num_inference_steps=3, guidance_scale=3.0, height=64,
+              width=64, num_frames=9)  # fmt: skip
+    ref = LTXPipeline._unpack_latents(pipe(**kw, latents=noise.clone(), output_type="latent").frames, 2, 2, 2)
+    _close(latents, ref, "latents")
+    frames = pipe(**kw, latents=noise.clone(), output_type="pt").frames  # (B, T, C, H, W) in [0, 1]
+    _close((decoded + 1) / 2, frames.permute(0, 2, 1, 3, 4), "frames")
+    up = _pipe(LTXLatentUpsamplePipeline, upsampler)
+    _close(upsampled, up(latents=latents.clone(), output_type="latent").frames, "upsampled latents")
+
+
+def test_ltx_three_stage_cascade_gives_the_same_files_on_every_executor(ltx, ray_cluster, tmp_path):
+    from legato.pipelines.ray_executor import RayExecutor, ray_data_run
+
+    cascade = _ltx_cascade(ltx, batch_size=1)
+    items = _items()
+    expected = LocalExecutor().run(cascade, items)
+    assert all(float(x.std()) > 0.01 for x in expected)
+    executor = RayExecutor()
+    try:
+        remote = executor.run(cascade, items)
+        assert len(executor.actors(cascade)) == len(cascade.stages)  # base, upsampler, refiner, decode
+    finally:
+        executor.shutdown()
+    assert all(torch.equal(a, b) for a, b in zip(expected, remote, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(expected, ray_data_run(cascade, items), strict=True))
+    cascade.save_pretrained(tmp_path / "ltx")  # the upsample step and the stages' timestep rule travel too
+    again = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "ltx"), items)
+    assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))

@@ -61,7 +61,9 @@ def error(scheduler, steps: int, schedule: Timesteps | None = None, shape=(256, 
 # Measured RMS errors (Wan's schedule, shift 3) at 10/20/40/80 steps: flow_euler 0.142/0.071/0.036/0.018 (first
 # order); unipc 0.090/0.014/0.0021/0.0015 and dpm++ 0.093/0.014/0.0049/0.0040 (higher order, down to a floor
 # set by the last sigma, 1/1000 shifted).
-@pytest.mark.parametrize(("name", "at_40", "ratio"), [("flow_euler", 0.04, 1.8), ("unipc", 0.003, 5), ("dpm++", 0.006, 5)])
+@pytest.mark.parametrize(
+    ("name", "at_40", "ratio"), [("flow_euler", 0.04, 1.8), ("unipc", 0.003, 5), ("dpm++", 0.006, 5)]
+)
 def test_flow_samplers_carry_noise_to_the_exact_answer(name, at_40, ratio):
     scheduler = make_scheduler(name, WAN.config)
     assert is_flow(scheduler)

@@ -32,7 +32,10 @@ def _pipe(cls, folder, **kwargs):
 
 
 def _items(seeds=(3, 4)):
-    return [Item(f"{i}", s, prompt=p, negative=n) for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES))]
+    return [
+        Item(f"{i}", s, prompt=p, negative=n)
+        for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES, strict=False))
+    ]
 
 
 def _close(ours, theirs, what):
@@ -109,8 +112,12 @@ def test_ltx_base_and_latent_upsampler_equal_diffusers(ltx):
     assert base.shape == (8, 2, 2, 2)  # 9 frames: 1 + 8 latent frames; 64 pixels: 2 latents
     items = _items()
     latents = torch.stack(LocalExecutor().run(cascade, items, stop="sr1"))
-    upsampled = torch.stack(LocalExecutor().run(cascade, items, start="sr1", stop="sr2", inputs=list(latents)))
-    decoded = torch.stack(LocalExecutor().run(from_diffusers(folder, steps=[3], size=(64, 64), frames=9), items))
+    upsampled = torch.stack(
+        LocalExecutor().run(cascade, items, start="sr1", stop="sr2", inputs=list(latents))
+    )
+    decoded = torch.stack(
+        LocalExecutor().run(from_diffusers(folder, steps=[3], size=(64, 64), frames=9), items)
+    )
     pipe = _pipe(LTXPipeline, folder)
     pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
     noise = LTXPipeline._pack_latents(base.starting_noise(base.generators([3, 4], 0)), 1, 1)  # its tokens
@@ -142,3 +149,25 @@ def test_ltx_three_stage_cascade_gives_the_same_files_on_every_executor(ltx, ray
     cascade.save_pretrained(tmp_path / "ltx")  # the upsample step and the stages' timestep rule travel too
     again = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "ltx"), items)
     assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))
+
+
+def test_wan_video_continues_past_its_window_in_latent_space(wan, tmp_path):
+    """Three windows of latents, each later one keeping the last latent frame of the one before exactly,
+    decoded once as one latent video (the causal decoder sees each join as one more latent frame)."""
+    from legato.pipelines import VideoPipeline
+    from legato.pipelines.checkpoints import import_checkpoint
+    from legato.pipelines.continuation import continue_windows
+
+    folder = import_checkpoint(wan, tmp_path / "wan", kind="video", steps=[2], size=(32, 32), frames=9)
+    pipe = VideoPipeline.from_pretrained(folder)
+    assert pipe.frames == 9
+    (clip,) = pipe("a cat playing piano", seeds=3, frames=25)
+    assert clip.frames.shape == (3, 25, 32, 32)
+    # the latents it decoded: 7 latent frames (1 + 4 * 6 = 25 frames) in 3 windows of 3 overlapping by 1
+    latent = Cascade(pipe.cascade.stages[:-1])
+    items = pipe.items(["a cat playing piano"], [3])
+    (joined,) = continue_windows(pipe.executor, latent, items, 7, 1)
+    first = LocalExecutor().run(latent, items)[0]
+    assert torch.equal(joined[:, :3], first)  # the first window as it is alone; later ones continue it
+    decoded = LocalExecutor().run(pipe.cascade, items, start=len(pipe.cascade.stages) - 1, inputs=[joined])[0]
+    assert torch.equal(((decoded + 1) / 2).clamp(0, 1), clip.frames)

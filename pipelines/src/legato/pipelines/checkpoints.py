@@ -47,7 +47,12 @@ from legato.diffusion import (
 from legato.diffusion.schedulers import Timesteps
 
 BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "WanPipeline", "LTXPipeline")
-LATER = ("StableDiffusionUpscalePipeline", "VideoToVideoSDPipeline", "LTXLatentUpsamplePipeline", "LTXPipeline")
+LATER = (
+    "StableDiffusionUpscalePipeline",
+    "VideoToVideoSDPipeline",
+    "LTXLatentUpsamplePipeline",
+    "LTXPipeline",
+)
 FAMILIES = (*BASES, *LATER[:-1])
 LATENT_INPUTS = ("LTXLatentUpsamplePipeline", "LTXPipeline")  # later stages that take latents, not pixels
 KINDS = ("image", "music", "video")
@@ -84,7 +89,9 @@ def _component(folder: Path, name: str, cls: type) -> Any:
 
 
 def _text(folder: Path, settings: TextSettings | None = None) -> TextEncoder:
-    return TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", settings or TextSettings())
+    return TextEncoder.from_pretrained(
+        folder / "text_encoder", folder / "tokenizer", settings or TextSettings()
+    )
 
 
 @dataclass(frozen=True)
@@ -167,14 +174,18 @@ def _stable_diffusion(path: Path, family: str, name: str, previous, common: dict
         stage = Stage(name, denoiser, scheduler, sr=LatentRefine(settings.strength), **common)
     else:
         height, width = settings.size or (unet.config.sample_size * latents.space,) * 2
-        shape = _latent_shape(latents, unet.config.in_channels, height, width, (settings.frames or 16) if video else None)
+        shape = _latent_shape(
+            latents, unet.config.in_channels, height, width, (settings.frames or 16) if video else None
+        )
         stage = Stage(name, denoiser, scheduler, shape=shape, **common)
     return before, stage, latents
 
 
 def _latent_shape(latents: LatentSpace, channels: int, height: int, width: int, frames: int | None):
     """A base stage's sample shape for outputs of ``height`` x ``width`` pixels (and ``frames`` frames)."""
-    factor = latents.space * (2 if type(latents.vae).__name__ == "AutoencoderKLWan" else 1)  # Wan's 2x2 patches
+    factor = latents.space * (
+        2 if type(latents.vae).__name__ == "AutoencoderKLWan" else 1
+    )  # Wan's 2x2 patches
     if height % factor or width % factor:
         raise ValueError(f"size={height}x{width} must divide by {factor} (the VAE's factor, times any patch)")
     shape = (channels, height // latents.space, width // latents.space)
@@ -230,7 +241,9 @@ def _wan(path: Path, family: str, name: str, previous, common: dict, settings: I
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     if (path / "transformer_2").is_dir():
-        raise ValueError(f"{path} has a transformer_2 (Wan 2.2's two experts); Legato imports Wan 2.1 folders")
+        raise ValueError(
+            f"{path} has a transformer_2 (Wan 2.2's two experts); Legato imports Wan 2.1 folders"
+        )
     transformer = _component(path, "transformer", WanTransformer3DModel)
     latents = LatentSpace(_component(path, "vae", AutoencoderKLWan))
     text = _text(path, TextSettings(max_tokens=512, clean=True, encoder_mask=True, zero_padding=True))
@@ -267,7 +280,11 @@ def from_diffusers(
     names = ["base", *(f"sr{i}" if len(folders) > 2 else "sr" for i in range(1, len(folders)))]
     stages: list[Stage | Decode | Encode] = []
     for i, (folder, name, n) in enumerate(zip(folders, names, steps, strict=True)):
-        if stages and isinstance(stages[-1], Decode) and model_index(folder)[1]["_class_name"] in LATENT_INPUTS:
+        if (
+            stages
+            and isinstance(stages[-1], Decode)
+            and model_index(folder)[1]["_class_name"] in LATENT_INPUTS
+        ):
             stages.pop()  # it takes the previous stage's latents: no decode between them
         previous = Cascade(tuple(stages)).output_shape() if stages else None
         stages += family_stages(folder, name=name, previous=previous, steps=n,

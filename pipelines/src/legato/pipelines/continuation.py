@@ -5,6 +5,11 @@ a video's frames). Longer output is made window by window: window ``k`` is gener
 ``keep`` positions of window ``k - 1`` as a prefix that every stage keeps (outpainting), so each join is
 the model continuing what came before (`continue_windows`). Edits of long input cut it into overlapping
 windows (`split`) and join the results with crossfades (`join`).
+
+A cascade that ends in a video autoencoder's decoder (Wan's and LTX's 3D causal VAEs: the first latent frame
+makes one frame, every later one ``time`` frames) continues in its latent space instead (`continue_latents`):
+the windows' latents are joined, and the whole latent video is decoded once, so the decoder sees each join as
+one more latent frame of a single video.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from legato.cascade import Cascade, Executor, Item, Progress
+from legato.cascade import Cascade, Decode, Executor, Item, Progress
 from legato.codec import crossfade_concat
 
 
@@ -146,3 +151,36 @@ def pool(mask: Tensor, factors: Sequence[int]) -> Tensor:
         if factor > 1 and mask.shape[axis] > 1:
             mask = mask.unflatten(axis, (mask.shape[axis] // factor, factor)).amax(axis + 1)
     return mask
+
+
+def video_decoder(cascade: Cascade) -> Decode | None:
+    """The cascade's last step where it is a video autoencoder's `Decode` (whole videos, time compressed)."""
+    last = cascade.stages[-1]
+    return last if isinstance(last, Decode) and last.latents.is_video else None
+
+
+def continue_latents(
+    executor: Executor,
+    cascade: Cascade,
+    items: Sequence[Item],
+    total: int,
+    progress: Progress | None = None,
+    overlap: int | None = None,
+    fade: float = 0.0,
+) -> list[Tensor]:
+    """`continue_windows` in the latent space of a cascade that ends in a video autoencoder's decoder: the
+    stages before it make ``latent_frames(total)`` latent frames window by window, each later window continuing
+    the last ``overlap`` latent frames (default: a quarter window) of the one before; the joined latents are
+    decoded once and cut to ``total`` frames."""
+    decoder = video_decoder(cascade)
+    if decoder is None:
+        raise ValueError("continue_latents needs a cascade that ends in a video autoencoder's Decode step")
+    space = decoder.latents
+    latent = replace(cascade, stages=cascade.stages[:-1])
+    needed = (max(total, 1) - 1 + space.time - 1) // space.time + 1  # latent frames that decode to >= total
+    keep = overlap_positions(latent, overlap)
+    check_output_size(cascade, len(items), space.frames(needed))
+    latents = continue_windows(executor, latent, items, needed, keep, progress, fade=fade)
+    frames = executor.run(cascade, items, start=len(cascade.stages) - 1, inputs=latents, progress=progress)
+    axis = cascade.time_axis
+    return [f.narrow(axis, 0, min(total, f.shape[axis])) for f in frames]

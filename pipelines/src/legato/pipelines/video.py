@@ -26,7 +26,13 @@ from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress
 from legato.codec.master import DEFAULT_MASTERING, Mastering
-from legato.pipelines.continuation import aligned_trim, continue_windows, overlap_positions
+from legato.pipelines.continuation import (
+    aligned_trim,
+    continue_latents,
+    continue_windows,
+    overlap_positions,
+    video_decoder,
+)
 from legato.pipelines.editing import Editing
 from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.music import MusicPipeline, as_lists
@@ -114,16 +120,19 @@ class VideoPipeline(Editing, PromptCheck):
         total = self.frames if frames is None else frames
         if not isinstance(total, int) or total < 1:
             raise ValueError(f"frames={frames!r}; give a positive whole number of frames")
-        keep = overlap_positions(self.cascade, None)
         items = self.items(prompts, seeds, negative)
         cascade = self.cascade
-        if total > self.frames and self.join_guidance:  # the first window keeps nothing: unchanged by it
-            base = replace(cascade.stages[0], reconstruction=self.join_guidance)
-            cascade = replace(cascade, stages=(base, *cascade.stages[1:]))
-        trim = aligned_trim(cascade)
-        videos = continue_windows(
-            self.executor, cascade, items, total, keep, progress, trim=trim, realign=trim > 0
-        )
+        if video_decoder(cascade) is not None:  # Wan, LTX: continued in latent space, decoded once
+            videos = continue_latents(self.executor, cascade, items, total, progress)
+        else:
+            keep = overlap_positions(self.cascade, None)
+            if total > self.frames and self.join_guidance:  # the first window keeps nothing: unchanged by it
+                base = replace(cascade.stages[0], reconstruction=self.join_guidance)
+                cascade = replace(cascade, stages=(base, *cascade.stages[1:]))
+            trim = aligned_trim(cascade)
+            videos = continue_windows(
+                self.executor, cascade, items, total, keep, progress, trim=trim, realign=trim > 0
+            )
         music = [None] * len(prompts)
         if soundtrack and self.soundtrack is not None:
             music = self.soundtrack(prompts, seeds=seeds, duration=total / self.fps)

@@ -177,7 +177,9 @@ class LatentUpsample(_LatentStep):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.upsampler is None or not hasattr(self.upsampler, "config"):
-            raise DiffusionError(f"step {self.name!r}: upsampler= must be a diffusers LTXLatentUpsamplerModel")
+            raise DiffusionError(
+                f"step {self.name!r}: upsampler= must be a diffusers LTXLatentUpsamplerModel"
+            )
 
     @property
     def sr(self) -> LatentUpsample:

@@ -70,7 +70,9 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
             folder = tmp / stage.name
             step = isinstance(stage, (Decode, Encode, LatentUpsample))
             network = stage.latents.vae if step else stage.denoiser.network
-            if isinstance(stage, LatentUpsample):  # the upsampler in the folder, its VAE's statistics beside it
+            if isinstance(
+                stage, LatentUpsample
+            ):  # the upsampler in the folder, its VAE's statistics beside it
                 vae = stage.latents.vae
                 if weights_dtype is not None:
                     vae = copy.deepcopy(vae).to(DTYPES[weights_dtype])
@@ -198,8 +200,11 @@ def _step_config(step: Decode | Encode | LatentUpsample) -> dict[str, Any]:
         "name": step.name,
         "step": kind,
         "network": f"{network.__module__}:{network.__qualname__}",
-        **({"vae": f"{type(step.latents.vae).__module__}:{type(step.latents.vae).__qualname__}"}
-           if kind == "upsample" else {}),
+        **(
+            {"vae": f"{type(step.latents.vae).__module__}:{type(step.latents.vae).__qualname__}"}
+            if kind == "upsample"
+            else {}
+        ),
         "batch_size": step.batch_size,
         "device": step.device,
         "dtype": step.dtype,
@@ -355,7 +360,9 @@ def own_storage(network: nn.Module) -> None:
             tensor.data = tensor.data.clone()
 
 
-def _stage_from(folder: Path, spec: dict[str, Any], device: str | None) -> Stage | Decode | Encode | LatentUpsample:
+def _stage_from(
+    folder: Path, spec: dict[str, Any], device: str | None
+) -> Stage | Decode | Encode | LatentUpsample:
     if not folder.is_dir():
         raise FileNotFoundError(f"stage folder {folder} is missing; the cascade folder is incomplete")
     require_safetensors(folder)

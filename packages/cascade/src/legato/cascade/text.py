@@ -132,7 +132,9 @@ class TextEncoder:
         states, mask = states.float().cpu(), mask.cpu()
         n = len(prompts)
         if self.settings.network_mask:
-            return Conditioning(text=states[:n], negative=states[n:], text_mask=mask[:n], negative_mask=mask[n:])
+            return Conditioning(
+                text=states[:n], negative=states[n:], text_mask=mask[:n], negative_mask=mask[n:]
+            )
         return Conditioning(text=states[:n], negative=states[n:])
 
 

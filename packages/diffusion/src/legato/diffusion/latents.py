@@ -90,13 +90,17 @@ class LatentSpace(nn.Module):
     def space(self) -> int:
         """Pixels per latent along each side: 8 for Stable Diffusion's and Wan's VAE, 4 for the x4 upscaler's,
         32 for LTX-Video's."""
-        ratio = getattr(self.vae, "spatial_compression_ratio", None) or self.vae.config.get("scale_factor_spatial")
+        ratio = getattr(self.vae, "spatial_compression_ratio", None) or self.vae.config.get(
+            "scale_factor_spatial"
+        )
         return int(ratio) if ratio else 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
     def time(self) -> int:
         """Frames per latent frame after the first (1: frames are encoded one by one)."""
-        ratio = getattr(self.vae, "temporal_compression_ratio", None) or self.vae.config.get("scale_factor_temporal")
+        ratio = getattr(self.vae, "temporal_compression_ratio", None) or self.vae.config.get(
+            "scale_factor_temporal"
+        )
         return int(ratio or 1)
 
     @property
@@ -176,7 +180,11 @@ class LatentSpace(nn.Module):
         return rearrange(x, "b c t h w -> (b t) c h w") if x.ndim == 5 and not self.is_video else x
 
     def _unframes(self, x: Tensor, like: Tensor) -> Tensor:
-        out = rearrange(x, "(b t) c h w -> b c t h w", b=like.shape[0]) if like.ndim == 5 and not self.is_video else x
+        out = (
+            rearrange(x, "(b t) c h w -> b c t h w", b=like.shape[0])
+            if like.ndim == 5 and not self.is_video
+            else x
+        )
         # contiguous: what a Ray transfer gives the next stage, so that it computes on the same layout here
         return out.contiguous()
 

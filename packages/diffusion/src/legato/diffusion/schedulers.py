@@ -131,7 +131,9 @@ def make_scheduler(name: str, config: dict[str, Any] | None = None, **overrides:
                 "max_image_seq_len", "shift_terminal", "time_shift_type"}  # fmt: skip
         takes = inspect.signature(cls.__init__).parameters
         config = {k: v for k, v in config.items() if k in keep and k in takes}
-        return convert_scheduler(cls, config, **{**defaults, **FLOW_SCHEDULERS[name], **settings, **overrides})
+        return convert_scheduler(
+            cls, config, **{**defaults, **FLOW_SCHEDULERS[name], **settings, **overrides}
+        )
     if wants_flow and config:
         raise DiffusionError(
             f"scheduler {name!r} samples flow-matching models; this model's schedule is variance-preserving: "

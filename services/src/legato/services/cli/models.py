@@ -154,7 +154,8 @@ def import_(
     folders: Annotated[
         list[Path],
         typer.Argument(
-            help="diffusers pipeline folders: a base, then x4 upscalers or video-to-video refiners."
+            help="diffusers pipeline folders: a base, then x4 upscalers, video-to-video refiners, or LTX's "
+            "latent upsampler and a second LTX folder (its multi-scale recipe)."
         ),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="The model's name (a folder in ./models).")],
@@ -166,9 +167,15 @@ def import_(
     ] = None,
     guidance: Annotated[float | None, typer.Option(help="The base stage's guidance scale.")] = None,
     size: Annotated[
-        str | None, typer.Option(help="Output HEIGHTxWIDTH in pixels (default: the UNet's).")
+        str | None,
+        typer.Option(
+            help="Output HEIGHTxWIDTH in pixels.", show_default="the UNet's; Wan 480x832; LTX 512x704"
+        ),
     ] = None,
-    frames: Annotated[int, typer.Option(help="Frames of a text-to-video base stage.")] = 16,
+    frames: Annotated[
+        int | None,
+        typer.Option(help="Frames of a text-to-video base stage.", show_default="16; Wan 81; LTX 161"),
+    ] = None,
     refine_size: Annotated[
         str | None,
         typer.Option(
@@ -177,7 +184,10 @@ def import_(
         ),
     ] = None,
     strength: Annotated[
-        float, typer.Option(min=0.01, max=0.99, help="How much a video-to-video stage changes the frames.")
+        float,
+        typer.Option(
+            min=0.01, max=0.99, help="How much a video-to-video stage (or LTX's refining pass) changes."
+        ),
     ] = 0.6,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -186,7 +196,8 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Import diffusers checkpoints (StableDiffusionPipeline, StableDiffusionUpscalePipeline,
-    TextToVideoSDPipeline, VideoToVideoSDPipeline folders) as one Legato model: `legato models import riffusion-model-v1 --name
+    TextToVideoSDPipeline, VideoToVideoSDPipeline, WanPipeline, LTXPipeline, LTXLatentUpsamplePipeline folders) as
+    one Legato model: `legato models import riffusion-model-v1 --name
     riffusion --kind music`, then `legato generate music "..." --model riffusion`."""
     from legato.pipelines.checkpoints import import_checkpoint
 

@@ -158,7 +158,9 @@ def _ltx(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor
 
     refuse(network, cond, "pooled", "labels", "guidance", "noise_level")
     if cond.text is None:
-        raise DiffusionError("LTXVideoTransformer3DModel cross-attends to text: pass Conditioning(text=(B, L, D))")
+        raise DiffusionError(
+            "LTXVideoTransformer3DModel cross-attends to text: pass Conditioning(text=(B, L, D))"
+        )
     config = unwrap(network).config
     p, pt = config.patch_size, config.patch_size_t
     _, _, frames, height, width = x.shape

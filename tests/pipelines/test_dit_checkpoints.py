@@ -171,3 +171,48 @@ def test_wan_video_continues_past_its_window_in_latent_space(wan, tmp_path):
     assert torch.equal(joined[:, :3], first)  # the first window as it is alone; later ones continue it
     decoded = LocalExecutor().run(pipe.cascade, items, start=len(pipe.cascade.stages) - 1, inputs=[joined])[0]
     assert torch.equal(((decoded + 1) / 2).clamp(0, 1), clip.frames)
+
+
+@pytest.fixture(scope="module")
+def stable_audio(tmp_path_factory):
+    return dit_checkpoints.stable_audio(tmp_path_factory.mktemp("audio") / "stable-audio")
+
+
+# With negative prompts, and without: an empty negative is StableAudioPipeline's negative_prompt=None (zeros)
+@pytest.mark.parametrize("negatives", [["blurry", "low quality"], None])
+def test_stable_audio_equals_diffusers(stable_audio, negatives):
+    from diffusers import StableAudioPipeline
+
+    from legato.cascade import stage_seed
+
+    cascade = from_diffusers(stable_audio, steps=[4], guidance=7.0)
+    base = cascade.stages[0]
+    assert base.shape == (8, 16)
+    assert cascade.output_shape() == (2, 16 * 2048)  # stereo, hop 2048
+    items = [Item(f"{i}", s, prompt=p, negative=(negatives or ["", ""])[i])
+             for i, (s, p) in enumerate(zip((3, 4), PROMPTS, strict=True))]  # fmt: skip
+    latents = torch.stack(LocalExecutor().run(cascade, items, stop="base-decode"))
+    audio = torch.stack(LocalExecutor().run(cascade, items))
+    pipe = _pipe(StableAudioPipeline, stable_audio)
+    noise = base.starting_noise(base.generators([3, 4], 0))
+    # its scheduler's SDE noise comes from Brownian trees seeded by the generators: give it each item's
+    gens = lambda: [torch.Generator().manual_seed(stage_seed(s, 0)) for s in (3, 4)]  # noqa: E731
+    kw = dict(prompt=PROMPTS, negative_prompt=negatives, num_inference_steps=4, guidance_scale=7.0)
+    _close(
+        latents, pipe(**kw, latents=noise.clone(), generator=gens(), output_type="latent").audios, "latents"
+    )
+    _close(audio, pipe(**kw, latents=noise.clone(), generator=gens(), output_type="pt").audios, "audio")
+
+
+def test_stable_audio_saves_and_loads_with_the_same_outputs(stable_audio, tmp_path):
+    cascade = from_diffusers(stable_audio, steps=[3], seconds=0.5)
+    items = _items()
+    expected = LocalExecutor().run(cascade, items)
+    cascade.save_pretrained(tmp_path / "sa")
+    spec = json.loads((tmp_path / "sa" / "cascade.json").read_text())["stages"][0]
+    assert spec["text_encoder"]["projection"] == "projection_model"
+    assert spec["text_encoder"]["settings"]["seconds"] == [0.0, 0.5]
+    again = LocalExecutor().run(Cascade.from_pretrained(tmp_path / "sa"), items)
+    assert all(torch.equal(a, b) for a, b in zip(expected, again, strict=True))
+    with pytest.raises(ValueError, match=r"seconds=2 must lie in \(0, 0.743"):
+        from_diffusers(stable_audio, seconds=2)

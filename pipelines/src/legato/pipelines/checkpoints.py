@@ -46,7 +46,13 @@ from legato.diffusion import (
 )
 from legato.diffusion.schedulers import Timesteps
 
-BASES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "WanPipeline", "LTXPipeline")
+BASES = (
+    "StableDiffusionPipeline",
+    "TextToVideoSDPipeline",
+    "WanPipeline",
+    "LTXPipeline",
+    "StableAudioPipeline",
+)
 LATER = (
     "StableDiffusionUpscalePipeline",
     "VideoToVideoSDPipeline",
@@ -59,7 +65,7 @@ KINDS = ("image", "music", "video")
 # diffusers' own defaults per family: (steps, guidance)
 DEFAULTS = {"StableDiffusionPipeline": (50, 7.5), "StableDiffusionUpscalePipeline": (75, 9.0),
             "TextToVideoSDPipeline": (50, 9.0), "VideoToVideoSDPipeline": (50, 15.0),
-            "WanPipeline": (50, 5.0), "LTXPipeline": (50, 3.0)}  # fmt: skip
+            "WanPipeline": (50, 5.0), "LTXPipeline": (50, 3.0), "StableAudioPipeline": (100, 7.0)}  # fmt: skip
 
 
 def model_index(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -107,6 +113,7 @@ class ImportSettings:
     noise_level: int = 20
     refine_size: tuple[int, int] | None = None
     strength: float = 0.6
+    seconds: float | None = None  # Stable Audio's seconds_total (default: its whole window)
     dtype: str = "float32"
     device: str = "cpu"
     batch_size: int = 4
@@ -137,7 +144,9 @@ def family_stages(
     default_steps, default_guidance = DEFAULTS[family]
     common = dict(steps=steps or default_steps, guidance_scale=default_guidance if guidance is None else guidance,
                   null="prompt", **where)  # fmt: skip
-    build = {"WanPipeline": _wan, "LTXPipeline": _ltx}.get(family, _stable_diffusion)
+    build = {"WanPipeline": _wan, "LTXPipeline": _ltx, "StableAudioPipeline": _stable_audio}.get(
+        family, _stable_diffusion
+    )
     before, stage, latents = build(path, family, name, previous, common, settings)
     return [
         *before,
@@ -234,6 +243,28 @@ def _ltx_upsample(path: Path, name: str, previous, where: dict) -> LatentUpsampl
         raise ValueError(f"{path} upsamples {latents.channels}-channel video latents; the stages before it make "
                          f"{previous}")  # fmt: skip
     return LatentUpsample(name, latents, upsampler=upsampler, **where)
+
+
+def _stable_audio(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):
+    """Stable Audio Open (``StableAudioPipeline``): a v-prediction DiT over ``AutoencoderOobleck`` latents
+    ``(C, L)``, conditioned on its T5 encoder's projected states and the start and total seconds; the decoder
+    makes stereo 44.1 kHz audio directly (no spectrogram), ``hop * L`` samples: its whole window."""
+    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+
+    transformer = _component(path, "transformer", StableAudioDiTModel)
+    latents = LatentSpace(_component(path, "vae", AutoencoderOobleck))
+    window = transformer.config.sample_size * latents.hop / latents.vae.config.sampling_rate
+    seconds = window if settings.seconds is None else float(settings.seconds)
+    if not 0 < seconds <= window + 1e-9:
+        raise ValueError(f"seconds={seconds:g} must lie in (0, {window:g}], the model's window")
+    require_safetensors(path / "projection_model")
+    text = TextEncoder.from_pretrained(path / "text_encoder", path / "tokenizer",
+                                       TextSettings(encoder_mask=True, seconds=(0.0, seconds)),
+                                       path / "projection_model")  # fmt: skip
+    scheduler = _scheduler(path)
+    denoiser = Denoiser(transformer, scheduler.config.get("prediction_type", "v_prediction"))
+    shape = (transformer.config.in_channels, transformer.config.sample_size)
+    return [], Stage(name, denoiser, scheduler, shape=shape, text=text, **common), latents
 
 
 def _wan(path: Path, family: str, name: str, previous, common: dict, settings: ImportSettings):

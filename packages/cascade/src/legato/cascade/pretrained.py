@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 CASCADE_FILE = "cascade.json"
 TEXT_ENCODER, TOKENIZER = "text_encoder", "tokenizer"  # a stage's own text encoder, in its folder
+PROJECTION = "projection_model"  # Stable Audio's projection of the text and the seconds
 FORMAT = "legato-cascade/1"
 _TRUSTED_MODULES = ("legato.", "diffusers.")
 
@@ -91,7 +92,7 @@ def save_cascade(cascade: Cascade, path: str | Path, weights_dtype: str | None =
                 continue
             stage.scheduler.save_pretrained(folder)
             if stage.text is not None:
-                stage.text.save_pretrained(folder / TEXT_ENCODER, folder / TOKENIZER)
+                stage.text.save_pretrained(folder / TEXT_ENCODER, folder / TOKENIZER, folder / PROJECTION)
             stages.append(_stage_config(stage))
         config = {"format": FORMAT, "metadata": dict(cascade.metadata), "stages": stages}
         with open(tmp / CASCADE_FILE, "w") as f:
@@ -246,12 +247,17 @@ def _sr_from(sr: dict[str, Any] | None) -> SuperResolution | LatentUpscale | Lat
 def _text_from(folder: Path, spec: dict[str, Any] | None) -> TextEncoder | None:
     if spec is None:
         return None
-    settings = TextSettings(**spec.get("settings", {}))
-    return TextEncoder.from_pretrained(folder / spec["encoder"], folder / spec["tokenizer"], settings)
+    settings = TextSettings.from_dict(spec.get("settings", {}))
+    projection = folder / spec["projection"] if "projection" in spec else None
+    return TextEncoder.from_pretrained(
+        folder / spec["encoder"], folder / spec["tokenizer"], settings, projection
+    )
 
 
 def _text_config(text: TextEncoder) -> dict[str, Any]:
     spec: dict[str, Any] = {"encoder": TEXT_ENCODER, "tokenizer": TOKENIZER}
+    if text.projection is not None:
+        spec["projection"] = PROJECTION
     if text.settings != TextSettings():  # CLIP's folders keep the bytes they had
         spec["settings"] = text.settings.to_dict()
     return spec

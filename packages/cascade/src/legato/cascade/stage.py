@@ -34,9 +34,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def time_axis(item_ndim: int) -> int:
-    """The time axis of an item with ``item_ndim`` dims: the last of a ``(C, H, W)`` image (a mel
-    spectrogram's frames), ``T`` of a ``(C, T, H, W)`` video; negative, so it also indexes batches."""
-    return -1 if item_ndim == 3 else -3
+    """The time axis of an item with ``item_ndim`` dims: the last of a ``(C, L)`` audio latent or a
+    ``(C, H, W)`` image (a mel spectrogram's frames), ``T`` of a ``(C, T, H, W)`` video; negative, so it also
+    indexes batches."""
+    return -1 if item_ndim in (2, 3) else -3
 
 
 def prefix_weight(length: int, kept: int, fade: float) -> Tensor:

@@ -12,7 +12,11 @@ prompts padded to ``max_tokens`` and truncated there, then the last hidden state
 - ``clean``: Wan's ``prompt_clean`` first (HTML entities unescaped, whitespace collapsed);
 - ``encoder_mask``: the attention mask given to the encoder (T5 and UMT5; CLIP only where its config says);
 - ``zero_padding``: the states past each prompt's last token set to zero (Wan);
-- ``network_mask``: the attention mask handed on to the denoiser (`Conditioning.text_mask`; LTX-Video).
+- ``network_mask``: the attention mask handed on to the denoiser (`Conditioning.text_mask`; LTX-Video);
+- ``seconds``: Stable Audio's timing, ``(start, total)`` seconds, embedded by its projection model (a
+  ``StableAudioProjectionModel``, the encoder's ``projection``) into two tokens after the prompt's and, side by
+  side, the DiT's global conditioning (`Conditioning.pooled`). An empty negative prompt is no negative prompt
+  there: the unconditional states are zeros, as ``StableAudioPipeline`` makes them without one.
 
 Nothing is downloaded: folders only.
 """
@@ -47,22 +51,40 @@ class TextSettings:
     encoder_mask: bool | None = None  # None: CLIP's config decides (use_attention_mask)
     zero_padding: bool = False
     network_mask: bool = False
+    seconds: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["seconds"] = None if self.seconds is None else list(self.seconds)
+        return out
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> TextSettings:
+        spec = dict(spec)
+        if spec.get("seconds") is not None:
+            spec["seconds"] = tuple(spec["seconds"])
+        return cls(**spec)
 
 
 class TextEncoder:
     """``encode(prompts)`` -> ``(B, max_tokens, D)`` from a tokenizer and a transformers text encoder."""
 
-    def __init__(self, tokenizer, model, settings: TextSettings = TextSettings()) -> None:
+    def __init__(self, tokenizer, model, settings: TextSettings = TextSettings(), projection=None) -> None:
         self.tokenizer, self.model, self.settings = tokenizer, model.eval(), settings
+        self.projection = None if projection is None else projection.eval()
+        if (projection is None) != (settings.seconds is None):
+            raise DiffusionError("a projection model and seconds= go together (Stable Audio's conditioning)")
 
     @classmethod
     def from_pretrained(
-        cls, text_encoder: str | Path, tokenizer: str | Path, settings: TextSettings = TextSettings()
+        cls,
+        text_encoder: str | Path,
+        tokenizer: str | Path,
+        settings: TextSettings = TextSettings(),
+        projection: str | Path | None = None,
     ) -> TextEncoder:
-        """From the ``text_encoder/`` and ``tokenizer/`` folders of a diffusers pipeline (safetensors only)."""
+        """From the ``text_encoder/`` and ``tokenizer/`` folders of a diffusers pipeline (safetensors only),
+        and Stable Audio's ``projection_model/``."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import transformers
         from transformers import AutoConfig, AutoTokenizer
@@ -83,14 +105,33 @@ class TextEncoder:
             str(text_encoder), local_files_only=True, use_safetensors=True
         )
         tok = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
-        return cls(tok, model, settings)
+        proj = None
+        if projection is not None:
+            from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
 
-    def save_pretrained(self, text_encoder: str | Path, tokenizer: str | Path) -> None:
+            if not any(Path(projection).glob("*.safetensors")):
+                raise DiffusionError(
+                    f"{projection} holds no .safetensors weights; Legato loads only safetensors"
+                )
+            proj = StableAudioProjectionModel.from_pretrained(
+                str(projection), use_safetensors=True, low_cpu_mem_usage=False
+            )
+        return cls(tok, model, settings, proj)
+
+    def save_pretrained(
+        self, text_encoder: str | Path, tokenizer: str | Path, projection: str | Path | None = None
+    ) -> None:
         self.model.save_pretrained(str(text_encoder), safe_serialization=True)
         self.tokenizer.save_pretrained(str(tokenizer))
+        if self.projection is not None:
+            if projection is None:
+                raise DiffusionError("this encoder has a projection model: give the folder to save it in")
+            self.projection.save_pretrained(str(projection), safe_serialization=True)
 
     def to(self, device: str | torch.device, dtype: torch.dtype) -> TextEncoder:
         self.model.to(device, dtype)
+        if self.projection is not None:
+            self.projection.to(device, dtype)
         return self
 
     @property
@@ -128,6 +169,8 @@ class TextEncoder:
     def conditioning(self, prompts: Sequence[str], negatives: Sequence[str]) -> Conditioning:
         """The prompts' and the negative prompts' embeddings (float32, on the CPU) as a stage's conditioning;
         with ``network_mask``, their attention masks too."""
+        if self.projection is not None:
+            return self._stable_audio(prompts, negatives)
         states, mask = self.encode_with_mask([*prompts, *negatives])
         states, mask = states.float().cpu(), mask.cpu()
         n = len(prompts)
@@ -136,6 +179,25 @@ class TextEncoder:
                 text=states[:n], negative=states[n:], text_mask=mask[:n], negative_mask=mask[n:]
             )
         return Conditioning(text=states[:n], negative=states[n:])
+
+    @torch.no_grad()
+    def _stable_audio(self, prompts: Sequence[str], negatives: Sequence[str]) -> Conditioning:
+        """``StableAudioPipeline.encode_prompt`` and ``encode_duration``: projected T5 states (zero past each
+        prompt), then the start and total seconds' tokens; the seconds side by side as the global input."""
+        states, mask = self.encode_with_mask([*prompts, *negatives])
+        states = self.projection(text_hidden_states=states).text_hidden_states
+        states = states * mask.unsqueeze(-1).to(states.dtype)
+        n, device = len(prompts), states.device
+        start, total = self.settings.seconds
+        seconds = self.projection(start_seconds=torch.full((n,), float(start), device=device),
+                                  end_seconds=torch.full((n,), float(total), device=device))  # fmt: skip
+        first, last = seconds.seconds_start_hidden_states, seconds.seconds_end_hidden_states
+        text = torch.cat([states[:n], first, last], dim=1)
+        negative = torch.cat([states[n:], first, last], dim=1)
+        empty = torch.tensor([not neg for neg in negatives], device=device)
+        negative = torch.where(empty[:, None, None], torch.zeros_like(negative), negative)
+        pooled = torch.cat([first, last], dim=2)
+        return Conditioning(text=text, negative=negative, pooled=pooled).map(lambda v: v.float().cpu())
 
 
 def _clean(text: str) -> str:

@@ -35,6 +35,8 @@ class LatentSpace(nn.Module):
     - image autoencoders (``AutoencoderKL``: Stable Diffusion's, Riffusion's, the x4 upscaler's, ModelScope's):
       ``(B, C, H, W)`` images, or ``(B, C, T, H, W)`` videos encoded and decoded frame by frame as diffusers'
       video pipelines do; latents are ``(z - shift_factor) * scaling_factor``.
+    - audio autoencoders (``AutoencoderOobleck``: Stable Audio Open's): latents ``(B, C, L)`` decode to audio
+      ``(B, channels, hop * L)`` as they are (no scaling).
     - video autoencoders (``AutoencoderKLWan``, ``AutoencoderKLLTXVideo``): whole ``(B, C, T, H, W)`` videos,
       compressed ``time`` times along time after a first frame of its own (causal: ``T = 1 + time * (t - 1)``)
       and ``space`` times along each side; latents are normalised per channel by the autoencoder's
@@ -53,10 +55,11 @@ class LatentSpace(nn.Module):
     def __init__(self, vae: nn.Module, *, tiling: bool = False, slicing: bool = False) -> None:
         super().__init__()
         config = vae.config
-        if not ("latent_channels" in config or "z_dim" in config) or not hasattr(vae, "decode"):
+        known = ("latent_channels", "z_dim", "decoder_input_channels")
+        if not any(key in config for key in known) or not hasattr(vae, "decode"):
             raise DiffusionError(
-                f"{type(vae).__name__} is not a diffusers autoencoder (no config.latent_channels or z_dim); pass an "
-                "AutoencoderKL, AutoencoderKLWan or AutoencoderKLLTXVideo"
+                f"{type(vae).__name__} is not a diffusers autoencoder (no config.{'/'.join(known)}); pass an "
+                "AutoencoderKL, AutoencoderKLWan, AutoencoderKLLTXVideo or AutoencoderOobleck"
             )
         self.vae = vae
         self.tiling, self.slicing = bool(tiling), bool(slicing)
@@ -79,12 +82,28 @@ class LatentSpace(nn.Module):
     def channels(self) -> int:
         """Latent channels."""
         config = self.vae.config
-        return int(config["latent_channels"] if "latent_channels" in config else config["z_dim"])
+        for key in ("latent_channels", "z_dim", "decoder_input_channels"):
+            if key in config:
+                return int(config[key])
+        raise DiffusionError(f"{type(self.vae).__name__} does not say how many latent channels it has")
 
     @property
     def pixel_channels(self) -> int:
+        """Channels of what it decodes: 3 for images and videos, 2 for stereo audio."""
         config = self.vae.config
-        return int(config.get("out_channels") or config.get("in_channels") or 3)
+        return int(
+            config.get("audio_channels") or config.get("out_channels") or config.get("in_channels") or 3
+        )
+
+    @property
+    def is_audio(self) -> bool:
+        """Whether it decodes audio ``(B, channels, samples)`` (``AutoencoderOobleck``: Stable Audio's)."""
+        return "audio_channels" in self.vae.config
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame (Stable Audio Open's: 2048)."""
+        return int(getattr(self.vae, "hop_length", 1))
 
     @property
     def space(self) -> int:
@@ -106,7 +125,7 @@ class LatentSpace(nn.Module):
     @property
     def is_video(self) -> bool:
         """Whether the autoencoder takes whole videos (compressing time), not frames one by one."""
-        return type(self.vae).__name__ != "AutoencoderKL"
+        return type(self.vae).__name__ != "AutoencoderKL" and not self.is_audio
 
     def frames(self, latent_frames: int) -> int:
         """Frames decoded from ``latent_frames`` latent frames (``1 + time * (t - 1)`` for a causal video VAE)."""
@@ -124,7 +143,9 @@ class LatentSpace(nn.Module):
         return (frames - 1) // self.time + 1
 
     def high_shape(self, low_shape: tuple[int, ...], frames: int | None = None) -> tuple[int, ...]:
-        """Decoded shape of latents of shape ``low_shape`` ``(B, C, [T,] h, w)``."""
+        """Decoded shape of latents of shape ``low_shape`` ``(B, C, [T,] h, w)``, or ``(B, C, L)`` for audio."""
+        if self.is_audio:
+            return (low_shape[0], self.pixel_channels, low_shape[-1] * self.hop)
         b, _, *mid, h, w = low_shape
         mid = [self.frames(mid[0])] if mid else []
         return (b, self.pixel_channels, *mid, h * self.space, w * self.space)

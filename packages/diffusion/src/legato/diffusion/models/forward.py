@@ -144,6 +144,25 @@ def _wan(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor
     return network(hidden_states=x, timestep=t, encoder_hidden_states=cond.text, return_dict=False)[0]
 
 
+@register_network(_diffusers_class("StableAudioDiTModel"), ranks=(3,))
+def _stable_audio(network: nn.Module, x: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    """Stable Audio Open's DiT (``StableAudioPipeline``): latents ``(B, C, L)``; ``text`` the projected T5 states
+    followed by the start and total seconds' tokens, ``pooled`` the two seconds' embeddings side by side
+    (its ``global_hidden_states``); rotary positions over the latents and the one global token."""
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    refuse(network, cond, "labels", "guidance", "fps", "noise_level", "text_mask")
+    if cond.text is None or cond.pooled is None:
+        raise DiffusionError(
+            "StableAudioDiTModel takes Conditioning(text=(B, L, D), pooled=(B, 1, 2D)): its stage's encoder makes both"
+        )
+    dim = unwrap(network).config.attention_head_dim // 2
+    rotary = get_1d_rotary_pos_embed(dim, x.shape[2] + 1, use_real=True, repeat_interleave_real=False)
+    rotary = tuple(r.to(x.device) for r in rotary)
+    return network(x, t, encoder_hidden_states=cond.text, global_hidden_states=cond.pooled, rotary_embedding=rotary,
+                   return_dict=False)[0]  # fmt: skip
+
+
 # LTX-Video's VAE compresses 8x in time and 32x in space, in every release; its transformer's rotary positions
 # are scaled by those factors over the frame rate (``rope_interpolation_scale`` of diffusers' LTXPipeline)
 LTX_COMPRESSION = (8, 32)

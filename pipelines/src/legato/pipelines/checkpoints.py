@@ -349,10 +349,13 @@ def import_checkpoint(
     cascade = from_diffusers(folders, metadata=metadata, **settings)
     shape = cascade.output_shape()
     channels, height = shape[0], shape[-2]
-    if kind == "music":
+    if kind == "music" and len(shape) == 2:  # Stable Audio: audio from its decoder; a mel for the pictures
+        metadata.update(spectrogram=RIFFUSION.to_dict(), n_iter=32)
+    elif kind == "music":
         if len(shape) != 3 or channels != 3:
             raise ValueError(
-                "a music model is an image model (StableDiffusionPipeline, e.g. riffusion-model-v1)"
+                "a music model is Stable Audio (StableAudioPipeline) or an image model (StableDiffusionPipeline, "
+                "e.g. riffusion-model-v1)"
             )
         # Riffusion's parameters; a checkpoint of another height keeps them with as many mel bands
         params = RIFFUSION if height == RIFFUSION.n_mels else RIFFUSION.replace(n_mels=height)
@@ -362,5 +365,7 @@ def import_checkpoint(
             raise ValueError("a video model starts with a TextToVideoSDPipeline (ModelScope, Zeroscope)")
         metadata["fps"] = fps
     elif len(shape) != 3:
-        raise ValueError(f"{kind!r} is for image models; import a TextToVideoSDPipeline with --kind video")
+        raise ValueError(
+            f"{kind!r} is for image models; import video models with --kind video and Stable Audio with --kind music"
+        )
     return replace(cascade, metadata=metadata).save_pretrained(target)

@@ -6,10 +6,11 @@ a video's frames). Longer output is made window by window: window ``k`` is gener
 the model continuing what came before (`continue_windows`). Edits of long input cut it into overlapping
 windows (`split`) and join the results with crossfades (`join`).
 
-A cascade that ends in a video autoencoder's decoder (Wan's and LTX's 3D causal VAEs: the first latent frame
-makes one frame, every later one ``time`` frames) continues in its latent space instead (`continue_latents`):
-the windows' latents are joined, and the whole latent video is decoded once, so the decoder sees each join as
-one more latent frame of a single video.
+A cascade that ends in a decoder of whole signals (Wan's and LTX's 3D causal VAEs: the first latent frame
+makes one frame, every later one ``time`` frames; Stable Audio's Oobleck: ``hop`` samples per latent frame)
+continues in its latent space instead (`continue_latents`): the windows' latents are joined, and the whole
+latent signal is decoded once, so the decoder sees each join as one more latent frame of a single video or
+track.
 """
 
 from __future__ import annotations
@@ -153,10 +154,12 @@ def pool(mask: Tensor, factors: Sequence[int]) -> Tensor:
     return mask
 
 
-def video_decoder(cascade: Cascade) -> Decode | None:
-    """The cascade's last step where it is a video autoencoder's `Decode` (whole videos, time compressed)."""
+def whole_decoder(cascade: Cascade) -> Decode | None:
+    """The cascade's last step where it decodes whole signals along time: a video autoencoder's `Decode`
+    (Wan, LTX: time compressed) or an audio autoencoder's (Stable Audio)."""
     last = cascade.stages[-1]
-    return last if isinstance(last, Decode) and last.latents.is_video else None
+    whole = isinstance(last, Decode) and (last.latents.is_video or last.latents.is_audio)
+    return last if whole else None
 
 
 def continue_latents(
@@ -168,16 +171,19 @@ def continue_latents(
     overlap: int | None = None,
     fade: float = 0.0,
 ) -> list[Tensor]:
-    """`continue_windows` in the latent space of a cascade that ends in a video autoencoder's decoder: the
-    stages before it make ``latent_frames(total)`` latent frames window by window, each later window continuing
-    the last ``overlap`` latent frames (default: a quarter window) of the one before; the joined latents are
-    decoded once and cut to ``total`` frames."""
-    decoder = video_decoder(cascade)
+    """`continue_windows` in the latent space of a cascade that ends in a whole-signal decoder
+    (`whole_decoder`): the stages before it make the latent frames that decode to ``total`` frames (or audio
+    samples) window by window, each later window continuing the last ``overlap`` latent frames (default: a
+    quarter window) of the one before, the last ``fade`` of them crossfading; the joined latents are decoded
+    once and cut to ``total``."""
+    decoder = whole_decoder(cascade)
     if decoder is None:
-        raise ValueError("continue_latents needs a cascade that ends in a video autoencoder's Decode step")
+        raise ValueError(
+            "continue_latents needs a cascade that ends in a video or audio autoencoder's Decode"
+        )
     space = decoder.latents
     latent = replace(cascade, stages=cascade.stages[:-1])
-    needed = (max(total, 1) - 1 + space.time - 1) // space.time + 1  # latent frames that decode to >= total
+    needed = space.covering(total)
     keep = overlap_positions(latent, overlap)
     check_output_size(cascade, len(items), space.frames(needed))
     latents = continue_windows(executor, latent, items, needed, keep, progress, fade=fade)

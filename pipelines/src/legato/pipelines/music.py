@@ -30,7 +30,7 @@ from legato.codec import MelCodec, SpectrogramParams, read_audio
 from legato.codec.master import DEFAULT_MASTERING, Mastering, master, resample
 from legato.codec.riffusion import DEFAULT_MAX_VALUE, riffusion_pixels, unit_from_pixels
 from legato.codec.vocoder import Vocoder
-from legato.pipelines.continuation import continue_windows, overlap_positions
+from legato.pipelines.continuation import continue_latents, continue_windows, overlap_positions, whole_decoder
 from legato.pipelines.editing import Editing
 from legato.pipelines.folders import load_pipeline_cascade, resolve_model
 from legato.pipelines.interpolate import Interpolation, interpolate
@@ -205,11 +205,16 @@ class MusicPipeline(Editing, PromptCheck):
         progress: Progress | None = None,
         negative: str = "",
     ) -> list[Tensor]:
-        """The mel images ``(C, n_mels, frames)`` in [-1, 1], one per prompt, long enough for ``duration``."""
+        """The mel images ``(C, n_mels, frames)`` in [-1, 1], one per prompt, long enough for ``duration`` (a
+        model that makes audio itself, Stable Audio: the audio ``(2, samples)``)."""
+        if duration is not None and not duration > 0:
+            raise ValueError(f"duration={duration!r} must be a positive number of seconds")
+        if self.audio_rate is not None:  # Stable Audio: audio from the decoder, continued in latent space
+            total = self.window if duration is None else round(duration * self.audio_rate)
+            items = self.items(prompts, seeds, negative=negative)
+            return continue_latents(self.executor, self.cascade, items, total, progress, fade=fade)
         total = self.window
         if duration is not None:
-            if not duration > 0:
-                raise ValueError(f"duration={duration!r} must be a positive number of seconds")
             total = self.params.num_frames(round(duration * self.params.sample_rate))
         keep = self.overlap_frames(overlap)
         return continue_windows(
@@ -222,8 +227,19 @@ class MusicPipeline(Editing, PromptCheck):
             fade,
         )
 
+    @property
+    def audio_rate(self) -> int | None:
+        """The sample rate of a model that makes audio itself (Stable Audio's decoder), else None (mels)."""
+        decoder = whole_decoder(self.cascade)
+        if decoder is None or not decoder.latents.is_audio:
+            return None
+        return int(decoder.latents.vae.config.sampling_rate)
+
     def clip(self, mel: Tensor, prompt: str, seed: int, samples: int | None = None) -> AudioClip:
-        """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames)."""
+        """Invert a mel image in [-1, 1] to an `AudioClip` (``samples`` long, default from its frames); a
+        model's own audio (`audio_rate`) is taken as it is, with its mel computed for the picture."""
+        if self.audio_rate is not None:
+            return self._audio_clip(mel, prompt, seed, samples)
         unit = unit_from_pixels(mel) if self.riffusion else ((mel.float() + 1) / 2).clamp(0, 1)
         # a model's image has no spectrogram max (per-image params: Riffusion's): Riffusion's default level,
         # then a peak of 0.5; the loudness is mastering's to set
@@ -241,10 +257,31 @@ class MusicPipeline(Editing, PromptCheck):
             audio, rate, measured = master(audio, rate, self.mastering, seed=seed)
         return AudioClip(audio.clamp(-1, 1), rate, unit, self.params, prompt, seed, measured)
 
+    def _refuse_audio_models(self) -> None:
+        if self.audio_rate is not None:
+            raise ValueError(
+                "editing and interpolating a model that makes audio itself (Stable Audio) is not supported yet; "
+                "generate with it, or edit with a mel-spectrogram model"
+            )
+
+    def _audio_clip(self, audio: Tensor, prompt: str, seed: int, samples: int | None) -> AudioClip:
+        audio = audio.float().clamp(-1, 1)
+        if samples is not None:
+            audio = audio[..., :samples]
+        rate, measured = self.audio_rate, None
+        codec = self.codec
+        unit = codec.to_unit(
+            codec.mel(resample(audio.mean(dim=0, keepdim=True), rate, self.params.sample_rate))
+        )
+        if self.mastering is not None:
+            audio, rate, measured = master(audio, rate, self.mastering, seed=seed)
+        return AudioClip(audio.clamp(-1, 1), rate, unit, self.params, prompt, seed, measured)
+
     def encode(self, audio: AudioClip | Tensor | str | Path) -> Tensor:
         """Audio -> its mel image in [-1, 1] (an imported Riffusion model's: Riffusion's RGB form): an
         `AudioClip` (a mastered one too: resampled to the model's rate, stereo folded to mono, which
         mastering's mid/side keeps exact), a tensor ``(C, N)`` at the pipeline's sample rate, or a file."""
+        self._refuse_audio_models()
         channels = 1 if self.riffusion else self.cascade.output_shape()[0]
         if isinstance(audio, AudioClip):
             mono = audio.audio.mean(dim=0, keepdim=True) if channels == 1 else audio.audio
@@ -278,6 +315,7 @@ class MusicPipeline(Editing, PromptCheck):
         """A riff from ``prompts[0]``/``seeds[0]`` to ``prompts[1]``/``seeds[1]`` in ``steps`` clips (text
         embeddings lerped, starting noise slerped; img2img from the previous step with ``strength``),
         stitched into one track: see `legato.pipelines.interpolate`."""
+        self._refuse_audio_models()
         self.check_prompts([prompts] if isinstance(prompts, str) else prompts)
         return interpolate(self, prompts, seeds, steps=steps, strength=strength, overlap=overlap)
 

@@ -31,7 +31,7 @@ from legato.pipelines.continuation import (
     continue_latents,
     continue_windows,
     overlap_positions,
-    video_decoder,
+    whole_decoder,
 )
 from legato.pipelines.editing import Editing
 from legato.pipelines.folders import load_pipeline_cascade, resolve_model
@@ -122,7 +122,7 @@ class VideoPipeline(Editing, PromptCheck):
             raise ValueError(f"frames={frames!r}; give a positive whole number of frames")
         items = self.items(prompts, seeds, negative)
         cascade = self.cascade
-        if video_decoder(cascade) is not None:  # Wan, LTX: continued in latent space, decoded once
+        if whole_decoder(cascade) is not None:  # Wan, LTX: continued in latent space, decoded once
             videos = continue_latents(self.executor, cascade, items, total, progress)
         else:
             keep = overlap_positions(self.cascade, None)

@@ -117,11 +117,15 @@ class Mastering:
 
 
 def master(audio: Tensor, rate: int, how: Mastering, *, seed: int = 0) -> tuple[Tensor, int, dict]:
-    """Finish ``(1, N)`` mono audio at ``rate`` as ``how`` says. Returns ``(audio (C, M), rate, measured)``
-    where ``measured`` holds ``loudness_lufs`` and ``true_peak_dbtp`` of the result."""
+    """Finish ``(1, N)`` mono (or ``(2, N)`` stereo: a model's own, Stable Audio's) audio at ``rate`` as ``how``
+    says. Returns ``(audio (C, M), rate, measured)`` where ``measured`` holds ``loudness_lufs`` and
+    ``true_peak_dbtp`` of the result. Stereo input keeps its own image (folded to mono for ``channels=1``)."""
     out_rate = how.sample_rate or rate
-    x = resample(audio.reshape(1, -1).float(), rate, out_rate)
-    if how.channels == 2:
+    two = audio.ndim == 2 and audio.shape[0] == 2
+    x = resample((audio if two else audio.reshape(1, -1)).float(), rate, out_rate)
+    if two and how.channels == 1:
+        x = x.mean(dim=0, keepdim=True)
+    elif how.channels == 2 and not two:
         x = stereo(x, out_rate, width=how.width, seed=seed)
     ceiling = how.true_peak - 0.1  # margin for the resampler's estimate of inter-sample peaks
     if how.loudness is not None and x.abs().max() > 0:

@@ -128,8 +128,19 @@ class LatentSpace(nn.Module):
         return type(self.vae).__name__ != "AutoencoderKL" and not self.is_audio
 
     def frames(self, latent_frames: int) -> int:
-        """Frames decoded from ``latent_frames`` latent frames (``1 + time * (t - 1)`` for a causal video VAE)."""
+        """Frames decoded from ``latent_frames`` latent frames (``1 + time * (t - 1)`` for a causal video VAE;
+        audio samples, ``hop`` per latent frame, for an audio autoencoder)."""
+        if self.is_audio:
+            return self.hop * latent_frames
         return 1 + self.time * (latent_frames - 1) if self.is_video else latent_frames
+
+    def covering(self, length: int) -> int:
+        """The fewest latent frames that decode to at least ``length`` frames (or audio samples)."""
+        if self.is_audio:
+            return -(-max(length, 1) // self.hop)
+        if self.is_video:
+            return (max(length, 1) - 1 + self.time - 1) // self.time + 1
+        return length
 
     def latent_frames(self, frames: int) -> int:
         """Latent frames of a video of ``frames`` frames; a video VAE takes ``1 + time * k`` of them."""

@@ -23,7 +23,6 @@ sizes and frame counts hold. `write_all_dit` writes all of them.
 
 from __future__ import annotations
 
-import json
 import string
 from pathlib import Path
 
@@ -66,16 +65,18 @@ def t5_encoder(vocab_size: int, *, umt5: bool = False, gated: bool = True):
     return model_cls(config).eval()
 
 
-def wan(folder: str | Path, *, seed: int = 5) -> Path:
+def wan(folder: str | Path, *, seed: int = 5, heads: int = 2, head_dim: int = 16, layers: int = 2) -> Path:
     """A tiny ``WanPipeline`` folder (Wan 2.1 T2V; no ``transformer_2``, ``boundary_ratio`` None). Heights and widths
-    are multiples of 16, frames 4k+1; prompts are padded to ``max_sequence_length`` (512)."""
+    are multiples of 16, frames 4k+1; prompts are padded to ``max_sequence_length`` (512). ``heads``,
+    ``head_dim`` and ``layers`` size the transformer (benchmarks/imported.py widens it)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     torch.manual_seed(seed)
     tok = t5_tokenizer(512)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
-        text_dim=WIDTH, freq_dim=256, ffn_dim=64, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=16, out_channels=16,
+        text_dim=WIDTH, freq_dim=256, ffn_dim=2 * heads * head_dim, num_layers=layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
         eps=1e-6, rope_max_seq_len=1024,
     ).eval()  # fmt: skip
     vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
@@ -106,17 +107,19 @@ def ltx_vae(latent_channels: int = 8):
     return vae
 
 
-def ltx(folder: str | Path, *, seed: int = 6) -> Path:
+def ltx(folder: str | Path, *, seed: int = 6, heads: int = 2, head_dim: int = 16, layers: int = 2) -> Path:
     """A tiny ``LTXPipeline`` folder. Heights and widths are multiples of 32, frames 8k+1; the transformer sees
-    ``(frames-1)/8+1`` x ``h/32`` x ``w/32`` tokens; prompts are padded to ``max_sequence_length`` (128)."""
+    ``(frames-1)/8+1`` x ``h/32`` x ``w/32`` tokens; prompts are padded to ``max_sequence_length`` (128).
+    ``heads``, ``head_dim`` and ``layers`` size the transformer."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
 
     torch.manual_seed(seed)
     vae = ltx_vae()  # first, so that `ltx_upsampler` with the same seed gets the same weights
     tok = t5_tokenizer(128)
     transformer = LTXVideoTransformer3DModel(
-        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=16,
-        cross_attention_dim=32, num_layers=2, activation_fn="gelu-approximate", qk_norm="rms_norm_across_heads",
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=heads,
+        attention_head_dim=head_dim, cross_attention_dim=heads * head_dim, num_layers=layers,
+        activation_fn="gelu-approximate", qk_norm="rms_norm_across_heads",
         norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=WIDTH, attention_bias=True,
         attention_out_bias=True,
     ).eval()  # fmt: skip
@@ -147,17 +150,22 @@ def ltx_upsampler(folder: str | Path, *, seed: int = 6) -> Path:
     return Path(folder)
 
 
-def stable_audio(folder: str | Path, *, seed: int = 7) -> Path:
+def stable_audio(
+    folder: str | Path,
+    *,
+    seed: int = 7,
+    heads: int = 2,
+    head_dim: int = 16,
+    layers: int = 2,
+    latents: int = 16,
+) -> Path:
     """A tiny ``StableAudioPipeline`` folder: 16 latent frames of 8 channels, 2048 samples each (0.743 s of stereo
-    at 44.1 kHz); the prompt is padded to the tokenizer's ``model_max_length`` (128, as stable-audio-tools' T5).
-
-    ``CosineDPMSolverMultistepScheduler`` needs ``torchsde``; where it is missing, diffusers has only a stand-in
-    that cannot be built, so its config is written here as the class saves it (byte for byte). Without
-    ``torchsde`` ``StableAudioPipeline.from_pretrained`` refuses the folder (as it refuses the real one), even
-    given ``scheduler=``: load the components one by one then."""
+    at 44.1 kHz; ``latents`` sets the window); the prompt is padded to the tokenizer's ``model_max_length`` (128, as
+    stable-audio-tools' T5). ``heads``, ``head_dim`` and ``layers`` size the DiT. Its scheduler,
+    ``CosineDPMSolverMultistepScheduler``, draws its noise with ``torchsde``."""
     from diffusers import (
         AutoencoderOobleck,
-        EDMDPMSolverMultistepScheduler,
+        CosineDPMSolverMultistepScheduler,
         StableAudioDiTModel,
         StableAudioPipeline,
     )
@@ -169,44 +177,17 @@ def stable_audio(folder: str | Path, *, seed: int = 7) -> Path:
                              channel_multiples=[1, 2, 2, 4, 4], decoder_channels=8, decoder_input_channels=8,
                              audio_channels=2, sampling_rate=44100).eval()  # fmt: skip
     transformer = StableAudioDiTModel(
-        sample_size=16, in_channels=8, num_layers=2, attention_head_dim=16, num_attention_heads=2,
-        num_key_value_attention_heads=1, out_channels=8, cross_attention_dim=32, time_proj_dim=32,
+        sample_size=latents, in_channels=8, num_layers=layers, attention_head_dim=head_dim, num_attention_heads=heads,
+        num_key_value_attention_heads=1, out_channels=8, cross_attention_dim=heads * head_dim, time_proj_dim=32,
         global_states_input_dim=2 * WIDTH, cross_attention_input_dim=WIDTH,
     ).eval()  # fmt: skip
     projection = StableAudioProjectionModel(text_encoder_dim=WIDTH, conditioning_dim=WIDTH, min_value=0,
                                             max_value=512).eval()  # fmt: skip
-    scheduler = _cosine_dpm()  # None without torchsde: a stand-in is saved, then its files are replaced
     pipe = StableAudioPipeline(vae=vae, text_encoder=t5_encoder(len(tok), gated=False), projection_model=projection,
                                tokenizer=tok, transformer=transformer,
-                               scheduler=scheduler or EDMDPMSolverMultistepScheduler())  # fmt: skip
+                               scheduler=CosineDPMSolverMultistepScheduler(**COSINE_DPM))  # fmt: skip
     pipe.save_pretrained(folder, safe_serialization=True)
-    if scheduler is None:
-        _write_config(Path(folder) / "scheduler" / "scheduler_config.json", COSINE_DPM,
-                      "CosineDPMSolverMultistepScheduler")  # fmt: skip
-        index = json.loads((Path(folder) / "model_index.json").read_text())
-        index["scheduler"] = ["diffusers", "CosineDPMSolverMultistepScheduler"]
-        (Path(folder) / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return Path(folder)
-
-
-def _cosine_dpm():
-    """Stable Audio Open's scheduler, or None where ``torchsde`` (which it draws its noise with) is missing."""
-    from diffusers.utils import is_torchsde_available
-
-    if not is_torchsde_available():
-        return None
-    from diffusers import CosineDPMSolverMultistepScheduler
-
-    return CosineDPMSolverMultistepScheduler(**COSINE_DPM)
-
-
-def _write_config(path: Path, config: dict, class_name: str) -> None:
-    """A config file as ``ConfigMixin.save_config`` writes it."""
-    import diffusers
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    full = {**config, "_class_name": class_name, "_diffusers_version": diffusers.__version__}
-    path.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
 
 
 def write_all_dit(out: str | Path) -> dict[str, Path]:

@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/cascade_ray.py                 # 2 single-threaded stages on this 2-core CPU
     .venv/bin/python benchmarks/cascade_ray.py --stages 3 --device cuda   # on a GPU machine
+    .venv/bin/python benchmarks/cascade_ray.py --model models/ltx --items 16   # an imported cascade, as it is
 
 The cascade: a text-conditioned base image stage and x2 super-resolution stages (diffusers UNets), batches
 of ``--batch`` (default 2) items, each stage on its own actor with one CPU and one torch thread (or a GPU
 each with ``--device cuda``, fractions of one GPU where there is only one). Steps are set so that the
-stages take about the same time per item. Measured in one run:
+stages take about the same time per item. ``--model`` runs a cascade folder instead (an imported one: LTX-Video's
+base, latent upsampler, refining pass and decode, each step on its own actor), its items prompted, its steps
+as saved (unbalanced: the efficiency is then the slowest step's). Measured in one run:
 
 - each stage's time per item alone (same thread count, after a warm-up), measured before and after the Ray
   runs and averaged, so that a drift of the machine's speed during the run (a shared VM's) cancels;
@@ -54,7 +57,10 @@ def build(stages: int, device: str, base_steps: int, sr_steps: int, batch: int) 
     return Cascade(tuple(out))
 
 
-def items(count: int) -> list[Item]:
+def items(count: int, prompted: bool = False) -> list[Item]:
+    """Items with random token embeddings, or (``prompted``: stages that encode their own prompts) prompts."""
+    if prompted:
+        return [Item(f"{i}", i, prompt=("a cat playing piano", "rain on wood")[i % 2]) for i in range(count)]
     gen = torch.Generator().manual_seed(0)
     return [Item(f"{i}", i, Conditioning(text=torch.randn(4, TEXT, generator=gen))) for i in range(count)]
 
@@ -76,10 +82,19 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=24)
     parser.add_argument("--sr-steps", type=int, default=12)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument(
+        "--model", default=None, help="a cascade folder to run instead (e.g. an imported one)"
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    cascade = build(args.stages, args.device, args.base_steps, args.sr_steps, args.batch)
-    work = items(args.items)
+    if args.model:
+        from dataclasses import replace
+
+        loaded = Cascade.from_pretrained(args.model, device=args.device)
+        cascade = replace(loaded, stages=tuple(replace(s, batch_size=args.batch) for s in loaded.stages))
+    else:
+        cascade = build(args.stages, args.device, args.base_steps, args.sr_steps, args.batch)
+    work = items(args.items, prompted=bool(args.model))
     local = LocalExecutor()
 
     # 1. Each stage alone, one thread (what each actor gets), per item; again after the Ray runs.
@@ -128,7 +143,7 @@ def main() -> None:
         f"device {args.device}, {cores} cores, {len(cascade.stages)} stages, {args.items} items, batch {args.batch}"
     )
     for stage, t, a, b in zip(cascade.stages, stage_times, before, after, strict=True):
-        print(f"  stage {stage.name:5s} ({stage.steps:2d} steps): {t * 1000:7.1f} ms/item alone, 1 thread"
+        print(f"  stage {stage.name:10s} ({getattr(stage, 'steps', 0):2d} steps): {t * 1000:7.1f} ms/item alone, 1 thread"
               f" (before the Ray runs {a * 1000:.1f}, after {b * 1000:.1f})")  # fmt: skip
     print(f"ideal pipelined throughput (1 / slowest stage): {1 / slowest:6.2f} items/s")
     print(f"RayExecutor throughput, {args.repeats} runs:".ljust(48)

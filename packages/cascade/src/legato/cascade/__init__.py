@@ -27,8 +27,9 @@ from legato.cascade.cascade import (
     run_batch,
 )
 from legato.cascade.decode import Decode, Encode, LatentUpsample
-from legato.cascade.pretrained import CASCADE_FILE, load_cascade, require_safetensors, save_cascade
+from legato.cascade.pretrained import CASCADE_FILE, load_cascade, save_cascade
 from legato.cascade.stage import DTYPES, Stage, stage_seed
+from legato.cascade.weights import require_safetensors
 
 __all__ = [
     "CASCADE_FILE",

@@ -125,3 +125,19 @@ def test_a_flow_scheduler_travels_as_its_config():
     rebuilt = scheduler_from_config(scheduler_config(scheduler))
     noise = randn((4, 1, 8, 8), generators(range(4)))
     assert torch.equal(sample(DENOISER, scheduler, noise, steps=6), sample(DENOISER, rebuilt, noise, steps=6))
+
+
+def test_inversion_under_flow_runs_the_ode_upwards_and_euler_sampling_rebuilds_the_input():
+    # Measured: the round trip's RMS error 0.028/0.014/0.0069 at 20/40/80 steps (first order, both ways); the
+    # inverted latents' std 1.11/1.05/1.03, towards the noise's 1 as the steps shrink.
+    from legato.diffusion import invert
+
+    x0 = MU + STD * randn((256, 1, 8, 8), generators(range(256)))
+    euler = make_scheduler("flow_euler", WAN.config)
+    errors = []
+    for steps in (40, 80):
+        z = invert(DENOISER, WAN, x0, steps=steps)
+        errors.append(float((sample(DENOISER, euler, z, steps=steps) - x0).pow(2).mean().sqrt()))
+    assert abs(float(z.std()) - 1.0) < 0.05
+    assert errors[1] < 0.01
+    assert errors[0] / errors[1] > 1.7

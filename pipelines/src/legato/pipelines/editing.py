@@ -25,7 +25,8 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from legato.cascade import Item
-from legato.diffusion import Conditioning, convert_scheduler, invert
+from legato.diffusion import Conditioning, convert_scheduler, invert, make_scheduler
+from legato.diffusion.schedulers import is_flow
 from legato.pipelines.continuation import join, overlap_positions, pool, split, window_seed
 from legato.pipelines.text import prompt_items
 
@@ -79,10 +80,17 @@ class Editing:
             if extra:  # the stage's own encoder
                 src = base.encode(src, extra["prompts"], extra["negatives"], n)
             src = src.without_negative().map(lambda v: v.to(base.device))
-            noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src)
+            noise = invert(base.denoiser, base.scheduler, low.to(base.device), steps=base.steps, cond=src,
+                           schedule=base.timesteps)  # fmt: skip
             return dict(noise=noise)
 
-        ddim = replace(base, scheduler=convert_scheduler(DDIMScheduler, base.scheduler.config))
+        config = base.scheduler.config  # back down the path inversion went up: DDIM, or a flow model's Euler
+        back = (
+            make_scheduler("flow_euler", config)
+            if is_flow(config)
+            else convert_scheduler(DDIMScheduler, config)
+        )
+        ddim = replace(base, scheduler=back)
         return self._edit(source, self._load(source), prompt, seed, latent, base=ddim, negative=negative)
 
     def inpaint(

@@ -145,10 +145,14 @@ class Cascade:
         last ``g - 1`` positions, ``g`` the time factor from the base stage to this one: the ones after the
         prefix's last base-stage position."""
         factor = self.factors(index)[self.time_axis]
-        if prefix.shape[self.time_axis] % factor:
+        length = prefix.shape[self.time_axis]
+        # a causal video autoencoder (Wan's, LTX's) makes 1 + factor * k frames: its first latent frame is one frame
+        causal = any(isinstance(s, Decode) and s.latents.is_video for s in self.stages[index + 1 :])
+        if (length - 1 if causal else length) % factor:
             raise DiffusionError(
-                f"a prefix of {prefix.shape[self.time_axis]} positions does not divide by x{factor}, the factor of the "
-                f"stages after {self.stages[index].name!r}; make the overlap a multiple of it"
+                f"a prefix of {length} positions does not divide by x{factor}, the factor of the stages after "
+                f"{self.stages[index].name!r}; make the overlap a multiple of it"
+                + (" plus 1 (the causal autoencoder's first frame)" if causal else "")
             )
         out = self.downsample(index, prefix[None].contiguous())[0]  # one memory layout: one result
         past = self.factors(0)[self.time_axis] // factor - 1

@@ -34,11 +34,14 @@ def invert(
     cond: Conditioning | None = None,
     strength: float = 1.0,
     trajectory: list[Tensor] | None = None,
+    schedule=None,
 ) -> Tensor:
-    """The DDIM latent of ``x0``: noise from which DDIM sampling (``steps`` steps) rebuilds ``x0``.
+    """The DDIM latent of ``x0``: noise from which DDIM sampling (``steps`` steps) rebuilds ``x0`` (for a
+    flow-matching model, the flow ODE run upwards: Euler sampling rebuilds it).
 
     ``strength < 1`` stops partway (the latent at that point of the schedule, for SDEdit-style edits).
-    ``trajectory``, if given, receives ``x0`` and every intermediate latent, noisiest last.
+    ``trajectory``, if given, receives ``x0`` and every intermediate latent, noisiest last. ``schedule``: the
+    model family's `legato.diffusion.schedulers.Timesteps` (LTX's), as for `sample`.
     """
     inverse = inverse_of(scheduler, denoiser.output_type)
     if trajectory is not None:
@@ -48,7 +51,9 @@ def invert(
         if trajectory is not None:
             trajectory.append(step.sample)
 
-    return sample(denoiser, inverse, x0, steps=steps, cond=cond, stop=strength, callback=keep)
+    return sample(
+        denoiser, inverse, x0, steps=steps, cond=cond, stop=strength, callback=keep, schedule=schedule
+    )
 
 
 def null_text_inversion(

@@ -171,8 +171,25 @@ def private_copy(scheduler: SchedulerMixin, prediction_type: str, cls: type | No
 
 
 def inverse_of(scheduler: SchedulerMixin, prediction_type: str) -> SchedulerMixin:
-    """The DDIM inverse scheduler (data -> noise) for ``scheduler``'s training schedule."""
+    """The inverse scheduler (data -> noise) for ``scheduler``'s training schedule: DDIM's, or for a
+    flow-matching model the flow ODE's Euler steps run upwards (`FlowMatchInverseScheduler`)."""
+    if prediction_type == "flow_prediction" and is_flow(scheduler):
+        euler = make_scheduler("flow_euler", scheduler.config)
+        return convert_scheduler(FlowMatchInverseScheduler, euler.config)
     return private_copy(scheduler, prediction_type, DDIMInverseScheduler)
+
+
+class FlowMatchInverseScheduler(FlowMatchEulerDiscreteScheduler):
+    """Flow matching's DDIM inversion: Euler steps up the sigmas ``FlowMatchEulerDiscreteScheduler`` would
+    come down (0 -> 1, data -> noise), each velocity taken at the level it steps to (the model is not
+    defined at sigma 0), as ``DDIMInverseScheduler`` takes its noise prediction at the next timestep."""
+
+    def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
+        super().set_timesteps(*args, **kwargs)
+        up = self.sigmas.flip(0)  # [0, s_n, ..., s_1 = 1]
+        self.sigmas = up
+        self.timesteps = (up[1:] * self.config.num_train_timesteps).to(self.timesteps.dtype)
+        self._step_index, self._begin_index = None, None
 
 
 def step_accepts_generator(scheduler: SchedulerMixin) -> bool:

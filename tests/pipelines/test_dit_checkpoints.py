@@ -289,3 +289,20 @@ def test_wan_edits_through_its_causal_vae_and_inverts_under_flow(wan, tmp_path):
         first, again = edit(), edit()
         assert first.frames.shape == (3, 9, 32, 32)
         assert torch.equal(first.frames, again.frames)
+
+
+def test_the_dit_families_run_in_half_precision(wan, ltx, stable_audio):
+    """Weights and activations in bfloat16/float16, against float32 on the same folders. Measured (max difference
+    over the output's range): Wan 1.4% / 0.16%, LTX's three-stage cascade 4.2% / 1.0%, Stable Audio 0.95% /
+    0.12% (bfloat16 / float16)."""
+    cases = [(wan, dict(size=(32, 32), frames=9, steps=[3])),
+             ([ltx[0], ltx[1], ltx[0]], dict(size=(64, 64), frames=9, steps=[3, None, 5], strength=0.4)),
+             (stable_audio, dict(steps=[4]))]  # fmt: skip
+    items = [Item("0", 3, prompt="a cat playing piano", negative="blurry")]
+    for folders, settings in cases:
+        ref = LocalExecutor().run(from_diffusers(folders, **settings), items)[0]
+        span = (ref.max() - ref.min()).item()
+        for dtype, bound in (("bfloat16", 0.1), ("float16", 0.03)):
+            out = LocalExecutor().run(from_diffusers(folders, dtype=dtype, **settings), items)[0]
+            assert bool(torch.isfinite(out).all())
+            assert (out - ref).abs().max().item() <= bound * span, (folders, dtype)

@@ -18,7 +18,9 @@ as saved (unbalanced: the efficiency is then the slowest step's). Measured in on
   stages overlap perfectly (target >= 0.9). Filling and draining the pipeline bound it by
   batches / (batches + stages - 1), printed beside it;
 - LocalExecutor's throughput on the same items, one thread (the per-stage work, run in sequence) and with
-  every core (torch's own intra-op threads), and the Ray path's ratio against each.
+  every core (torch's own intra-op threads), and the Ray path's ratio against each;
+- the pipeline simulator's prediction (`legato.cascade.simulate`) from the stages' measured times, against
+  the Ray runs' median throughput (issue 45: within 10%).
 """
 
 from __future__ import annotations
@@ -155,6 +157,15 @@ def main() -> None:
     print(
         f"LocalExecutor, 1 thread:                        {local_1:6.2f} items/s -> Ray x{ray_tp / local_1:.2f}"
     )
+    from legato.cascade.simulate import StageModel, linear, simulate
+
+    models = [
+        StageModel(s.name, linear(0.0, t), s.batch_size)
+        for s, t in zip(cascade.stages, stage_times, strict=True)
+    ]
+    predicted = simulate(models, args.items).throughput
+    print(f"simulator's prediction:                         {predicted:6.2f} items/s -> measured / predicted "
+          f"{ray_tp / predicted:.3f}")  # fmt: skip
     print(
         f"LocalExecutor, {cores} threads:                       {local_n:6.2f} items/s -> Ray x{ray_tp / local_n:.2f}"
     )

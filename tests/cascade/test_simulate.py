@@ -52,3 +52,19 @@ def test_bad_models_are_refused():
         StageModel("sr", const(1.0), replicas=0)
     with pytest.raises(ValueError, match="at least one item"):
         simulate([StageModel("base", const(1.0))], 0)
+
+
+def test_balance_gives_the_dear_stage_replicas_and_the_cheap_ones_fractions():
+    from legato.cascade.simulate import Share, balance, throughput
+
+    costs = [1.0, 1.0, 4.0]  # seconds per item on one device: an SR stage 4x its base
+    cpus = balance(costs, 2)
+    assert cpus == [Share(1, pytest.approx(1 / 3)), Share(1, pytest.approx(1 / 3)), Share(2, pytest.approx(2 / 3))]
+    assert throughput(costs, cpus) == pytest.approx(2 / 6)  # all of the devices' work: the ideal
+    gpus = balance(costs, 8, whole=True)  # whole GPUs where a stage's share is one or more
+    assert sum(g.replicas * g.devices for g in gpus) <= 8
+    assert gpus[2].replicas >= 5
+    assert gpus[2].devices == 1.0
+    assert throughput(costs, gpus) == pytest.approx(1.0)  # 0.75 of the ideal 8 / 6: GPUs come whole
+    even = [Share(1, 1.0)] * 3  # one GPU per stage (the other five idle)
+    assert throughput(costs, gpus) == 4 * throughput(costs, even)

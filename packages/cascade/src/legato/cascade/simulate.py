@@ -14,6 +14,7 @@ for any number of GPUs and any placement, what the executor would reach: `simula
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -93,3 +94,43 @@ def simulate(stages: Sequence[StageModel], items: int) -> Prediction:
         busy.append(work / (span * stage.replicas) if span else 0.0)
     latencies = tuple(done for positions, done in upstream for _ in positions)
     return Prediction(items, max(latencies), latencies, tuple(busy))
+
+
+@dataclass(frozen=True)
+class Share:
+    """A stage's part of the devices: ``replicas`` actors of ``devices`` CPUs or GPUs each."""
+
+    replicas: int
+    devices: float
+
+
+def balance(costs: Sequence[float], devices: float, *, whole: bool = False) -> list[Share]:
+    """Split ``devices`` (CPUs or GPUs) over stages whose measured costs (seconds per item on one device) are
+    ``costs``, so that their throughputs balance: stage ``i`` gets ``devices * c_i / sum(c)``. A share is held
+    by ``ceil(share)`` replicas of an equal part each, or with ``whole`` (GPUs: a dear stage gets whole GPUs,
+    a cheap one a fraction of one) by ``round(share)`` replicas of one device where the share is at least one,
+    the devices left over going, one by one, to the stage that is slowest then."""
+    if not costs or any(c <= 0 for c in costs) or devices <= 0:
+        raise ValueError(f"balance needs positive costs and devices, got {list(costs)} and {devices}")
+    total = sum(costs)
+    shares = [devices * c / total for c in costs]
+    if not whole:
+        return [Share(max(1, math.ceil(s - 1e-9)), s / max(1, math.ceil(s - 1e-9))) for s in shares]
+    out = [Share(max(1, round(s)), 1.0) if s >= 1 else Share(1, s) for s in shares]
+    left = devices - sum(sh.replicas * sh.devices for sh in out)
+    while left >= 1 - 1e-9:
+        slowest = min(range(len(out)), key=lambda i: out[i].replicas * out[i].devices / costs[i])
+        if out[slowest].devices < 1:
+            left += out[slowest].devices
+            out[slowest] = Share(1, 1.0)
+            left -= 1
+        else:
+            out[slowest] = Share(out[slowest].replicas + 1, 1.0)
+            left -= 1
+    return out
+
+
+def throughput(costs: Sequence[float], shares: Sequence[Share]) -> float:
+    """Items per second in steady state: the slowest stage's replicas x device share / cost (a stage on a
+    fraction of a device runs that much slower)."""
+    return min(sh.replicas * min(sh.devices, 1.0) / c for c, sh in zip(costs, shares, strict=True))

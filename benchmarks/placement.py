@@ -1,0 +1,102 @@
+"""Cost-aware placement on this machine: an unbalanced 3-stage cascade (real UNets; the last SR stage the
+dearest, at least 4x the cheapest), placed by the planner and by the even split, against the ideal throughput
+of the CPUs given.
+
+    .venv/bin/python benchmarks/placement.py                    # 2 CPUs, 24 items, batch 2
+
+Measured in one run: each stage's time per item alone (one torch thread), before and after the Ray runs and
+averaged; the planner's shares (`legato.cascade.simulate.balance`: replicas and CPUs per stage, balanced by
+cost); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
+CPUs shared evenly), each against the ideal ``cpus / sum(stage costs)`` (every CPU busy the whole run), and
+beside each the simulator's prediction (`legato.cascade.simulate.simulate`). The outputs of both placements are
+checked byte-equal to LocalExecutor's on one thread. Target (issue 45): the planner's placement at least 0.85
+of the ideal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from cascade_ray import build, items
+
+from legato.cascade import LocalExecutor
+from legato.cascade.simulate import StageModel, balance, linear, simulate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--items", type=int, default=24)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", default="6,6,12", help="steps of base, sr1, sr2")
+    args = parser.parse_args()
+    base_steps, sr1, sr2 = (int(n) for n in args.steps.split(","))
+    cascade = build(3, "cpu", base_steps, sr1, args.batch)
+    from dataclasses import replace
+
+    stages = list(cascade.stages)
+    stages[2] = replace(stages[2], steps=sr2)
+    cascade = replace(cascade, stages=tuple(stages))
+    work = items(args.items)
+    torch.set_num_threads(1)
+    local = LocalExecutor()
+    probe = work[: 4 * args.batch]
+    local.run(cascade, probe[:1])
+
+    def alone() -> list[float]:
+        outputs, times = None, []
+        for index in range(len(cascade.stages)):
+            start = time.perf_counter()
+            outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
+            times.append((time.perf_counter() - start) / len(probe))
+        return times
+
+    before = alone()
+    expected = local.run(cascade, work)
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from legato.pipelines.ray_executor import RayExecutor, StageResources
+
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    names = [s.name for s in cascade.stages]
+    shares = balance(before, args.cpus)
+    placements = {
+        "planner": {n: StageResources(replicas=sh.replicas, num_cpus=sh.devices, threads=1)
+                    for n, sh in zip(names, shares, strict=True)},
+        "even split": {n: StageResources(num_cpus=args.cpus / len(names), threads=1) for n in names},
+    }  # fmt: skip
+    measured = {}
+    for name, resources in placements.items():
+        executor = RayExecutor(resources)
+        executor.run(cascade, work[:2])  # starts the actors
+        start = time.perf_counter()
+        out = executor.run(cascade, work)
+        measured[name] = args.items / (time.perf_counter() - start)
+        executor.shutdown()
+        assert all(torch.equal(a, b) for a, b in zip(expected, out, strict=True)), f"{name}: outputs differ"
+    ray.shutdown()
+    after = alone()
+    costs = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
+    ideal = args.cpus / sum(costs)
+    print(f"{args.cpus} CPUs, {args.items} items, batch {args.batch}; outputs byte-equal to LocalExecutor's")
+    for s, c, a, b in zip(cascade.stages, costs, before, after, strict=True):
+        print(
+            f"  {s.name:5s} ({s.steps:2d} steps): {c * 1000:7.1f} ms/item (before {a * 1000:.1f}, after {b * 1000:.1f})"
+        )
+    print(f"  cost ratio, dearest / cheapest: {max(costs) / min(costs):.1f}x; ideal {ideal:.2f} items/s")
+    for name, resources in placements.items():
+        models = [StageModel(n, linear(0.0, c / min(1.0, r.num_cpus)), args.batch, r.replicas)
+                  for n, c, r in zip(names, costs, resources.values(), strict=True)]  # fmt: skip
+        predicted = simulate(models, args.items).throughput
+        plan = ", ".join(f"{n} {r.replicas} x {r.num_cpus:.2f} CPU" for n, r in resources.items())
+        print(f"  {name:10s} ({plan}): {measured[name]:.2f} items/s = {measured[name] / ideal:.3f} of the ideal; "
+              f"simulated {predicted:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -5,8 +5,8 @@ of the CPUs given.
     .venv/bin/python benchmarks/placement.py                    # 2 CPUs, 24 items, batch 2
 
 Measured in one run: each stage's time per item alone (one torch thread), before and after the Ray runs and
-averaged; the planner's shares (`legato.cascade.simulate.balance`: replicas and CPUs per stage, balanced by
-cost); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
+averaged; the planner's placement (`legato.pipelines.ray_executor.balanced_resources`: the stages timed, then
+replicas and CPUs per stage balanced by cost, `legato.cascade.simulate.balance`); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
 CPUs shared evenly), each against the ideal ``cpus / sum(stage costs)`` (every CPU busy the whole run), and
 beside each the simulator's prediction (`legato.cascade.simulate.simulate`). The outputs of both placements are
 checked byte-equal to LocalExecutor's on one thread. Target (issue 45): the planner's placement at least 0.85
@@ -23,7 +23,7 @@ import torch
 from cascade_ray import build, items
 
 from legato.cascade import LocalExecutor
-from legato.cascade.simulate import StageModel, balance, linear, simulate
+from legato.cascade.simulate import StageModel, linear, simulate
 
 
 def main() -> None:
@@ -60,19 +60,16 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from legato.pipelines.ray_executor import RayExecutor, StageResources
+    from legato.pipelines.ray_executor import RayExecutor, StageResources, balanced_resources
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     names = [s.name for s in cascade.stages]
-    shares = balance(before, args.cpus)
-    placements = {
-        "planner": {n: StageResources(replicas=sh.replicas, num_cpus=sh.devices, threads=1)
-                    for n, sh in zip(names, shares, strict=True)},
-        "even split": {n: StageResources(num_cpus=args.cpus / len(names), threads=1) for n in names},
-    }  # fmt: skip
+    planned, _ = balanced_resources(cascade, probe, cpus=args.cpus)  # the stages timed again, by the planner
+    placements = {"planner": planned,
+                  "even split": {n: StageResources(num_cpus=args.cpus / len(names)) for n in names}}  # fmt: skip
     measured = {}
     for name, resources in placements.items():
-        executor = RayExecutor(resources)
+        executor = RayExecutor(resources, threads=1)
         executor.run(cascade, work[:2])  # starts the actors
         start = time.perf_counter()
         out = executor.run(cascade, work)

@@ -59,7 +59,11 @@ def test_balance_gives_the_dear_stage_replicas_and_the_cheap_ones_fractions():
 
     costs = [1.0, 1.0, 4.0]  # seconds per item on one device: an SR stage 4x its base
     cpus = balance(costs, 2)
-    assert cpus == [Share(1, pytest.approx(1 / 3)), Share(1, pytest.approx(1 / 3)), Share(2, pytest.approx(2 / 3))]
+    assert cpus == [
+        Share(1, pytest.approx(1 / 3)),
+        Share(1, pytest.approx(1 / 3)),
+        Share(2, pytest.approx(2 / 3)),
+    ]
     assert throughput(costs, cpus) == pytest.approx(2 / 6)  # all of the devices' work: the ideal
     gpus = balance(costs, 8, whole=True)  # whole GPUs where a stage's share is one or more
     assert sum(g.replicas * g.devices for g in gpus) <= 8

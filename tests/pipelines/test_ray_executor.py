@@ -76,7 +76,9 @@ def test_balanced_resources_give_the_dear_stage_more_and_keep_the_outputs(ray_cl
     from legato.pipelines.ray_executor import balanced_resources
 
     cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(6)
-    cascade = replace(cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=24)))
+    cascade = replace(
+        cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=24))
+    )
     resources, predicted = balanced_resources(cascade, items[:4], cpus=2)
     base, sr = resources["base"], resources["sr"]
     assert sr.replicas * sr.num_cpus > 3 * base.replicas * base.num_cpus

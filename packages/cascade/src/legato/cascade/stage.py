@@ -217,10 +217,9 @@ class Stage:
                              mask=mask, known=known, resample=self.resample if mask is not None else 1,
                              reconstruction=self.reconstruction, schedule=self.timesteps)  # fmt: skip
             else:
-                extra = {"schedule": self.timesteps} if self.timesteps is not None else {}
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
                                        generator=gens, cond=cond, frames=self.frames, mask=mask, known=known,
-                                       reconstruction=self.reconstruction, **extra)  # fmt: skip
+                                       reconstruction=self.reconstruction, schedule=self.timesteps)  # fmt: skip
         return out.float().cpu()
 
     def encode(

@@ -67,7 +67,8 @@ class TextSettings:
 
 
 class TextEncoder:
-    """``encode(prompts)`` -> ``(B, max_tokens, D)`` from a tokenizer and a transformers text encoder."""
+    """A stage's own prompt encoder: `conditioning(prompts, negatives)` -> the stage's text conditioning
+    (`encode_with_mask`: ``(B, max_tokens, D)`` states and their mask), from a tokenizer and a transformers encoder."""
 
     def __init__(self, tokenizer, model, settings: TextSettings = TextSettings(), projection=None) -> None:
         self.tokenizer, self.model, self.settings = tokenizer, model.eval(), settings
@@ -162,9 +163,6 @@ class TextEncoder:
             keep = torch.arange(states.shape[1], device=device)[None] < lengths[:, None]
             states = states * keep[..., None].to(states.dtype)
         return states, mask
-
-    def encode(self, prompts: Sequence[str]) -> Tensor:
-        return self.encode_with_mask(prompts)[0]
 
     def conditioning(self, prompts: Sequence[str], negatives: Sequence[str]) -> Conditioning:
         """The prompts' and the negative prompts' embeddings (float32, on the CPU) as a stage's conditioning;

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.sampling import sample
-from legato.diffusion.schedulers import scheduler_from_config
+from legato.diffusion.schedulers import Timesteps, scheduler_from_config
 from legato.diffusion.tensors import check_sample, randn
 
 
@@ -315,6 +315,7 @@ class LatentUpscale:
         mask: Tensor | None = None,
         known: Tensor | None = None,
         reconstruction: float = 0.0,
+        schedule: Timesteps | None = None,
     ) -> Tensor:
         """Latents for the low-res pixels ``low`` ``(B, 3, h, w)``; the pixels' noise is drawn first, then the
         latents' (the order of ``StableDiffusionUpscalePipeline``)."""
@@ -330,7 +331,9 @@ class LatentUpscale:
         noised = scheduler_from_config(self.low_res_scheduler).add_noise(low, noise, level)
         latents = randn(self.high_shape(tuple(low.shape)), generator, device=low.device).to(low.dtype)
         full = (cond or Conditioning()).replace(low_res=noised, noise_level=level)
-        return sample(denoiser, scheduler, latents, steps=steps, cond=full, generator=generator)
+        return sample(
+            denoiser, scheduler, latents, steps=steps, cond=full, generator=generator, schedule=schedule
+        )
 
 
 @dataclass(frozen=True)
@@ -374,7 +377,7 @@ class LatentRefine:
         mask: Tensor | None = None,
         known: Tensor | None = None,
         reconstruction: float = 0.0,
-        schedule=None,
+        schedule: Timesteps | None = None,
     ) -> Tensor:
         """The refined latents of ``low`` ``(B, C, [T,] h, w)``."""
         if low.ndim == 5:

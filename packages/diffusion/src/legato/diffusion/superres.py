@@ -27,6 +27,7 @@ from legato.diffusion.conditioning import Conditioning
 from legato.diffusion.denoisers import VPSchedule
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.sampling import sample
+from legato.diffusion.schedulers import Timesteps
 from legato.diffusion.tensors import check_sample, randn
 from legato.diffusion.training.data import TensorItems
 
@@ -69,7 +70,8 @@ class Upsampler(Protocol):
 
     def generate(self, denoiser: nn.Module, scheduler, low: Tensor, *, steps: int, generator,
                  cond: Conditioning | None = None, frames: int | None = None, mask: Tensor | None = None,
-                 known: Tensor | None = None, reconstruction: float = 0.0) -> Tensor: ...  # fmt: skip
+                 known: Tensor | None = None, reconstruction: float = 0.0,
+                 schedule: Timesteps | None = None) -> Tensor: ...  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class SuperResolution:
         mask: Tensor | None = None,
         known: Tensor | None = None,
         reconstruction: float = 0.0,
+        schedule: Timesteps | None = None,
     ) -> Tensor:
         """Sample the high-res version of ``low`` (``(B, C, H, W)`` or ``(B, C, T, H, W)``, in ``[-1, 1]``)
         with ``denoiser`` (guided or not) and ``scheduler``; ``frames`` sets a video's output length.
@@ -202,7 +205,8 @@ class SuperResolution:
                 known = pinned + (1 - mask) * (known - pinned)
                 mask = mask * kept
         out = sample(denoiser, scheduler, noise, steps=steps, cond=full, generator=generator, mask=mask, known=known,
-                     reconstruction=reconstruction if pinned_by_caller is not None else 0.0)  # fmt: skip
+                     reconstruction=reconstruction if pinned_by_caller is not None else 0.0,
+                     schedule=schedule)  # fmt: skip
         out = self.from_target(out, upsampled)
         if pinned_by_caller is not None:  # exactly the caller's values where kept (no residual round trip)
             keep_mask, kept = pinned_by_caller

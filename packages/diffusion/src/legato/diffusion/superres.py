@@ -183,10 +183,10 @@ class SuperResolution:
         part of the output, e.g. the overlap with the previous window of a continuation."""
         shape = self.high_shape(tuple(low.shape), frames)
         noise = randn(shape, generator, device=low.device).to(low.dtype)
-        schedule = VPSchedule.from_scheduler(scheduler).to(low.device)
+        vp = VPSchedule.from_scheduler(scheduler).to(low.device)
         upsampled = self.upsample(low, shape[2] if low.ndim == 5 else None)
         full = self.augmentation.sample(
-            (cond or Conditioning()).replace(low_res=self.model_input(upsampled)), schedule, generator
+            (cond or Conditioning()).replace(low_res=self.model_input(upsampled)), vp, generator
         )
         pinned_by_caller = None
         if known is not None:

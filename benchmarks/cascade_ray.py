@@ -34,6 +34,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from legato.cascade import Cascade, Item, LocalExecutor, Stage
+from legato.cascade.simulate import stage_costs
 from legato.diffusion import Conditioning, Denoiser, NoiseAugmentation, SuperResolution
 
 TEXT = 32
@@ -102,17 +103,7 @@ def main() -> None:
     # 1. Each stage alone, one thread (what each actor gets), per item; again after the Ray runs.
     torch.set_num_threads(1)
     probe = work[: 8 * args.batch]
-    local.run(cascade, probe[:1])  # warm-up
-
-    def alone() -> list[float]:
-        outputs, times = None, []
-        for index in range(len(cascade.stages)):
-            start = time.perf_counter()
-            outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
-            times.append((time.perf_counter() - start) / len(probe))
-        return times
-
-    before = alone()
+    before = stage_costs(cascade, probe)
 
     # 2. LocalExecutor on all items: one thread, then every core.
     local_1 = args.items / timed(lambda: local.run(cascade, work))
@@ -135,7 +126,7 @@ def main() -> None:
     ray_tps = [args.items / timed(lambda: executor.run(cascade, work)) for _ in range(args.repeats)]
     executor.shutdown()
     ray.shutdown()
-    after = alone()
+    after = stage_costs(cascade, probe, warm=False)
     stage_times = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
     slowest = max(stage_times)
     ray_tp = statistics.median(ray_tps)

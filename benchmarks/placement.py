@@ -5,8 +5,8 @@ of the CPUs given.
     .venv/bin/python benchmarks/placement.py                    # 2 CPUs, 24 items, batch 2
 
 Measured in one run: each stage's time per item alone (one torch thread), before and after the Ray runs and
-averaged; the planner's placement (`legato.pipelines.ray_executor.balanced_resources`: the stages timed, then
-replicas and CPUs per stage balanced by cost, `legato.cascade.simulate.balance`); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
+averaged; the planner's placement from the costs timed before the Ray runs
+(`legato.pipelines.ray_executor.balanced_resources`: replicas and CPUs per stage balanced by cost); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
 CPUs shared evenly), each against the ideal ``cpus / sum(stage costs)`` (every CPU busy the whole run), and
 beside each the simulator's prediction (`legato.cascade.simulate.simulate`). The outputs of both placements are
 checked byte-equal to LocalExecutor's on one thread. Target (issue 45): the planner's placement at least 0.85
@@ -23,7 +23,7 @@ import torch
 from cascade_ray import build, items
 
 from legato.cascade import LocalExecutor
-from legato.cascade.simulate import StageModel, linear, simulate
+from legato.cascade.simulate import StageModel, linear, simulate, stage_costs
 
 
 def main() -> None:
@@ -44,17 +44,7 @@ def main() -> None:
     torch.set_num_threads(1)
     local = LocalExecutor()
     probe = work[: 4 * args.batch]
-    local.run(cascade, probe[:1])
-
-    def alone() -> list[float]:
-        outputs, times = None, []
-        for index in range(len(cascade.stages)):
-            start = time.perf_counter()
-            outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
-            times.append((time.perf_counter() - start) / len(probe))
-        return times
-
-    before = alone()
+    before = stage_costs(cascade, probe)
     expected = local.run(cascade, work)
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -64,7 +54,7 @@ def main() -> None:
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     names = [s.name for s in cascade.stages]
-    planned, _ = balanced_resources(cascade, probe, cpus=args.cpus)  # the stages timed again, by the planner
+    planned, _ = balanced_resources(cascade, before, cpus=args.cpus)
     placements = {"planner": planned,
                   "even split": {n: StageResources(num_cpus=args.cpus / len(names)) for n in names}}  # fmt: skip
     measured = {}
@@ -77,7 +67,7 @@ def main() -> None:
         executor.shutdown()
         assert all(torch.equal(a, b) for a, b in zip(expected, out, strict=True)), f"{name}: outputs differ"
     ray.shutdown()
-    after = alone()
+    after = stage_costs(cascade, probe, warm=False)
     costs = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
     ideal = args.cpus / sum(costs)
     print(f"{args.cpus} CPUs, {args.items} items, batch {args.batch}; outputs byte-equal to LocalExecutor's")

@@ -73,13 +73,20 @@ def test_placement_splits_cpus_and_refuses_what_cannot_fit():
 
 def test_balanced_resources_give_the_dear_stage_more_and_keep_the_outputs(ray_cluster):
     # the SR stage made 8x dearer by its steps: timed here, it gets the larger share of the 2 CPUs
+    from legato.cascade.simulate import stage_costs
     from legato.pipelines.ray_executor import balanced_resources
 
     cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(6)
     cascade = replace(
         cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=24))
     )
-    resources, predicted = balanced_resources(cascade, items[:4], cpus=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each actor gets
+    try:
+        costs = stage_costs(cascade, items[:4])
+    finally:
+        torch.set_num_threads(threads)
+    resources, predicted = balanced_resources(cascade, costs, cpus=2)
     base, sr = resources["base"], resources["sr"]
     assert sr.replicas * sr.num_cpus > 3 * base.replicas * base.num_cpus
     assert sum(r.replicas * r.num_cpus for r in resources.values()) == pytest.approx(2)

@@ -18,7 +18,6 @@ and a stage that cannot be placed raises `PlacementError` naming it.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,7 +27,7 @@ import ray
 import torch
 from torch import Tensor
 
-from legato.cascade import Cascade, Item, LocalExecutor, Progress, Stage, batches, check_run, run_batch
+from legato.cascade import Cascade, Item, Progress, Stage, batches, check_run, run_batch
 from legato.cascade.simulate import balance, throughput
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
 
@@ -101,19 +100,18 @@ def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[s
     return Placement(cpus, tuple(gpus), tuple(r.replicas for r in spec), threads)
 
 
-def balanced_resources(cascade: Cascade, probe: Sequence[Item], *, cpus: float | None = None,
+def balanced_resources(cascade: Cascade, costs: Sequence[float], *, cpus: float | None = None,
                        gpus: float | None = None) -> tuple[dict[str, StageResources], float]:  # fmt: skip
-    """Per-stage resources balanced by cost: each stage timed alone here on the ``probe`` items (after a
-    warm-up), then ``gpus`` (whole GPUs for a dear stage, fractions for a cheap one) or ``cpus`` split by
-    `legato.cascade.simulate.balance`. Returns them, for `RayExecutor`, and the predicted items/s."""
-    local, outputs, costs = LocalExecutor(), None, []
-    local.run(cascade, probe[:1])
-    for index in range(len(cascade.stages)):
-        start = time.perf_counter()
-        outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
-        costs.append((time.perf_counter() - start) / len(probe))
+    """Per-stage resources balanced by cost: ``costs`` are the stages' seconds per item
+    (`legato.cascade.simulate.stage_costs` times them), ``gpus`` (whole GPUs for a dear stage, fractions for a
+    cheap one) or ``cpus`` are split by `legato.cascade.simulate.balance`. Returns them, for `RayExecutor`,
+    and the predicted items/s."""
     if not (cpus or gpus):
         raise PlacementError("balanced_resources needs cpus= or gpus=: the devices to split over the stages")
+    if len(costs) != len(cascade.stages):
+        raise PlacementError(
+            f"got {len(costs)} costs for the {len(cascade.stages)} stages; give one per stage"
+        )
     shares = balance(costs, gpus or cpus, whole=bool(gpus))
     key = "num_gpus" if gpus else "num_cpus"
     resources = {s.name: StageResources(replicas=sh.replicas, **{key: sh.devices})

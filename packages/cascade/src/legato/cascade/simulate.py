@@ -15,8 +15,11 @@ for any number of GPUs and any placement, what the executor would reach: `simula
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from legato.cascade.cascade import Cascade, Item, LocalExecutor
 
 
 @dataclass(frozen=True)
@@ -134,3 +137,17 @@ def throughput(costs: Sequence[float], shares: Sequence[Share]) -> float:
     """Items per second in steady state: the slowest stage's replicas x device share / cost (a stage on a
     fraction of a device runs that much slower)."""
     return min(sh.replicas * min(sh.devices, 1.0) / c for c, sh in zip(costs, shares, strict=True))
+
+
+def stage_costs(cascade: Cascade, probe: Sequence[Item], *, warm: bool = True) -> list[float]:
+    """Each stage's seconds per item, run alone here on the ``probe`` items (the outputs of one stage the
+    inputs of the next), after a warm-up run of one item unless ``warm`` is False: the costs `balance` and
+    `StageModel` take. The caller sets torch's thread count to what a stage actor will have."""
+    local, outputs, costs = LocalExecutor(), None, []
+    if warm:
+        local.run(cascade, probe[:1])
+    for index in range(len(cascade.stages)):
+        start = time.perf_counter()
+        outputs = local.run(cascade, probe, start=index, stop=index + 1, inputs=outputs)
+        costs.append((time.perf_counter() - start) / len(probe))
+    return costs

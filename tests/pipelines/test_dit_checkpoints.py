@@ -3,7 +3,6 @@ with the real classes, layouts and config keys (legato.recipes.dit_checkpoints):
 scheduler, steps, guidance and negative prompt give the same latents and pixels, to 1e-4 of the output range."""
 
 import json
-import warnings
 from dataclasses import replace
 
 import pytest
@@ -14,7 +13,8 @@ from legato.diffusion import scheduler_config, scheduler_from_config
 from legato.pipelines.checkpoints import from_diffusers
 from legato.recipes import dit_checkpoints
 
-TOL = 1e-4
+from .test_checkpoints import _close, _pipe  # diffusers' pipelines as oracles, and 1e-4 of the range
+
 PROMPTS = ["a cat playing piano", "rain on wood"]
 NEGATIVES = ["blurry", ""]
 
@@ -24,25 +24,11 @@ def wan(tmp_path_factory):
     return dit_checkpoints.wan(tmp_path_factory.mktemp("dit") / "wan")
 
 
-def _pipe(cls, folder, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe = cls.from_pretrained(folder, **kwargs)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _items(seeds=(3, 4)):
     return [
         Item(f"{i}", s, prompt=p, negative=n)
         for i, (s, p, n) in enumerate(zip(seeds, PROMPTS, NEGATIVES, strict=False))
     ]
-
-
-def _close(ours, theirs, what):
-    gap = (ours - theirs).abs().max().item()
-    span = (theirs.max() - theirs.min()).item()
-    assert gap <= TOL * span, f"{what}: {gap:.3g} apart over a range of {span:.3g}"
 
 
 # Wan ships UniPC on flow sigmas ("unipc" is its own scheduler converted back, the shift kept)

@@ -62,6 +62,15 @@ class _LatentStep:
     def output_shape(self, inputs: Tensor) -> tuple[int, ...]:
         return self.sr.high_shape(tuple(inputs.shape))[1:]
 
+    def _without_prefixes(self, inputs: Tensor | None, prefixes, what: str) -> Tensor:
+        """``inputs``, checked: given, and no continuation's prefix to pass back through a step whose geometry
+        refuses it (`downsample` says why)."""
+        if inputs is None:
+            raise DiffusionError(f"step {self.name!r} {what}: give them")
+        if prefixes is not None and any(p is not None for p in prefixes):
+            self.downsample(inputs)  # refuses, with why
+        return inputs
+
 
 @dataclass(frozen=True, eq=False)
 class Decode(_LatentStep):
@@ -156,10 +165,7 @@ class Encode(_LatentStep):
         prefixes: Sequence[Tensor | None] | None = None,
         fades: Sequence[float] | None = None,
     ) -> Tensor:
-        if inputs is None:
-            raise DiffusionError(f"step {self.name!r} encodes the previous stage's pixels: give them")
-        if prefixes is not None and any(p is not None for p in prefixes):
-            self.downsample(inputs)  # refuses, with why
+        inputs = self._without_prefixes(inputs, prefixes, "encodes the previous stage's pixels")
         with torch.inference_mode():
             return self.latents.encode(self.resized(inputs).to(self.device)).float().cpu()
 
@@ -216,10 +222,7 @@ class LatentUpsample(_LatentStep):
         prefixes: Sequence[Tensor | None] | None = None,
         fades: Sequence[float] | None = None,
     ) -> Tensor:
-        if inputs is None:
-            raise DiffusionError(f"step {self.name!r} upsamples the previous stage's latents: give them")
-        if prefixes is not None and any(p is not None for p in prefixes):
-            self.downsample(inputs)  # refuses, with why
+        inputs = self._without_prefixes(inputs, prefixes, "upsamples the previous stage's latents")
         dtype = DTYPES[self.dtype]
         with torch.inference_mode():
             raw = self.latents.denormalise(inputs.to(self.device, torch.float32))

@@ -217,15 +217,20 @@ def _ltx(path: Path, family: str, name: str, previous, common: dict, settings: I
     denoiser = Denoiser(transformer, "flow_prediction")
     scheduler = _scheduler(path)
     if previous is not None:
-        if len(previous) != 4 or previous[0] != latents.channels:
-            raise ValueError(f"{path} refines {latents.channels}-channel video latents; the stages before it make "
-                             f"{previous}")  # fmt: skip
+        _takes_video_latents(path, "refines", latents, previous)
         sr = LatentRefine(settings.strength)
         return [], Stage(name, denoiser, scheduler, sr=sr, text=text, timesteps=rule, **common), latents
     height, width = settings.size or (512, 704)
     shape = _latent_shape(latents, config.in_channels, height, width, settings.frames or 161)
     stage = Stage(name, denoiser, scheduler, shape=shape, text=text, timesteps=rule, **common)
     return [], stage, latents
+
+
+def _takes_video_latents(path: Path, does: str, latents: LatentSpace, previous: tuple[int, ...]) -> None:
+    """Refuse a folder that works on ``latents``' video latents after stages that make something else."""
+    if len(previous) != 4 or previous[0] != latents.channels:
+        raise ValueError(f"{path} {does} {latents.channels}-channel video latents; the stages before it make "
+                         f"{previous}")  # fmt: skip
 
 
 def _ltx_upsample(path: Path, name: str, previous, where: dict) -> LatentUpsample:
@@ -235,9 +240,7 @@ def _ltx_upsample(path: Path, name: str, previous, where: dict) -> LatentUpsampl
 
     upsampler = _component(path, "latent_upsampler", LTXLatentUpsamplerModel)
     latents = LatentSpace(_component(path, "vae", AutoencoderKLLTXVideo))
-    if len(previous) != 4 or previous[0] != latents.channels:
-        raise ValueError(f"{path} upsamples {latents.channels}-channel video latents; the stages before it make "
-                         f"{previous}")  # fmt: skip
+    _takes_video_latents(path, "upsamples", latents, previous)
     return LatentUpsample(name, latents, upsampler=upsampler, **where)
 
 

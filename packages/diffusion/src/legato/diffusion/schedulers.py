@@ -58,6 +58,7 @@ FLOW_SCHEDULERS: dict[str, dict[str, Any]] = {
     "dpm++": {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
 }
 _FLOW_CLASSES = (FlowMatchEulerDiscreteScheduler,)
+VP_SCHEDULERS = sorted(set(SCHEDULERS) - {"flow_euler"})  # the names that sample a variance-preserving model
 
 
 def is_flow(scheduler: SchedulerMixin | dict[str, Any] | type) -> bool:
@@ -122,9 +123,8 @@ def make_scheduler(name: str, config: dict[str, Any] | None = None, **overrides:
     if name not in SCHEDULERS:
         raise DiffusionError(f"unknown scheduler {name!r}; use one of {sorted(SCHEDULERS)}")
     cls, defaults = SCHEDULERS[name]
-    config = {k: v for k, v in (dict(config) if config else {}).items()}
-    flow, wants_flow = is_flow(config), name == "flow_euler"
-    if flow:
+    config = dict(config) if config else {}
+    if is_flow(config):
         if name not in FLOW_SCHEDULERS:
             raise DiffusionError(
                 f"scheduler {name!r} does not sample a flow-matching model (Wan, LTX-Video); use one of "
@@ -139,10 +139,10 @@ def make_scheduler(name: str, config: dict[str, Any] | None = None, **overrides:
         return convert_scheduler(
             cls, config, **{**defaults, **FLOW_SCHEDULERS[name], **settings, **overrides}
         )
-    if wants_flow and config:
+    if name not in VP_SCHEDULERS and config:
         raise DiffusionError(
             f"scheduler {name!r} samples flow-matching models; this model's schedule is variance-preserving: "
-            f"use one of {sorted(set(SCHEDULERS) - {'flow_euler'})}"
+            f"use one of {VP_SCHEDULERS}"
         )
     return convert_scheduler(cls, config, **defaults, **overrides)
 
@@ -161,7 +161,7 @@ def private_copy(scheduler: SchedulerMixin, prediction_type: str, cls: type | No
         raise DiffusionError(
             f"a {prediction_type} denoiser cannot be sampled by {type(scheduler).__name__} with "
             f"{'a variance-preserving' if flow else 'a flow-matching'} schedule; use one of "
-            f"{sorted(FLOW_SCHEDULERS) if flow else sorted(set(SCHEDULERS) - {'flow_euler'})}"
+            f"{sorted(FLOW_SCHEDULERS) if flow else VP_SCHEDULERS}"
         )
     if flow and issubclass(cls, _FLOW_CLASSES):  # predicts velocity by construction: no prediction_type
         return convert_scheduler(cls, scheduler.config)

@@ -184,9 +184,13 @@ def continue_latents(
     space = decoder.latents
     latent = replace(cascade, stages=cascade.stages[:-1])
     needed = space.covering(total)
-    keep = overlap_positions(latent, overlap)
+    axis, keep = cascade.time_axis, overlap_positions(latent, overlap)
     check_output_size(cascade, len(items), space.frames(needed))
-    latents = continue_windows(executor, latent, items, needed, keep, progress, fade=fade)
-    frames = executor.run(cascade, items, start=len(cascade.stages) - 1, inputs=latents, progress=progress)
-    axis = cascade.time_axis
+    if needed == latent.output_shape()[axis]:  # one window: the cascade as it is, the decode streamed on
+        frames = executor.run(cascade, items, progress=progress)
+    else:
+        latents = continue_windows(executor, latent, items, needed, keep, progress, fade=fade)
+        frames = executor.run(
+            cascade, items, start=len(cascade.stages) - 1, inputs=latents, progress=progress
+        )
     return [f.narrow(axis, 0, min(total, f.shape[axis])) for f in frames]

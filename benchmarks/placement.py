@@ -8,7 +8,8 @@ Measured in one run: each stage's time per item alone (one torch thread), before
 averaged; the planner's placement from the costs timed before the Ray runs
 (`legato.pipelines.ray_executor.balanced_resources`: replicas and CPUs per stage balanced by cost); the Ray executor's throughput with that placement and with the even split (one actor per stage, the
 CPUs shared evenly), each against the ideal ``cpus / sum(stage costs)`` (every CPU busy the whole run), and
-beside each the simulator's prediction (`legato.cascade.simulate.simulate`). The outputs of both placements are
+beside each the simulator's prediction (`legato.cascade.simulate.simulate` with the actors sharing the
+cores), for four placements: the planner's, the even split, and the dearest stage on two and on four actors. The outputs of both placements are
 checked byte-equal to LocalExecutor's on one thread. Target (issue 45): the planner's placement at least 0.85
 of the ideal.
 """
@@ -55,8 +56,12 @@ def main() -> None:
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     names = [s.name for s in cascade.stages]
     planned, _ = balanced_resources(cascade, before, cpus=args.cpus)
-    placements = {"planner": planned,
-                  "even split": {n: StageResources(num_cpus=args.cpus / len(names)) for n in names}}  # fmt: skip
+    even = {n: StageResources(num_cpus=args.cpus / len(names)) for n in names}
+    half = {n: StageResources(num_cpus=args.cpus / 4) for n in names[:-1]}  # half the CPUs to the dear stage
+    # Two more placements to hold the simulator against: the dear stage on two actors, and on four.
+    placements = {"planner": planned, "even split": even,
+                  "sr2 x 2": {**half, names[-1]: StageResources(replicas=2, num_cpus=args.cpus / 4)},
+                  "sr2 x 4": {**half, names[-1]: StageResources(replicas=4, num_cpus=args.cpus / 8)}}  # fmt: skip
     measured = {}
     for name, resources in placements.items():
         executor = RayExecutor(resources, threads=1)
@@ -77,12 +82,13 @@ def main() -> None:
         )
     print(f"  cost ratio, dearest / cheapest: {max(costs) / min(costs):.1f}x; ideal {ideal:.2f} items/s")
     for name, resources in placements.items():
-        models = [StageModel(n, linear(0.0, c / min(1.0, r.num_cpus)), args.batch, r.replicas)
-                  for n, c, r in zip(names, costs, resources.values(), strict=True)]  # fmt: skip
-        predicted = simulate(models, args.items).throughput
+        # The actors share the cores whatever their num_cpus (a label for Ray's scheduler): processor sharing.
+        models = [StageModel(n, linear(0.0, c), args.batch, resources.get(n, StageResources()).replicas)
+                  for n, c in zip(names, costs, strict=True)]  # fmt: skip
+        predicted = simulate(models, args.items, cores=args.cpus).throughput
         plan = ", ".join(f"{n} {r.replicas} x {r.num_cpus:.2f} CPU" for n, r in resources.items())
         print(f"  {name:10s} ({plan}): {measured[name]:.2f} items/s = {measured[name] / ideal:.3f} of the ideal; "
-              f"simulated {predicted:.2f}")  # fmt: skip
+              f"simulated {predicted:.2f} (measured / simulated {measured[name] / predicted:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":

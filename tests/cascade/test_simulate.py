@@ -72,3 +72,28 @@ def test_balance_gives_the_dear_stage_replicas_and_the_cheap_ones_fractions():
     assert throughput(costs, gpus) == pytest.approx(1.0)  # 0.75 of the ideal 8 / 6: GPUs come whole
     even = [Share(1, 1.0)] * 3  # one GPU per stage (the other five idle)
     assert throughput(costs, gpus) == 4 * throughput(costs, even)
+
+
+def test_shared_cores_match_dedicated_actors_while_there_are_enough():
+    stages = [StageModel("base", linear(0.5, 0.25), batch_size=2), StageModel("sr", const(1.0), batch_size=3)]
+    assert simulate(stages, 6, cores=2).latencies == simulate(stages, 6).latencies
+    stages = [StageModel("base", const(1.0), transfer=0.25), StageModel("sr", const(4.0), replicas=4)]
+    assert simulate(stages, 12, cores=5).latencies == pytest.approx(simulate(stages, 12).latencies)
+
+
+def test_actors_on_too_few_cores_share_them():
+    # two actors of one stage, two items of 1 s each, on one core: both run at half speed, both done at 2
+    out = simulate([StageModel("sr", const(1.0), replicas=2)], 2, cores=1)
+    assert out.latencies == (2.0, 2.0)
+    # base 1 s then sr 1 s per item on one core: every call still takes a core-second: N items take 2N s
+    two = [StageModel("base", const(1.0)), StageModel("sr", const(1.0))]
+    assert simulate(two, 4, cores=1).makespan == pytest.approx(8.0)
+    # on 1.5 cores: base's first call runs alone (done at 1); then a base and an sr call run together at 0.75
+    # speed, 4/3 s a pair (done at 7/3, 11/3, 5); sr's last call runs alone again (done at 6)
+    out = simulate(two, 4, cores=1.5)
+    assert out.latencies == pytest.approx((7 / 3, 11 / 3, 5.0, 6.0))
+    # a call on two threads wants both cores: with another running it gets 2/3 of its speed
+    wide = [StageModel("base", const(1.0)), StageModel("sr", const(2.0), threads=2)]
+    assert simulate(wide, 1, cores=2).makespan == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="cores=0"):
+        simulate(two, 1, cores=0)

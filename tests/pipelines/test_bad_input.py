@@ -118,6 +118,9 @@ def test_a_unicode_prompt_with_newlines_is_fine():
         ({"chunk": 0}, "chunk"),
         ({"mastering": {"loudness": 3}}, "loudness"),
         ({"kind": "video", "mastering": {}}, "this video job has no soundtrack"),
+        ({"gpus": 8}, "with executor ray or ray-data .* not with executor 'local'"),
+        ({"executor": "ray", "gpus": 8, "cpus": 4}, "give one of them"),
+        ({"executor": "ray", "gpus": 0}, "gpus"),
     ],
 )
 def test_bad_job_specs_name_the_field(change, words, music_model, tmp_path):

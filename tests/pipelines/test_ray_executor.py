@@ -71,29 +71,31 @@ def test_placement_splits_cpus_and_refuses_what_cannot_fit():
         plan(cascade, {"base": StageResources(num_cpus=4)}, {"CPU": 2.0})
 
 
-def test_balanced_resources_give_the_dear_stage_more_and_keep_the_outputs(ray_cluster):
-    # the SR stage made 8x dearer by its steps: timed here, it gets the larger share of the 2 CPUs
-    from legato.cascade.simulate import stage_costs
-    from legato.pipelines.ray_executor import balanced_resources
-
+def test_the_executor_places_the_stages_by_their_measured_costs_and_keeps_the_outputs(ray_cluster, capfd):
+    # the SR stage made 24x dearer by its steps: RayExecutor(cpus=2) times the stages on the first items and
+    # gives it the larger share of the 2 CPUs; the outputs stay the local run's
     cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(6)
     cascade = replace(
         cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=24))
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what each actor gets
-    try:
-        costs = stage_costs(cascade, items[:4])
-    finally:
-        torch.set_num_threads(threads)
-    resources, predicted = balanced_resources(cascade, costs, cpus=2)
-    base, sr = resources["base"], resources["sr"]
-    assert sr.replicas * sr.num_cpus > 3 * base.replicas * base.num_cpus
-    assert sum(r.replicas * r.num_cpus for r in resources.values()) == pytest.approx(2)
-    assert predicted > 0
-    executor = RayExecutor(resources, threads=1)
+    with pytest.raises(PlacementError, match="gpus=1, but the cluster has 0 GPUs"):
+        RayExecutor(gpus=1).run(cascade, items)
+    executor = RayExecutor(cpus=2, threads=1)
     try:
         remote = executor.run(cascade, items)
     finally:
         executor.shutdown()
+    printed = capfd.readouterr().err
+    assert "placement by measured cost, predicted" in printed, printed
+    (base_cpus, sr_cpus), (base_n, sr_n) = executor.placement.cpus, executor.placement.replicas
+    assert sr_n * sr_cpus > 3 * base_n * base_cpus
+    assert base_n * base_cpus + sr_n * sr_cpus == pytest.approx(2)
     assert all(torch.equal(a, b) for a, b in zip(local(cascade, items), remote, strict=True))
+    # costs given (recorded with a model, or timed before): no timing; explicit resources override the plan
+    executor = RayExecutor({"base": StageResources(num_cpus=0.5)}, cpus=2, costs=[1.0, 3.0], threads=1)
+    try:
+        again = executor.run(cascade, items)
+    finally:
+        executor.shutdown()
+    assert (executor.placement.cpus, executor.placement.replicas) == ((0.5, 0.75), (1, 2))
+    assert all(torch.equal(a, b) for a, b in zip(remote, again, strict=True))

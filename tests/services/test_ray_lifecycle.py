@@ -26,7 +26,7 @@ def ray_run(tmp_path, cli_env):
     out = tmp_path / "out"
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump({
-        "kind": "music", "model": "music-tiny", "output": str(out), "executor": "ray", "chunk": 1,
+        "kind": "music", "model": "music-tiny", "output": str(out), "executor": "ray", "cpus": 2, "chunk": 1,
         "formats": ["wav"], "items": [{"prompt": f"a jig {i}", "seed": i, "duration": 4.0} for i in range(40)],
     }))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
@@ -73,6 +73,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_stops_its_cluster(ray_run):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted; run the same command again to resume" in err
+    assert "placement by measured cost, predicted" in err  # the spec's cpus: 2, placed by the stages' costs
     assert "Traceback" not in err
     assert left(cluster) == []
     assert len(read_manifest(out)) < 40  # it stopped part-way; a re-run makes the rest

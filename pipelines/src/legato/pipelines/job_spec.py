@@ -97,6 +97,9 @@ class JobSpec(BaseModel):
     formats: list[str] | None = None  # default: wav + png (music), mp4 (video)
     executor: Literal["local", "ray", "ray-data"] = "local"
     resources: dict[str, ResourceSpec] = Field(default_factory=dict)
+    # ray, ray-data: the GPUs (or CPUs) to place the stages on by their measured costs; resources override
+    gpus: float | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, gt=0)
     chunk: int = Field(default=8, ge=1)  # items generated between manifest writes
     device: str | None = None
     # torch threads of every stage (this process for local; each stage actor for ray and ray-data): the same
@@ -135,6 +138,11 @@ class JobSpec(BaseModel):
         bad = [f for f in self.resolved_formats if f not in allowed]
         if bad:
             raise ValueError(f"formats {bad} are not {self.kind} formats; use some of {allowed}")
+        if (self.gpus or self.cpus) and (self.executor == "local" or (self.gpus and self.cpus)):
+            raise ValueError(
+                f"gpus={self.gpus}, cpus={self.cpus}: give one of them, with executor ray or ray-data "
+                f"(they place stage actors by cost), not with executor {self.executor!r}"
+            )
         if self.kind == "video" and any(i.duration is not None for i in self.items):
             raise ValueError("video items take no duration; give frames (a number of frames) instead")
         if self.kind == "music" and any(i.frames is not None for i in self.items):

@@ -86,7 +86,7 @@ def make_executor(spec: JobSpec) -> Executor:
     connect()
     resources = {name: StageResources(**r.model_dump()) for name, r in spec.resources.items()}
     executor = RayExecutor if spec.executor == "ray" else RayDataExecutor
-    return executor(resources, threads=spec.threads)
+    return executor(resources, threads=spec.threads, gpus=spec.gpus, cpus=spec.cpus)
 
 
 def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPipeline:

@@ -17,9 +17,9 @@ and a stage that cannot be placed raises `PlacementError` naming it.
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,96 +28,16 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Item, Progress, Stage, batches, check_run, run_batch
-from legato.cascade.simulate import balance, throughput
+from legato.cascade.placement import (  # noqa: F401  (the names users import from here)
+    Placement,
+    PlacementError,
+    StageResources,
+    balanced_resources,
+    describe,
+    plan,
+)
+from legato.cascade.simulate import stage_costs
 from legato.diffusion import Conditioning, scheduler_config, scheduler_from_config
-
-
-class PlacementError(RuntimeError):
-    """A stage's actors cannot be placed on the cluster."""
-
-
-@dataclass(frozen=True)
-class StageResources:
-    """Per-stage placement: actors (``replicas``), CPUs / GPUs per actor (None: computed), and torch threads
-    per actor (None: the whole CPUs it holds; the same count as a local run gives byte-equal outputs)."""
-
-    replicas: int = 1
-    num_cpus: float | None = None
-    num_gpus: float | None = None
-    threads: int | None = None
-
-
-@dataclass(frozen=True)
-class Placement:
-    """What each stage's actors get; `plan` computes it from the cluster."""
-
-    cpus: tuple[float, ...]
-    gpus: tuple[float, ...]
-    replicas: tuple[int, ...]
-    threads: tuple[int, ...] = field(default=())
-
-
-def plan(cascade: Cascade, resources: dict[str, StageResources], cluster: dict[str, float],
-         threads: int | None = None) -> Placement:  # fmt: skip
-    """Resources per stage actor. CPUs left unset share the cluster's CPUs evenly (at most 1 each for
-    GPU stages); torch threads per actor: the stage's own, else ``threads``, else the whole CPUs it holds
-    (at least 1)."""
-    stages = cascade.stages
-    unknown = set(resources) - {s.name for s in stages}
-    if unknown:
-        raise PlacementError(
-            f"resources name unknown stages {sorted(unknown)}; stages: {[s.name for s in stages]}"
-        )
-    spec = [resources.get(s.name, StageResources()) for s in stages]
-    total_cpu, total_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    gpus = []
-    for stage, r in zip(stages, spec, strict=True):
-        want = r.num_gpus if r.num_gpus is not None else (1.0 if stage.device.startswith("cuda") else 0.0)
-        if want > 0 and not stage.device.startswith("cuda"):
-            raise PlacementError(f"stage {stage.name!r} asks for GPUs but runs on device={stage.device!r}")
-        gpus.append(want)
-    need_gpu = sum(g * r.replicas for g, r in zip(gpus, spec, strict=True))
-    if need_gpu > total_gpu + 1e-9:
-        raise PlacementError(
-            f"the stages need {need_gpu:g} GPUs ({', '.join(f'{s.name}: {g:g} x {r.replicas}' for s, g, r in zip(stages, gpus, spec, strict=True) if g)}) "
-            f"but the cluster has {total_gpu:g}; lower num_gpus (fractions share a GPU) or replicas"
-        )
-    fixed = sum(r.num_cpus * r.replicas for r in spec if r.num_cpus is not None)
-    free_actors = sum(r.replicas for r in spec if r.num_cpus is None)
-    share = (total_cpu - fixed) / free_actors if free_actors else 0.0
-    if fixed > total_cpu + 1e-9 or (free_actors and share < 0.01):
-        raise PlacementError(
-            f"the stages ask for {fixed:g} CPUs and {free_actors} more actors, but the cluster has {total_cpu:g} "
-            "CPUs; lower num_cpus or replicas"
-        )
-    cpus = tuple(
-        r.num_cpus if r.num_cpus is not None else (min(share, 1.0) if g else share)
-        for r, g in zip(spec, gpus, strict=True)
-    )
-    threads = tuple(
-        r.threads or threads or max(1, math.floor(c + 1e-9)) for r, c in zip(spec, cpus, strict=True)
-    )
-    return Placement(cpus, tuple(gpus), tuple(r.replicas for r in spec), threads)
-
-
-def balanced_resources(cascade: Cascade, costs: Sequence[float], *, cpus: float | None = None,
-                       gpus: float | None = None) -> tuple[dict[str, StageResources], float]:  # fmt: skip
-    """Per-stage resources balanced by cost: ``costs`` are the stages' seconds per item
-    (`legato.cascade.simulate.stage_costs` times them), ``gpus`` (whole GPUs for a dear stage, fractions for a
-    cheap one) or ``cpus`` are split by `legato.cascade.simulate.balance`. Returns them, for `RayExecutor`,
-    and the predicted items/s."""
-    if not (cpus or gpus):
-        raise PlacementError("balanced_resources needs cpus= or gpus=: the devices to split over the stages")
-    if len(costs) != len(cascade.stages):
-        raise PlacementError(
-            f"got {len(costs)} costs for the {len(cascade.stages)} stages; give one per stage"
-        )
-    shares = balance(costs, gpus or cpus, whole=bool(gpus))
-    key = "num_gpus" if gpus else "num_cpus"
-    resources = {s.name: StageResources(replicas=sh.replicas, **{key: sh.devices})
-                 for s, sh in zip(cascade.stages, shares, strict=True)}  # fmt: skip
-    return resources, throughput(costs, shares)
-
 
 RESTARTS = 3  # per stage actor
 
@@ -148,15 +68,63 @@ class StageSettings:
         return replace(cascade, stages=(*cascade.stages[:index], stage, *cascade.stages[index + 1 :]))
 
 
+def _on_device(cascade: Cascade, stages: Sequence[int]) -> Cascade:
+    """``cascade`` with stages ``stages`` moved to their device here (a CUDA stage where there is no GPU
+    stays where it is)."""
+
+    def here(s: Any) -> str:
+        return "cuda" if s.device.startswith("cuda") and torch.cuda.is_available() else s.device
+
+    return replace(
+        cascade, stages=tuple(s.to(here(s)) if i in stages else s for i, s in enumerate(cascade.stages))
+    )
+
+
+def _profile(cascade: Cascade, items: list[Item], threads: int) -> list[float]:
+    """A Ray task on one actor's resources: the stages' seconds per item there (`stage_costs`)."""
+    torch.set_num_threads(threads)
+    return stage_costs(_on_device(cascade, range(len(cascade.stages))), items)
+
+
+def placed(cascade: Cascade, items: Sequence[Item], resources: dict[str, StageResources], *,
+           gpus: float | None, cpus: float | None, costs: Sequence[float] | None,
+           threads: int | None) -> dict[str, StageResources]:  # fmt: skip
+    """``resources``, and with ``gpus`` or ``cpus`` the stages they leave out placed by cost over those devices
+    (`balanced_resources`). Without ``costs``, each stage is timed on one batch of the first items, in a task
+    with one device (a GPU, or a CPU at ``threads``). The plan is printed to stderr."""
+    if not (gpus or cpus):
+        return resources
+    kind, have = ("GPU", gpus) if gpus else ("CPU", cpus)
+    if have > ray.cluster_resources().get(kind, 0.0) + 1e-9:
+        raise PlacementError(
+            f"{kind.lower()}s={have:g}, but the cluster has {ray.cluster_resources().get(kind, 0.0):g} {kind}s; ask for at most that"
+        )
+    on_cpu = [s.name for s in cascade.stages if gpus and not s.device.startswith("cuda")]
+    if on_cpu:
+        raise PlacementError(
+            f"gpus={gpus:g}, but stages {on_cpu} run on the CPU; load the model with device='cuda' (--device cuda), or place them with cpus="
+        )
+    if costs is None:
+        probe = list(items[: max(s.batch_size for s in cascade.stages)])
+        task = (
+            ray.remote(_profile).options(num_gpus=1, num_cpus=1)
+            if gpus
+            else ray.remote(_profile).options(num_cpus=1)
+        )
+        costs = ray.get(task.remote(cascade, probe, threads or 1))
+    planned, predicted = balanced_resources(cascade, costs, gpus=gpus, cpus=cpus)
+    planned.update(resources)  # explicit per-stage resources override the plan
+    note = " (before the explicit resources)" if resources else ""
+    print(f"legato: {describe(cascade, planned, costs, predicted)}{note}", file=sys.stderr)
+    return planned
+
+
 class StageWorker:
     """Holds one stage (its model on its device) and runs batches of it; a Ray actor class."""
 
     def __init__(self, cascade: Cascade, index: int, threads: int) -> None:
         torch.set_num_threads(threads)
-        stage = cascade.stages[index]
-        device = "cuda" if stage.device.startswith("cuda") and torch.cuda.is_available() else stage.device
-        stages = tuple(s.to(device) if i == index else s for i, s in enumerate(cascade.stages))
-        self.cascade, self.index = replace(cascade, stages=stages), index
+        self.cascade, self.index = _on_device(cascade, [index]), index
 
     def run(self, items: list[Item], slices: list[tuple[int, int]], *parts: Tensor) -> Tensor:
         """One batch: ``parts`` are upstream batch outputs, ``slices`` the rows of each that are these items."""
@@ -171,23 +139,28 @@ class RayExecutor:
     """Runs a cascade on the connected Ray cluster (``ray.init`` first), stages on their own actors.
 
     ``resources`` maps stage names to `StageResources`; ``threads`` is every other stage actor's torch thread
-    count (the local run's count gives byte-equal outputs). Actors start on first use and are kept for later
-    runs of the same cascade; `shutdown` releases them.
+    count (the local run's count gives byte-equal outputs). ``gpus=N`` (or ``cpus=N``) places the stages
+    ``resources`` leaves out by their costs over N devices (`placed`: timed on the first run's first items,
+    or ``costs``, seconds per item per stage). Actors start on first use and are kept for later runs of the
+    same cascade; `shutdown` releases them.
     """
 
-    def __init__(
-        self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None
-    ) -> None:
+    def __init__(self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None,
+                 gpus: float | None = None, cpus: float | None = None,
+                 costs: Sequence[float] | None = None) -> None:  # fmt: skip
         self.resources, self.threads = resources or {}, threads
+        self.devices = {"gpus": gpus, "cpus": cpus, "costs": costs}
         self._actors: dict[int, list[Any]] = {}
+        self.placement: Placement | None = None  # what the actors were given
         self._cascade: Cascade | None = None
         self._shared: Any = None
 
-    def actors(self, cascade: Cascade) -> dict[int, list[Any]]:
-
+    def actors(self, cascade: Cascade, items: Sequence[Item] = ()) -> dict[int, list[Any]]:
+        """The stage actors for ``cascade``, started (and placed, timing ``items`` where asked to) once."""
         if self._cascade is not cascade:
             self.shutdown()
-            placement = plan(cascade, self.resources, ray.cluster_resources(), self.threads)
+            resources = placed(cascade, items, self.resources, threads=self.threads, **self.devices)
+            placement = self.placement = plan(cascade, resources, ray.cluster_resources(), self.threads)
             # Held for the actors' lifetime: a restarted actor rebuilds itself from this same object.
             shared = self._shared = ray.put(cascade)
             remote = ray.remote(StageWorker)
@@ -211,7 +184,7 @@ class RayExecutor:
         span = cascade.span(start, stop)
         check_run(cascade, items, span, inputs)
 
-        actors = self.actors(cascade)
+        actors = self.actors(cascade, items)
         # Upstream: (ref, first position) per batch; the inputs of a run that starts at an SR stage are refs too.
         upstream = []
         if inputs is not None:
@@ -328,12 +301,17 @@ def ray_data_run(
     resources: dict[str, StageResources] | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    gpus: float | None = None,
+    cpus: float | None = None,
+    costs: Sequence[float] | None = None,
 ) -> list[Any]:
-    """The cascade as a Ray Data pipeline: ``map_batches`` per stage, an actor pool per stage, streaming."""
+    """The cascade as a Ray Data pipeline: ``map_batches`` per stage, an actor pool per stage, streaming.
+    ``gpus``/``cpus``/``costs`` place the stages by cost as `RayExecutor`'s do."""
 
     span = cascade.span(start, stop)
     check_run(cascade, items, span, inputs)
-    placement = plan(cascade, resources or {}, ray.cluster_resources(), threads)
+    resources = placed(cascade, items, resources or {}, gpus=gpus, cpus=cpus, costs=costs, threads=threads)
+    placement = plan(cascade, resources, ray.cluster_resources(), threads)
     shared = ray.put(cascade)
     data = ray.data.from_items(
         _rows(items, inputs), override_num_blocks=max(1, len(items) // cascade.stages[span.start].batch_size)
@@ -358,10 +336,11 @@ def ray_data_run(
 class RayDataExecutor:
     """`ray_data_run` behind the `legato.cascade.Executor` interface (for pipelines and batch jobs)."""
 
-    def __init__(
-        self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None
-    ) -> None:
+    def __init__(self, resources: dict[str, StageResources] | None = None, *, threads: int | None = None,
+                 gpus: float | None = None, cpus: float | None = None,
+                 costs: Sequence[float] | None = None) -> None:  # fmt: skip
         self.resources, self.threads = resources or {}, threads
+        self.devices = {"gpus": gpus, "cpus": cpus, "costs": costs}
 
     def run(
         self,
@@ -382,4 +361,5 @@ class RayDataExecutor:
             resources=self.resources,
             progress=progress,
             threads=self.threads,
+            **self.devices,
         )

@@ -7,9 +7,12 @@ and their outputs have travelled (``transfer`` seconds per batch), and when its 
 submitted to it before. A Ray actor runs its calls one at a time, in submission order. Its duration is the
 stage's measured time for a batch of that size (``seconds(n)``).
 
-Actors are assumed not to slow each other down: each is given the resources its cost was measured on (a GPU,
-or whole CPUs). Where actors share a core, measure the costs on the shared resources. The model then answers,
-for any number of GPUs and any placement, what the executor would reach: `simulate`.
+Resources, two ways. By default each actor has the resources its cost was measured on (a GPU, or whole
+CPUs): actors do not slow each other down, and a stage on a fraction of a device is given that much longer a
+``seconds`` by the caller. With ``cores=C``, the actors share C cores instead, as the processes of a Ray node
+do (Ray's ``num_cpus`` is a scheduling label, not a limit): a call that runs on ``threads`` cores alone runs
+``min(1, C / T)`` as fast while calls wanting T cores in all run at once (processor sharing). The model then
+answers, for any number of GPUs and any placement, what the executor would reach: `simulate`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class StageModel:
     batch_size: int = 1
     replicas: int = 1
     transfer: float = 0.0
+    threads: int = 1  # the cores one call runs on (``cores=`` only)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.replicas < 1:
@@ -64,12 +68,17 @@ class Prediction:
         return sum(self.latencies) / len(self.latencies)
 
 
-def simulate(stages: Sequence[StageModel], items: int) -> Prediction:
-    """The executor's timeline for ``items`` items through ``stages`` in order (see the module's docstring)."""
+def simulate(stages: Sequence[StageModel], items: int, *, cores: float | None = None) -> Prediction:
+    """The executor's timeline for ``items`` items through ``stages`` in order, on dedicated resources or
+    on ``cores`` shared cores (see the module's docstring)."""
     if items < 1 or not stages:
         raise ValueError(
             f"simulate needs at least one item and one stage, got {items} items, {len(stages)} stages"
         )
+    if cores is not None:
+        if cores <= 0:
+            raise ValueError(f"cores={cores}: give the number of cores the actors share (> 0), or None")
+        return _shared(stages, items, cores)
     free = [[0.0] * s.replicas for s in stages]  # when each actor has finished its calls so far
     calls = 0
     upstream = [(range(items), 0.0)]  # (positions, done at): the items, all there at t = 0
@@ -97,6 +106,73 @@ def simulate(stages: Sequence[StageModel], items: int) -> Prediction:
         busy.append(work / (span * stage.replicas) if span else 0.0)
     latencies = tuple(done for positions, done in upstream for _ in positions)
     return Prediction(items, max(latencies), latencies, tuple(busy))
+
+
+@dataclass
+class _Call:
+    stage: int
+    positions: range
+    needs: list[int]  # upstream calls whose outputs this one takes
+    left: float  # seconds of work still to do, at full speed
+    work: float
+    done: float = math.inf
+
+
+def _calls(stages: Sequence[StageModel], items: int) -> tuple[list[_Call], list[list[int]]]:
+    """Every call in submission order, and each actor's queue (stage by stage, actor by actor)."""
+    calls: list[_Call] = []
+    queues: list[list[int]] = [[] for s in stages for _ in range(s.replicas)]
+    first = [sum(s.replicas for s in stages[:i]) for i in range(len(stages))]
+    upstream: list[int] = []
+    for index, stage in enumerate(stages):
+        produced = []
+        for lo in range(0, items, stage.batch_size):
+            positions = range(lo, min(lo + stage.batch_size, items))
+            needs = [c for c in upstream if calls[c].positions.start < positions.stop
+                     and positions.start < calls[c].positions.stop]  # fmt: skip
+            took = stage.seconds(len(positions))
+            queues[first[index] + len(calls) % stage.replicas].append(len(calls))
+            produced.append(len(calls))
+            calls.append(_Call(index, positions, needs, took, took))
+        upstream = produced
+    return calls, queues
+
+
+def _shared(stages: Sequence[StageModel], items: int, cores: float) -> Prediction:
+    """Processor sharing: the head call of each actor's queue runs once its inputs have arrived, all running
+    calls at ``min(1, cores / their threads)`` of full speed; time goes from event to event."""
+    calls, queues = _calls(stages, items)
+    heads, now = [0] * len(queues), 0.0
+
+    def arrival(call: _Call) -> float:
+        if not call.needs:
+            return 0.0
+        return max(calls[c].done for c in call.needs) + stages[call.stage - 1].transfer
+
+    while any(h < len(q) for h, q in zip(heads, queues, strict=True)):
+        waiting = [calls[q[h]] for h, q in zip(heads, queues, strict=True) if h < len(q)]
+        running = [c for c in waiting if arrival(c) <= now]
+        rate = min(1.0, cores / sum(stages[c.stage].threads for c in running)) if running else 0.0
+        events = [arrival(c) for c in waiting if arrival(c) > now]
+        events += [now + c.left / rate for c in running]
+        step = min(events) - now
+        now += step
+        for call in running:
+            call.left -= step * rate
+            if call.left <= 1e-12 * max(1.0, call.work):
+                call.done = now
+        heads = [h + (h < len(q) and calls[q[h]].done <= now) for h, q in zip(heads, queues, strict=True)]
+    latencies = [0.0] * items
+    busy = []
+    for index, stage in enumerate(stages):
+        mine = [c for c in calls if c.stage == index]
+        span = max(c.done for c in mine)
+        busy.append(sum(c.work for c in mine) / (span * stage.replicas) if span else 0.0)
+        if index == len(stages) - 1:
+            for c in mine:
+                for p in c.positions:
+                    latencies[p] = c.done
+    return Prediction(items, max(latencies), tuple(latencies), tuple(busy))
 
 
 @dataclass(frozen=True)

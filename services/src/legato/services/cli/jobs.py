@@ -135,13 +135,22 @@ def batch(
         str | None,
         typer.Option(help="Ray cluster for ray executors.", show_default="$RAY_ADDRESS or a new local one"),
     ] = None,
+    gpus: Annotated[
+        float | None,
+        typer.Option(help="Ray executors: place the stages on this many GPUs by their measured costs."),
+    ] = None,
+    cpus: Annotated[
+        float | None,
+        typer.Option(help="Ray executors: place the stages on this many CPUs by their measured costs."),
+    ] = None,
     gallery: Annotated[
         bool, typer.Option(help="Also write index.html in the output's parent folder.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run a job spec: every item not finished yet (a re-run resumes), with the executor the spec names."""
-    job = read_spec(spec, executor=executor, output=output, model=model, soundtrack=soundtrack, device=device)
+    job = read_spec(spec, executor=executor, output=output, model=model, soundtrack=soundtrack, device=device,
+                    gpus=gpus, cpus=cpus)  # fmt: skip
     summary = run_spec(job, as_json=as_json, address=address, title=str(spec))
     extra = {}
     if gallery:

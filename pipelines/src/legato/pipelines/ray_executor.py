@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Item, Progress, Stage, batches, check_run, run_batch
-from legato.cascade.placement import (  # noqa: F401  (the names users import from here)
+from legato.cascade.placement import (
     Placement,
     PlacementError,
     StageResources,

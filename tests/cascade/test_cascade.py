@@ -167,3 +167,22 @@ def test_sampling_settings_change_a_copy_and_the_same_scheduler_by_name_changes_
 def test_bad_sampling_settings_name_the_value(cascade, kwargs, message):
     with pytest.raises(DiffusionError, match=message):
         cascade.with_sampling(**kwargs)
+
+
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_outputs_stay_on_the_device_between_stages_and_are_the_same(device):
+    # LocalExecutor leaves a stage's outputs on its device for a next stage there (keep=True); the values are
+    # those of the round trip through the CPU that every stage made before (issue 45)
+    from legato.cascade import run_batch
+
+    cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(2)
+    cascade = replace(cascade, stages=tuple(s.to(device) for s in cascade.stages))
+    kept = run_batch(cascade, 0, items, None, keep=True)
+    assert kept.device.type == device
+    assert kept.dtype == torch.float32
+    handed = run_batch(cascade, 0, items, None)
+    assert handed.device.type == "cpu"
+    assert torch.equal(kept.cpu(), handed)
+    final = LocalExecutor().run(cascade, items)
+    assert all(out.device.type == "cpu" for out in final)
+    assert torch.equal(torch.stack(final), run_batch(cascade, 1, items, handed))

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from legato.cascade import LocalExecutor
-from legato.pipelines.ray_executor import PlacementError, RayExecutor, StageResources, plan, ray_data_run
+from legato.pipelines.ray_executor import (
+    PlacementError,
+    RayExecutor,
+    StageResources,
+    placed,
+    plan,
+    ray_data_run,
+)
 
 from ..cascade.conftest import tiny_cascade, tiny_items
 
@@ -72,11 +79,11 @@ def test_placement_splits_cpus_and_refuses_what_cannot_fit():
 
 
 def test_the_executor_places_the_stages_by_their_measured_costs_and_keeps_the_outputs(ray_cluster, capfd):
-    # the SR stage made 24x dearer by its steps: RayExecutor(cpus=2) times the stages on the first items and
+    # the SR stage made 16x dearer by its steps: RayExecutor(cpus=2) times the stages on the first items and
     # gives it the larger share of the 2 CPUs; the outputs stay the local run's
-    cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(6)
+    cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(4)
     cascade = replace(
-        cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=24))
+        cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=16))
     )
     with pytest.raises(PlacementError, match="gpus=1, but the cluster has 0 GPUs"):
         RayExecutor(gpus=1).run(cascade, items)
@@ -92,10 +99,6 @@ def test_the_executor_places_the_stages_by_their_measured_costs_and_keeps_the_ou
     assert base_n * base_cpus + sr_n * sr_cpus == pytest.approx(2)
     assert all(torch.equal(a, b) for a, b in zip(local(cascade, items), remote, strict=True))
     # costs given (recorded with a model, or timed before): no timing; explicit resources override the plan
-    executor = RayExecutor({"base": StageResources(num_cpus=0.5)}, cpus=2, costs=[1.0, 3.0], threads=1)
-    try:
-        again = executor.run(cascade, items)
-    finally:
-        executor.shutdown()
-    assert (executor.placement.cpus, executor.placement.replicas) == ((0.5, 0.75), (1, 2))
-    assert all(torch.equal(a, b) for a, b in zip(remote, again, strict=True))
+    given = placed(cascade, items, {"base": StageResources(num_cpus=0.5)}, gpus=None, cpus=2, costs=[1.0, 3.0],
+                   threads=1)  # fmt: skip
+    assert given == {"base": StageResources(num_cpus=0.5), "sr": StageResources(replicas=2, num_cpus=0.75)}

@@ -232,9 +232,11 @@ def check_run(cascade: Cascade, items: Sequence[Item], span: range, inputs: Sequ
         )
 
 
-def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None) -> Tensor:
+def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tensor | None,
+              keep: bool = False) -> Tensor:  # fmt: skip
     """Stage ``index`` on one batch of items (what every executor's worker calls). ``inputs`` are made
-    contiguous, as a transfer between workers makes them: kernels round differently on other layouts."""
+    contiguous, as a transfer between workers makes them: kernels round differently on other layouts. The
+    outputs are float32 on the CPU, or with ``keep`` on the stage's device."""
     inputs = None if inputs is None else inputs.contiguous()
     cond = Conditioning.stack([item.cond for item in items])
     prefixes = [
@@ -244,8 +246,8 @@ def run_batch(cascade: Cascade, index: int, items: Sequence[Item], inputs: Tenso
     stage = cascade.stages[index]
     seeds = [item.seed for item in items]
     if getattr(stage, "text", None) is None:
-        return stage.run(inputs, cond, seeds, index, prefixes, fades)
-    return stage.run(inputs, cond, seeds, index, prefixes, fades,
+        return stage.run(inputs, cond, seeds, index, prefixes, fades, keep=keep)
+    return stage.run(inputs, cond, seeds, index, prefixes, fades, keep=keep,
                      prompts=[item.prompt for item in items], negatives=[item.negative for item in items])  # fmt: skip
 
 
@@ -263,7 +265,9 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs a cascade in this process, stage after stage, each in batches of its own ``batch_size``."""
+    """Runs a cascade in this process, stage after stage, each in batches of its own ``batch_size``. A stage's
+    outputs stay on its device when the next stage runs there (no round trip through the CPU between two GPU
+    stages); the last stage's come back float32 on the CPU."""
 
     def run(
         self,
@@ -280,10 +284,12 @@ class LocalExecutor:
         current: list[Tensor] | None = list(inputs) if inputs is not None else None
         for index in span:
             stage = cascade.stages[index]
+            after = cascade.stages[index + 1] if index + 1 < span.stop else None
+            keep = after is not None and after.device == stage.device
             outputs: list[Tensor] = []
             for positions in batches(len(items), stage.batch_size):
                 x = torch.stack([current[p] for p in positions]) if current is not None else None
-                outputs += list(run_batch(cascade, index, [items[p] for p in positions], x))
+                outputs += list(run_batch(cascade, index, [items[p] for p in positions], x, keep))
                 if progress is not None:
                     progress(stage.name, len(outputs), len(items))
             current = outputs

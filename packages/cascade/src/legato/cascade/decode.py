@@ -24,7 +24,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from legato.cascade.stage import DTYPES, prefix_weight, time_axis
+from legato.cascade.stage import DTYPES, handed, prefix_weight, time_axis
 from legato.diffusion import Conditioning
 from legato.diffusion.errors import DiffusionError
 from legato.diffusion.latents import LatentSpace
@@ -92,14 +92,15 @@ class Decode(_LatentStep):
         index: int,
         prefixes: Sequence[Tensor | None] | None = None,
         fades: Sequence[float] | None = None,
+        keep: bool = False,
     ) -> Tensor:
         if inputs is None:
             raise DiffusionError(f"step {self.name!r} decodes the previous stage's latents: give them")
         with torch.inference_mode():
-            out = self.latents.decode(inputs.to(self.device)).float().clamp(-1, 1).cpu()
+            out = self.latents.decode(inputs.to(self.device)).float().clamp(-1, 1)
         if prefixes is not None and any(p is not None for p in prefixes):
             out = _keep_prefixes(out, prefixes, fades)
-        return out
+        return handed(out, keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,10 +165,11 @@ class Encode(_LatentStep):
         index: int,
         prefixes: Sequence[Tensor | None] | None = None,
         fades: Sequence[float] | None = None,
+        keep: bool = False,
     ) -> Tensor:
         inputs = self._without_prefixes(inputs, prefixes, "encodes the previous stage's pixels")
         with torch.inference_mode():
-            return self.latents.encode(self.resized(inputs).to(self.device)).float().cpu()
+            return handed(self.latents.encode(self.resized(inputs).to(self.device)).float(), keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,13 +223,14 @@ class LatentUpsample(_LatentStep):
         index: int,
         prefixes: Sequence[Tensor | None] | None = None,
         fades: Sequence[float] | None = None,
+        keep: bool = False,
     ) -> Tensor:
         inputs = self._without_prefixes(inputs, prefixes, "upsamples the previous stage's latents")
         dtype = DTYPES[self.dtype]
         with torch.inference_mode():
             raw = self.latents.denormalise(inputs.to(self.device, torch.float32))
             up = self.upsampler(raw.to(dtype))
-            return self.latents.normalise(up.float()).float().cpu().contiguous()
+            return handed(self.latents.normalise(up.float()).float(), keep).contiguous()
 
 
 def _keep_prefixes(out: Tensor, prefixes: Sequence[Tensor | None], fades: Sequence[float] | None) -> Tensor:
@@ -242,7 +245,8 @@ def _keep_prefixes(out: Tensor, prefixes: Sequence[Tensor | None], fades: Sequen
         weight = prefix_weight(out.shape[axis], kept, fades[b] if fades is not None else 0.0)
         view = [1] * (out.ndim - 1)
         view[axis] = -1
-        w = weight.view(view)
+        w = weight.view(view).to(out.device)
         head = out[b].narrow(axis, 0, kept)
-        head.copy_(prefix.float() + w.narrow(axis, 0, kept) * (head - prefix.float()))
+        prefix = prefix.to(out.device, torch.float32)
+        head.copy_(prefix + w.narrow(axis, 0, kept) * (head - prefix))
     return out

@@ -33,6 +33,11 @@ NULLS = ("zeros", "prompt")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def handed(out: Tensor, keep: bool) -> Tensor:
+    """A step's float32 outputs as it hands them on: left on its device with ``keep``, else on the CPU."""
+    return out if keep else out.cpu()
+
+
 def time_axis(item_ndim: int) -> int:
     """The time axis of an item with ``item_ndim`` dims: the last of a ``(C, L)`` audio latent or a
     ``(C, H, W)`` image (a mel spectrogram's frames), ``T`` of a ``(C, T, H, W)`` video; negative, so it also
@@ -167,14 +172,15 @@ class Stage:
         known: Tensor | None = None,
         prompts: Sequence[str] | None = None,
         negatives: Sequence[str] | None = None,
+        keep: bool = False,
     ) -> Tensor:
         """Outputs ``(B, ...)`` for a batch: ``inputs`` are the previous stage's outputs (None for a base
         stage), ``cond`` the batched conditioning, ``seeds`` the items' seeds, ``index`` this stage's index
-        in its cascade. ``prefixes`` (one per item, or None) are known beginnings of the items' outputs along
+        in its cascade (float32 on the CPU; ``keep``: float32 left on the stage's device, for a next stage
+        there, as `legato.cascade.LocalExecutor` passes them). ``prefixes`` (one per item, or None) are known beginnings of the items' outputs along
         the time axis (the last of ``(C, H, W)`` images, ``T`` of ``(C, T, H, W)`` videos), which the stage
         keeps and continues (outpainting); ``fades`` (one per item, default 0) the fraction of each prefix,
         at its end, that crossfades into the new content instead of being kept exactly (`Item.fade`).
-        Returns float32 on the CPU.
 
         ``prompts`` and ``negatives`` (one per item) are what a stage with its own ``text`` encoder encodes
         (without them, it takes ``cond``'s embeddings as they are: an interpolation's mixed ones).
@@ -220,7 +226,7 @@ class Stage:
                 out = self.sr.generate(denoiser, self.scheduler, inputs.to(device), steps=self.steps,
                                        generator=gens, cond=cond, frames=self.frames, mask=mask, known=known,
                                        reconstruction=self.reconstruction, schedule=self.timesteps)  # fmt: skip
-        return out.float().cpu()
+        return handed(out.float(), keep)
 
     def encode(
         self, cond: Conditioning, prompts: Sequence[str] | None, negatives: Sequence[str] | None, batch: int

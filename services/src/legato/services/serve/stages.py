@@ -85,7 +85,7 @@ class ServeExecutor(RayExecutor):
         super().__init__()
         self.handles, self.timeout_s = list(handles), timeout_s
 
-    def actors(self, cascade: Any) -> dict[int, list[Any]]:
+    def actors(self, cascade: Any, items: Sequence[Any] = ()) -> dict[int, list[Any]]:
         if len(cascade.stages) != len(self.handles):
             raise ValueError(
                 f"a cascade of {len(cascade.stages)} stages for {len(self.handles)} stage deployments; "

@@ -47,10 +47,14 @@ def local(device: str, batch: int) -> None:
     print(f"LocalExecutor hand-over per batch of {batch}, device {device}:")
     outputs = None
     for index, stage in enumerate(cascade.stages[:-1]):
-        took = clock(lambda: LocalExecutor().run(cascade, work, start=index, stop=index + 1, inputs=outputs), 2, device)  # noqa: B023
+        took = clock(
+            lambda: LocalExecutor().run(cascade, work, start=index, stop=index + 1, inputs=outputs), 2, device
+        )  # noqa: B023
         outputs = LocalExecutor().run(cascade, work, start=index, stop=index + 1, inputs=outputs)
         resident = [o.to(device) for o in outputs]  # as `keep` leaves them
-        before = clock(lambda: torch.stack([o.float().cpu() for o in resident]).to(device).contiguous(), 20, device)  # noqa: B023
+        before = clock(
+            lambda: torch.stack([o.float().cpu() for o in resident]).to(device).contiguous(), 20, device
+        )  # noqa: B023
         after = clock(lambda: torch.stack(resident).to(device).contiguous(), 20, device)  # noqa: B023
         size = outputs[0].numel() * 4 * batch
         print(f"  {stage.name} -> {cascade.stages[index + 1].name}: {size / 1e6:.2f} MB; before {before * 1e6:.0f} us, "

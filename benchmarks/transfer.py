@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -47,15 +48,20 @@ def local(device: str, batch: int) -> None:
     print(f"LocalExecutor hand-over per batch of {batch}, device {device}:")
     outputs = None
     for index, stage in enumerate(cascade.stages[:-1]):
-        took = clock(
-            lambda: LocalExecutor().run(cascade, work, start=index, stop=index + 1, inputs=outputs), 2, device
-        )  # noqa: B023
-        outputs = LocalExecutor().run(cascade, work, start=index, stop=index + 1, inputs=outputs)
+        step = functools.partial(
+            LocalExecutor().run, cascade, work, start=index, stop=index + 1, inputs=outputs
+        )
+        took = clock(step, 2, device)
+        outputs = step()
         resident = [o.to(device) for o in outputs]  # as `keep` leaves them
-        before = clock(
-            lambda: torch.stack([o.float().cpu() for o in resident]).to(device).contiguous(), 20, device
-        )  # noqa: B023
-        after = clock(lambda: torch.stack(resident).to(device).contiguous(), 20, device)  # noqa: B023
+
+        def before(resident=resident):  # to float32 on the CPU, then back to the device
+            return torch.stack([o.float().cpu() for o in resident]).to(device).contiguous()
+
+        def after(resident=resident):  # left on the device
+            return torch.stack(resident).to(device).contiguous()
+
+        before, after = clock(before, 20, device), clock(after, 20, device)
         size = outputs[0].numel() * 4 * batch
         print(f"  {stage.name} -> {cascade.stages[index + 1].name}: {size / 1e6:.2f} MB; before {before * 1e6:.0f} us, "
               f"now {after * 1e6:.0f} us; the stage's batch takes {took * 1e3:.0f} ms")  # fmt: skip

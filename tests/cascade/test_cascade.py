@@ -186,3 +186,24 @@ def test_outputs_stay_on_the_device_between_stages_and_are_the_same(device):
     final = LocalExecutor().run(cascade, items)
     assert all(out.device.type == "cpu" for out in final)
     assert torch.equal(torch.stack(final), run_batch(cascade, 1, items, handed))
+
+
+def test_compile_is_a_stage_setting_with_known_modes():
+    cascade = tiny_cascade()
+    assert [s.compile for s in cascade.with_sampling(compile="reduce-overhead").stages] == [
+        "reduce-overhead"
+    ] * 2
+    with pytest.raises(DiffusionError, match="compile='fast'; use one of"):
+        replace(cascade.stages[0], compile="fast")
+
+
+@pytest.mark.slow  # inductor compiles the two tiny UNets in about a minute on 2 cores
+def test_compiled_stages_match_the_eager_ones_within_rounding():
+    # Stage.compile: the networks go through torch.compile (in place, static shapes) on first use; the outputs
+    # stay the eager ones' within rounding
+    cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(2)
+    eager = torch.stack(LocalExecutor().run(cascade, items))
+    compiled = cascade.with_sampling(compile="default")
+    out = torch.stack(LocalExecutor().run(compiled, items))
+    assert all(s.denoiser.network._compiled_call_impl is not None for s in compiled.stages)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)

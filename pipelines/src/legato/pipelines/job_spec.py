@@ -110,6 +110,9 @@ class JobSpec(BaseModel):
         default=None, ge=1
     )  # the base stage's guidance scale (default: the model's)
     scheduler: str | None = None  # every stage's sampler, by name (default: the model's)
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = (
+        None  # torch.compile (Stage.compile)
+    )
     # music and soundtracks: 44.1 kHz stereo at -14 LUFS under -1 dBTP by default; None: the raw model output
     mastering: MasteringSpec | None = Field(default_factory=MasteringSpec)
 

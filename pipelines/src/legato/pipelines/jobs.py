@@ -99,7 +99,7 @@ def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPip
         pipe = VideoPipeline.from_pretrained(
             spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack, mastering=master
         )
-    return with_sampling(pipe, spec.steps, spec.guidance, spec.scheduler)
+    return with_sampling(pipe, spec.steps, spec.guidance, spec.scheduler, spec.compile)
 
 
 def with_sampling(
@@ -107,10 +107,12 @@ def with_sampling(
     steps: list[int] | None = None,
     guidance: float | None = None,
     scheduler: str | None = None,
+    compile: str | None = None,
 ) -> MusicPipeline | VideoPipeline:
-    """``pipe`` with ``steps`` sampling steps per stage, ``guidance`` on its base stage and every stage on
-    the named ``scheduler`` (None keeps the model's own; see `Cascade.with_sampling`)."""
-    return replace(pipe, cascade=pipe.cascade.with_sampling(steps, guidance, scheduler))
+    """``pipe`` with ``steps`` sampling steps per stage, ``guidance`` on its base stage, every stage on the
+    named ``scheduler`` and compiled in the ``compile`` mode (None keeps the model's own; see
+    `Cascade.with_sampling`)."""
+    return replace(pipe, cascade=pipe.cascade.with_sampling(steps, guidance, scheduler, compile))
 
 
 def job_model_id(spec: JobSpec) -> str:
@@ -125,6 +127,8 @@ def job_model_id(spec: JobSpec) -> str:
         tag += f"+guidance={spec.guidance:g}"
     if spec.scheduler is not None:
         tag += f"+scheduler={spec.scheduler}"
+    if spec.compile is not None:  # within rounding of the eager files, not byte-equal to them
+        tag += f"+compile={spec.compile}"
     if spec.mastering is not None and (spec.kind == "music" or spec.soundtrack is not None):
         tag += "+master=" + json.dumps(spec.mastering.model_dump(), sort_keys=True, separators=(",", ":"))
     return tag

@@ -165,10 +165,12 @@ class Cascade:
         steps: Sequence[int] | None = None,
         guidance: float | None = None,
         scheduler: str | None = None,
+        compile: str | None = None,
     ) -> Cascade:
         """This cascade sampled otherwise: ``steps`` per stage, ``guidance`` on the base stage, every stage's
         scheduler replaced by the named one of `legato.diffusion.SCHEDULERS` on the same training schedule
-        (``"dpm++"`` reaches DDIM's accuracy in about half the steps). None keeps the cascade's own setting.
+        (``"dpm++"`` reaches DDIM's accuracy in about half the steps), every stage's networks compiled in the
+        ``compile`` mode (`Stage.compile`). None keeps the cascade's own setting.
 
         A distilled stage (a ``-fast`` model's base) was trained for DDIM's trailing grid at its step count;
         another scheduler or step count runs it off the grid it learned.
@@ -190,6 +192,10 @@ class Cascade:
                 stages[i] = replace(
                     stages[i], scheduler=make_scheduler(scheduler, stages[i].scheduler.config)
                 )
+        if compile is not None:
+            stages = [
+                replace(stages[i], compile=compile) if i in sampled else s for i, s in enumerate(stages)
+            ]
         return replace(self, stages=tuple(stages))
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:

@@ -185,28 +185,39 @@ class Share:
 
 def balance(costs: Sequence[float], devices: float, *, whole: bool = False) -> list[Share]:
     """Split ``devices`` (CPUs or GPUs) over stages whose measured costs (seconds per item on one device) are
-    ``costs``, so that their throughputs balance: stage ``i`` gets ``devices * c_i / sum(c)``. A share is held
-    by ``ceil(share)`` replicas of an equal part each, or with ``whole`` (GPUs: a dear stage gets whole GPUs,
-    a cheap one a fraction of one) by ``round(share)`` replicas of one device where the share is at least one,
-    the devices left over going, one by one, to the stage that is slowest then."""
+    ``costs``, so that their throughputs balance.
+
+    CPUs (``whole`` False): stage ``i`` gets ``devices * c_i / sum(c)``, held by ``ceil(share)`` replicas of an
+    equal part each. GPUs (``whole``): a fraction of a GPU cannot straddle two, so the cheap stages share one
+    GPU (each a fraction in proportion to its cost) and the others get whole GPUs as replicas, the GPUs left
+    going one by one to the stage that is slowest then; of every choice of stages to share the one GPU, the
+    one with the highest throughput (below one GPU, all the stages share what there is)."""
     if not costs or any(c <= 0 for c in costs) or devices <= 0:
         raise ValueError(f"balance needs positive costs and devices, got {list(costs)} and {devices}")
     total = sum(costs)
-    shares = [devices * c / total for c in costs]
     if not whole:
+        shares = [devices * c / total for c in costs]
         return [Share(max(1, math.ceil(s - 1e-9)), s / max(1, math.ceil(s - 1e-9))) for s in shares]
-    out = [Share(max(1, round(s)), 1.0) if s >= 1 else Share(1, s) for s in shares]
-    left = devices - sum(sh.replicas * sh.devices for sh in out)
-    while left >= 1 - 1e-9:
-        slowest = min(range(len(out)), key=lambda i: out[i].replicas * out[i].devices / costs[i])
-        if out[slowest].devices < 1:
-            left += out[slowest].devices
-            out[slowest] = Share(1, 1.0)
-            left -= 1
-        else:
+    best: tuple[float, list[Share]] | None = None
+    for mask in range(1 << len(costs)):  # the stages that share one GPU (or all of fewer than one)
+        shared = [i for i in range(len(costs)) if mask >> i & 1]
+        alone = [i for i in range(len(costs)) if not mask >> i & 1]
+        left = math.floor(devices + 1e-9) - bool(shared)  # whole GPUs beside the shared one
+        if len(alone) > max(left, 0):
+            continue
+        # the shared GPU's items per second (none shared: no limit)
+        part = min(1.0, devices) / sum(costs[i] for i in shared) if shared else math.inf
+        out = {i: Share(1, part * costs[i]) for i in shared} | {i: Share(1, 1.0) for i in alone}
+        for _ in range(left - len(alone)):
+            slowest = min(alone, key=lambda i: out[i].replicas / costs[i], default=None)
+            if slowest is None or out[slowest].replicas / costs[slowest] >= part:
+                break  # the shared GPU is the slowest: a whole GPU more helps no one
             out[slowest] = Share(out[slowest].replicas + 1, 1.0)
-            left -= 1
-    return out
+        shares = [out[i] for i in range(len(costs))]
+        if best is None or throughput(costs, shares) > best[0] + 1e-12:
+            best = (throughput(costs, shares), shares)
+    assert best is not None  # every stage sharing one GPU always fits
+    return best[1]
 
 
 def throughput(costs: Sequence[float], shares: Sequence[Share]) -> float:

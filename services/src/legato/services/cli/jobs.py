@@ -143,6 +143,12 @@ def batch(
         float | None,
         typer.Option(help="Ray executors: place the stages on this many CPUs by their measured costs."),
     ] = None,
+    compile: Annotated[
+        Literal["default", "reduce-overhead", "max-autotune"] | None,
+        typer.Option(
+            help="torch.compile every stage's networks in this mode (reduce-overhead: CUDA graphs)."
+        ),
+    ] = None,
     gallery: Annotated[
         bool, typer.Option(help="Also write index.html in the output's parent folder.")
     ] = False,
@@ -150,7 +156,7 @@ def batch(
 ) -> None:
     """Run a job spec: every item not finished yet (a re-run resumes), with the executor the spec names."""
     job = read_spec(spec, executor=executor, output=output, model=model, soundtrack=soundtrack, device=device,
-                    gpus=gpus, cpus=cpus)  # fmt: skip
+                    gpus=gpus, cpus=cpus, compile=compile)  # fmt: skip
     summary = run_spec(job, as_json=as_json, address=address, title=str(spec))
     extra = {}
     if gallery:

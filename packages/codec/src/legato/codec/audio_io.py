@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 from torch import Tensor
 
 from legato.codec.atomic import atomic_output, write_failure
 from legato.codec.errors import CodecError
+
+if TYPE_CHECKING:
+    import av
 
 _CHUNK = 16_384  # samples per frame handed to the encoder (PyAV re-blocks to the codec's frame size)
 _MAX_CHANNELS = 8
@@ -37,6 +40,8 @@ class AudioFormat:
 
     def rates(self) -> tuple[int, ...] | None:
         """Sample rates the encoder supports, or None for any."""
+        import av  # here, not on import: a process that writes no file needs no FFmpeg
+
         return av.codec.Codec(self.codec, "w").audio_rates or None
 
 
@@ -66,6 +71,8 @@ def read_audio(
     Returns:
         ``(waveform, sample_rate)``.
     """
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     src = Path(path)
     _check_positive("sample_rate", sample_rate)
     _check_positive("channels", channels)
@@ -127,6 +134,8 @@ def write_audio(
     The format comes from ``format`` or the file suffix and must be one of `AUDIO_FORMATS`. Samples beyond
     [-1, 1] are clipped. Returns the written path.
     """
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     dst = Path(path)
     name = (format or dst.suffix.lstrip(".")).lower()
     spec = AUDIO_FORMATS.get(name)
@@ -175,6 +184,8 @@ def mux_audio(
     Planar formats (ending in "p") take ``(C, n)`` frames; packed ones interleave the channels. Shared by
     `write_audio` and legato.video's soundtracks.
     """
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     planar = sample_format.endswith("p")
     for start in range(0, samples.shape[1], _CHUNK):
         block = samples[:, start : start + _CHUNK]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torchaudio
@@ -72,6 +71,8 @@ def write_video(
     A batch ``(B, C, T, H, W)`` writes B files, ``name-000.mp4``, ``name-001.mp4``, ..., and returns their
     paths (the same soundtrack, if given, goes into each).
     """
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     dst = Path(path)
     name = (format or dst.suffix.lstrip(".")).lower()
     spec = VIDEO_FORMATS.get(name)
@@ -132,6 +133,8 @@ def write_video(
 
 def read_video(path: str | os.PathLike[str], *, with_audio: bool = True) -> Video:
     """Decode the first video stream (and the first audio stream, if any) of ``path``."""
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     src = Path(path)
     if not src.is_file():
         raise VideoError(f"{src}: no such file")
@@ -164,6 +167,8 @@ def read_video(path: str | os.PathLike[str], *, with_audio: bool = True) -> Vide
 def read_soundtrack(path: str | os.PathLike[str]) -> tuple[Tensor, int] | None:
     """The first audio stream of a video file ``(C, N)`` and its sample rate, without decoding the picture;
     None where the file has no audio."""
+    import av  # here, not on import: a process that writes no file needs no FFmpeg
+
     src = Path(path)
     try:
         with av.open(str(src)) as container:

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/generate.py                       # the bundled models, on the CPU
     python benchmarks/generate.py --untrained --device cuda --dtype bfloat16   # a GPU machine
     .venv/bin/python benchmarks/generate.py --kinds video          # one kind only
+    python benchmarks/generate.py --untrained --device cuda --compile reduce-overhead   # compiled steps
 
 Each cascade runs ``--items`` items (prompts from the held-out captions' style) through `LocalExecutor` in
 its stages' own batch sizes, after a warm-up run; music clips also time the mel -> audio inversion
@@ -50,11 +51,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--kinds", nargs="+", default=["music", "video"], choices=("music", "video"))
+    parser.add_argument("--compile", choices=("default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile every stage (Stage.compile); the warm-up runs every batch shape")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}, "
-          f"{torch.get_num_threads()} threads), dtype {args.dtype}, {args.items} items, "
+          f"{torch.get_num_threads()} threads), dtype {args.dtype}, compile {args.compile}, {args.items} items, "
           f"{'untrained weights' if args.untrained else args.models}\n")  # fmt: skip
     print("| cascade | evals/item | cascade s | items/s | inversion s | total items/s | fast vs default |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -74,8 +77,11 @@ def main() -> None:
         for variant, cascade in cascades.items():
             cascade = replace(cascade, stages=tuple(s.to(args.device) for s in cascade.stages))
             cascade = replace(cascade, stages=tuple(replace(s, dtype=args.dtype) for s in cascade.stages))
+            if args.compile:
+                cascade = cascade.with_sampling(compile=args.compile)
             executor = LocalExecutor()
-            executor.run(cascade, items[: min(2, len(items))])  # warm-up: allocations, kernels
+            # warm-up: allocations, kernels (and, compiled, a graph per batch shape: all of them)
+            executor.run(cascade, items if args.compile else items[: min(2, len(items))])
             sync(args.device)
             started = time.perf_counter()
             outputs = executor.run(cascade, items)

@@ -30,12 +30,13 @@ from legato.cascade.simulate import StageModel, linear, simulate, stage_costs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--device", default="cpu", help="cuda: the stages share one GPU in fractions")
     parser.add_argument("--items", type=int, default=24)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", default="6,6,12", help="steps of base, sr1, sr2")
     args = parser.parse_args()
     base_steps, sr1, sr2 = (int(n) for n in args.steps.split(","))
-    cascade = build(3, "cpu", base_steps, sr1, args.batch)
+    cascade = build(3, args.device, base_steps, sr1, args.batch)
     from dataclasses import replace
 
     stages = list(cascade.stages)
@@ -53,16 +54,26 @@ def main() -> None:
 
     from legato.pipelines.ray_executor import RayExecutor, StageResources, balanced_resources
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    gpu = args.device.startswith("cuda")
+    devices = 1 if gpu else args.cpus  # what the placements split: one GPU, or the CPUs
+    ray.init(num_cpus=args.cpus, num_gpus=1 if gpu else 0, include_dashboard=False, log_to_driver=False)
+
+    def share(part: float, replicas: int = 1) -> StageResources:
+        if gpu:  # a CPU each beside its part of the GPU, as far as the CPUs go
+            return StageResources(replicas, num_cpus=min(1.0, args.cpus / 6), num_gpus=part)
+        return StageResources(replicas, num_cpus=part)
+
     names = [s.name for s in cascade.stages]
-    planned, _ = balanced_resources(cascade, before, cpus=args.cpus)
-    even = {n: StageResources(num_cpus=args.cpus / len(names)) for n in names}
-    half = {n: StageResources(num_cpus=args.cpus / 4) for n in names[:-1]}  # half the CPUs to the dear stage
+    planned, _ = balanced_resources(cascade, before, **({"gpus": 1} if gpu else {"cpus": args.cpus}))
+    if gpu:
+        planned = {n: share(r.num_gpus, r.replicas) for n, r in planned.items()}
+    even = {n: share(devices / len(names)) for n in names}
+    half = {n: share(devices / 4) for n in names[:-1]}  # half the devices to the dear stage
     # Two more placements to hold the simulator against: the dear stage on two actors, and on four.
     placements = {"planner": planned, "even split": even,
-                  "sr2 x 2": {**half, names[-1]: StageResources(replicas=2, num_cpus=args.cpus / 4)},
-                  "sr2 x 4": {**half, names[-1]: StageResources(replicas=4, num_cpus=args.cpus / 8)}}  # fmt: skip
-    measured = {}
+                  "sr2 x 2": {**half, names[-1]: share(devices / 4, 2)},
+                  "sr2 x 4": {**half, names[-1]: share(devices / 8, 4)}}  # fmt: skip
+    measured, equal = {}, {}
     for name, resources in placements.items():
         executor = RayExecutor(resources, threads=1)
         executor.run(cascade, work[:2])  # starts the actors
@@ -70,23 +81,31 @@ def main() -> None:
         out = executor.run(cascade, work)
         measured[name] = args.items / (time.perf_counter() - start)
         executor.shutdown()
-        assert all(torch.equal(a, b) for a, b in zip(expected, out, strict=True)), f"{name}: outputs differ"
+        equal[name] = all(torch.equal(a, b) for a, b in zip(expected, out, strict=True))
+        if not gpu:  # one thread per actor, as the local run: byte-equal on a CPU
+            assert equal[name], f"{name}: outputs differ"
     ray.shutdown()
     after = stage_costs(cascade, probe, warm=False)
     costs = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
-    ideal = args.cpus / sum(costs)
-    print(f"{args.cpus} CPUs, {args.items} items, batch {args.batch}; outputs byte-equal to LocalExecutor's")
+    ideal = devices / sum(costs)
+    what = "1 GPU" if gpu else f"{args.cpus} CPUs"
+    same = "byte-equal" if all(equal.values()) else f"byte-equal for {sorted(n for n in equal if equal[n])}"
+    print(f"{what}, {args.items} items, batch {args.batch}; outputs {same} to LocalExecutor's")
     for s, c, a, b in zip(cascade.stages, costs, before, after, strict=True):
         print(
             f"  {s.name:5s} ({s.steps:2d} steps): {c * 1000:7.1f} ms/item (before {a * 1000:.1f}, after {b * 1000:.1f})"
         )
     print(f"  cost ratio, dearest / cheapest: {max(costs) / min(costs):.1f}x; ideal {ideal:.2f} items/s")
     for name, resources in placements.items():
-        # The actors share the cores whatever their num_cpus (a label for Ray's scheduler): processor sharing.
+        # The actors share the devices whatever their num_cpus/num_gpus (labels for Ray's scheduler): processor
+        # sharing of the cores, or of the one GPU's time.
         models = [StageModel(n, linear(0.0, c), args.batch, resources.get(n, StageResources()).replicas)
                   for n, c in zip(names, costs, strict=True)]  # fmt: skip
-        predicted = simulate(models, args.items, cores=args.cpus).throughput
-        plan = ", ".join(f"{n} {r.replicas} x {r.num_cpus:.2f} CPU" for n, r in resources.items())
+        predicted = simulate(models, args.items, cores=devices).throughput
+        plan = ", ".join(
+            f"{n} {r.replicas} x {(r.num_gpus if gpu else r.num_cpus):.2f} {'GPU' if gpu else 'CPU'}"
+            for n, r in resources.items()
+        )
         print(f"  {name:10s} ({plan}): {measured[name]:.2f} items/s = {measured[name] / ideal:.3f} of the ideal; "
               f"simulated {predicted:.2f} (measured / simulated {measured[name] / predicted:.3f})")  # fmt: skip
 

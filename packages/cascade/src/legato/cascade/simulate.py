@@ -17,10 +17,12 @@ answers, for any number of GPUs and any placement, what the executor would reach
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from legato.cascade.cascade import Cascade, Item, LocalExecutor
 
@@ -85,13 +87,10 @@ def simulate(stages: Sequence[StageModel], items: int, *, cores: float | None = 
     busy = []
     for index, stage in enumerate(stages):
         produced, work = [], 0.0
+        starts = [covered.start for covered, _ in upstream]
         for lo in range(0, items, stage.batch_size):
             positions = range(lo, min(lo + stage.batch_size, items))
-            ready = max(
-                done
-                for covered, done in upstream
-                if covered.start < positions.stop and positions.start < covered.stop
-            )
+            ready = max(done for _, done in _covering(upstream, starts, positions))
             if index:
                 ready += stages[index - 1].transfer
             actor = calls % stage.replicas
@@ -106,6 +105,21 @@ def simulate(stages: Sequence[StageModel], items: int, *, cores: float | None = 
         busy.append(work / (span * stage.replicas) if span else 0.0)
     latencies = tuple(done for positions, done in upstream for _ in positions)
     return Prediction(items, max(latencies), latencies, tuple(busy))
+
+
+def _covering(
+    batches: list[tuple[range, Any]], starts: list[int], positions: range
+) -> list[tuple[range, Any]]:
+    """The ``(positions, value)`` batches (in order of position; ``starts`` their first positions) that hold
+    any of ``positions``."""
+    first = max(0, bisect.bisect_right(starts, positions.start) - 1)
+    out = []
+    for batch, value in batches[first:]:
+        if batch.start >= positions.stop:
+            break
+        if batch.stop > positions.start:
+            out.append((batch, value))
+    return out
 
 
 @dataclass
@@ -123,16 +137,16 @@ def _calls(stages: Sequence[StageModel], items: int) -> tuple[list[_Call], list[
     calls: list[_Call] = []
     queues: list[list[int]] = [[] for s in stages for _ in range(s.replicas)]
     first = [sum(s.replicas for s in stages[:i]) for i in range(len(stages))]
-    upstream: list[int] = []
+    upstream: list[tuple[range, int]] = []  # (positions, call) of the stage before
     for index, stage in enumerate(stages):
         produced = []
+        starts = [covered.start for covered, _ in upstream]
         for lo in range(0, items, stage.batch_size):
             positions = range(lo, min(lo + stage.batch_size, items))
-            needs = [c for c in upstream if calls[c].positions.start < positions.stop
-                     and positions.start < calls[c].positions.stop]  # fmt: skip
+            needs = [c for _, c in _covering(upstream, starts, positions)]
             took = stage.seconds(len(positions))
             queues[first[index] + len(calls) % stage.replicas].append(len(calls))
-            produced.append(len(calls))
+            produced.append((positions, len(calls)))
             calls.append(_Call(index, positions, needs, took, took))
         upstream = produced
     return calls, queues

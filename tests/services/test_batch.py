@@ -41,6 +41,9 @@ def test_batch_runs_a_spec_resumes_it_and_takes_overrides(tmp_path, cli_env):
     bad = invoke("batch", str(spec), "--executor", "ray-data", "--model", "video-tiny", env=cli_env)
     assert bad.code == 2
     assert "is a video model" in bad.stderr
+    placed = invoke("batch", str(spec), "--gpus", "2", env=cli_env)  # GPUs to place Ray actors on: not local
+    assert placed.code == 2
+    assert "with executor ray or ray-data" in placed.stderr
 
 
 def test_demo_runs_the_main_job_specs_and_writes_the_gallery(tmp_path, models):

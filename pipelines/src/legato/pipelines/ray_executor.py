@@ -86,17 +86,22 @@ def _on_device(cascade: Cascade, stages: Sequence[int]) -> Cascade:
 
 
 def _profile(cascade: Cascade, items: list[Item], threads: int) -> list[float]:
-    """A Ray task on one actor's resources: the stages' seconds per item there (`stage_costs`)."""
+    """The stages' seconds per item at ``threads`` torch threads, on their devices here (`stage_costs`)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    return stage_costs(_on_device(cascade, range(len(cascade.stages))), items)
+    try:
+        return stage_costs(_on_device(cascade, range(len(cascade.stages))), items)
+    finally:
+        torch.set_num_threads(before)
 
 
 def placed(cascade: Cascade, items: Sequence[Item], resources: dict[str, StageResources], *,
            gpus: float | None, cpus: float | None, costs: Sequence[float] | None,
            threads: int | None) -> dict[str, StageResources]:  # fmt: skip
     """``resources``, and with ``gpus`` or ``cpus`` the stages they leave out placed by cost over those devices
-    (`balanced_resources`). Without ``costs``, each stage is timed on one batch of the first items, in a task
-    with one device (a GPU, or a CPU at ``threads``). The plan is printed to stderr."""
+    (`balanced_resources`). Without ``costs``, each stage is timed on the first items (up to 4): in a task on
+    one GPU, or here at ``threads`` threads for CPUs (only their ratios decide the split). The plan is printed
+    to stderr."""
     if not (gpus or cpus):
         return resources
     kind, have = ("GPU", gpus) if gpus else ("CPU", cpus)
@@ -109,14 +114,14 @@ def placed(cascade: Cascade, items: Sequence[Item], resources: dict[str, StageRe
         raise PlacementError(
             f"gpus={gpus:g}, but stages {on_cpu} run on the CPU; load the model with device='cuda' (--device cuda), or place them with cpus="
         )
-    if costs is None:
-        probe = list(items[: max(s.batch_size for s in cascade.stages)])
-        task = (
-            ray.remote(_profile).options(num_gpus=1, num_cpus=1)
+    if costs is None:  # GPUs: timed in a task on one of them; CPUs: here, on one thread as each actor runs
+        probe = list(items[: min(4, max(s.batch_size for s in cascade.stages))])
+        task = ray.remote(_profile).options(num_gpus=1, num_cpus=1)
+        costs = (
+            ray.get(task.remote(cascade, probe, threads or 1))
             if gpus
-            else ray.remote(_profile).options(num_cpus=1)
+            else _profile(cascade, probe, threads or 1)
         )
-        costs = ray.get(task.remote(cascade, probe, threads or 1))
     planned, predicted = balanced_resources(cascade, costs, gpus=gpus, cpus=cpus)
     planned.update(resources)  # explicit per-stage resources override the plan
     note = " (before the explicit resources)" if resources else ""

@@ -29,10 +29,11 @@ def local(cascade, items, **kwargs):
         torch.set_num_threads(threads)
 
 
-def test_ray_executor_outputs_are_byte_equal_to_local(ray_cluster):
+def test_ray_executor_outputs_are_byte_equal_to_local(ray_cluster, capfd):
     cascade, items = tiny_cascade(base_batch=3, sr_batch=2), tiny_items(7)
     expected = local(cascade, items)
-    executor = RayExecutor()
+    # cpus=2: the stages are timed on the first items and the CPUs split by those costs (printed)
+    executor = RayExecutor(cpus=2, threads=1)
     seen = []
     remote = executor.run(cascade, items, progress=lambda *a: seen.append(a))
     assert all(torch.equal(a, b) for a, b in zip(expected, remote, strict=True))
@@ -47,6 +48,9 @@ def test_ray_executor_outputs_are_byte_equal_to_local(ray_cluster):
     assert len(refs) == 4
     assert torch.equal(torch.cat(ray_cluster.get(refs)), torch.stack(expected))
     executor.shutdown()
+    assert "placement by measured cost, predicted" in capfd.readouterr().err
+    placement = executor.placement
+    assert sum(c * n for c, n in zip(placement.cpus, placement.replicas, strict=True)) == pytest.approx(2)
 
 
 def test_ray_data_path_matches_within_rounding(ray_cluster):
@@ -78,26 +82,18 @@ def test_placement_splits_cpus_and_refuses_what_cannot_fit():
         plan(cascade, {"base": StageResources(num_cpus=4)}, {"CPU": 2.0})
 
 
-def test_the_executor_places_the_stages_by_their_measured_costs_and_keeps_the_outputs(ray_cluster, capfd):
-    # the SR stage made 16x dearer by its steps: RayExecutor(cpus=2) times the stages on the first items and
-    # gives it the larger share of the 2 CPUs; the outputs stay the local run's
+def test_placement_by_cost_gives_the_dear_stage_more_and_refuses_what_does_not_fit(ray_cluster):
+    # the SR stage 16x dearer by its steps gets the larger share of the 2 CPUs (its run: the test above)
     cascade, items = tiny_cascade(base_batch=2, sr_batch=2), tiny_items(4)
     cascade = replace(
         cascade, stages=(replace(cascade.stages[0], steps=1), replace(cascade.stages[1], steps=16))
     )
     with pytest.raises(PlacementError, match="gpus=1, but the cluster has 0 GPUs"):
         RayExecutor(gpus=1).run(cascade, items)
-    executor = RayExecutor(cpus=2, threads=1)
-    try:
-        remote = executor.run(cascade, items)
-    finally:
-        executor.shutdown()
-    printed = capfd.readouterr().err
-    assert "placement by measured cost, predicted" in printed, printed
-    (base_cpus, sr_cpus), (base_n, sr_n) = executor.placement.cpus, executor.placement.replicas
-    assert sr_n * sr_cpus > 3 * base_n * base_cpus
-    assert base_n * base_cpus + sr_n * sr_cpus == pytest.approx(2)
-    assert all(torch.equal(a, b) for a, b in zip(local(cascade, items), remote, strict=True))
+    timed = placed(cascade, items, {}, gpus=None, cpus=2, costs=None, threads=1)  # times them here
+    base, sr = timed["base"], timed["sr"]
+    assert sr.replicas * sr.num_cpus > 3 * base.replicas * base.num_cpus
+    assert base.replicas * base.num_cpus + sr.replicas * sr.num_cpus == pytest.approx(2)
     # costs given (recorded with a model, or timed before): no timing; explicit resources override the plan
     given = placed(cascade, items, {"base": StageResources(num_cpus=0.5)}, gpus=None, cpus=2, costs=[1.0, 3.0],
                    threads=1)  # fmt: skip

@@ -74,15 +74,9 @@ class StageSettings:
 
 
 def _on_device(cascade: Cascade, stages: Sequence[int]) -> Cascade:
-    """``cascade`` with stages ``stages`` moved to their device here (a CUDA stage where there is no GPU
-    stays where it is)."""
-
-    def here(s: Any) -> str:
-        return "cuda" if s.device.startswith("cuda") and torch.cuda.is_available() else s.device
-
-    return replace(
-        cascade, stages=tuple(s.to(here(s)) if i in stages else s for i, s in enumerate(cascade.stages))
-    )
+    """``cascade`` with stages ``stages`` moved to their device here (a CUDA stage without a GPU stays put)."""
+    here = ["cuda" if s.device.startswith("cuda") and torch.cuda.is_available() else s.device for s in cascade.stages]  # fmt: skip
+    return replace(cascade, stages=tuple(s.to(here[i]) if i in stages else s for i, s in enumerate(cascade.stages)))  # fmt: skip
 
 
 def _profile(cascade: Cascade, items: list[Item], threads: int) -> list[float]:
@@ -105,9 +99,9 @@ def placed(cascade: Cascade, items: Sequence[Item], resources: dict[str, StageRe
     if not (gpus or cpus):
         return resources
     kind, have = ("GPU", gpus) if gpus else ("CPU", cpus)
-    if have > ray.cluster_resources().get(kind, 0.0) + 1e-9:
+    if have > (there := ray.cluster_resources().get(kind, 0.0)) + 1e-9:
         raise PlacementError(
-            f"{kind.lower()}s={have:g}, but the cluster has {ray.cluster_resources().get(kind, 0.0):g} {kind}s; ask for at most that"
+            f"{kind.lower()}s={have:g}, but the cluster has {there:g} {kind}s; ask for at most that"
         )
     on_cpu = [s.name for s in cascade.stages if gpus and not s.device.startswith("cuda")]
     if on_cpu:

@@ -19,12 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 
 import torch
 from cascade_ray import build, items
 
-from legato.cascade import LocalExecutor
+from legato.cascade import Cascade, LocalExecutor
 from legato.cascade.simulate import StageModel, linear, simulate, stage_costs
+
+
+def unbalanced(device: str, batch: int, base_steps: int = 6, sr1: int = 6, sr2: int = 12) -> Cascade:
+    """`cascade_ray.build`'s 3-stage cascade with the last SR stage's steps set apart: the dearest stage."""
+    cascade = build(3, device, base_steps, sr1, batch)
+    return replace(cascade, stages=(*cascade.stages[:2], replace(cascade.stages[2], steps=sr2)))
 
 
 def main() -> None:
@@ -35,13 +42,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", default="6,6,12", help="steps of base, sr1, sr2")
     args = parser.parse_args()
-    base_steps, sr1, sr2 = (int(n) for n in args.steps.split(","))
-    cascade = build(3, args.device, base_steps, sr1, args.batch)
-    from dataclasses import replace
-
-    stages = list(cascade.stages)
-    stages[2] = replace(stages[2], steps=sr2)
-    cascade = replace(cascade, stages=tuple(stages))
+    cascade = unbalanced(args.device, args.batch, *(int(n) for n in args.steps.split(",")))
     work = items(args.items)
     torch.set_num_threads(1)
     local = LocalExecutor()

@@ -24,7 +24,8 @@ import argparse
 import math
 
 import torch
-from cascade_ray import build, items
+from cascade_ray import items
+from placement import unbalanced
 
 from legato.cascade.simulate import Share, StageModel, balance, linear, simulate, stage_costs
 
@@ -50,10 +51,7 @@ def main() -> None:
         costs = [float(c) for c in args.costs.split(",")]
     else:
         torch.set_num_threads(1)
-        cascade = build(3, args.device, 6, 6, args.batch)
-        from dataclasses import replace
-
-        cascade = replace(cascade, stages=(*cascade.stages[:2], replace(cascade.stages[2], steps=12)))
+        cascade = unbalanced(args.device, args.batch)
         costs = stage_costs(cascade, items(2 * args.batch))
     print(f"stage costs: {', '.join(f'{c * 1000:.1f}' for c in costs)} ms per item on one {args.device} device; "
           f"batch {args.batch}\n")  # fmt: skip

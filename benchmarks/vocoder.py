@@ -21,6 +21,7 @@ warm-up). Targets (issue 11): the vocoder beats Griffin-Lim-32 by >= 6 dB spectr
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -53,6 +54,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--windows", type=int, default=40, help="held-out windows scored (at most)")
     parser.add_argument("--skip-vocoder", action="store_true", help="Griffin-Lim rows only")
+    parser.add_argument(
+        "--refine", type=int, help="mel-consistency rounds of the vocoder row (default: its own)"
+    )
+    parser.add_argument(
+        "--griffin-lim",
+        type=int,
+        nargs="+",
+        default=[32, 128],
+        help="Griffin-Lim iterations (32 is always run)",
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -80,10 +91,16 @@ def main() -> None:
         f"{sum(p.numel() for p in vocoder.parameters()) / 1e6 if vocoder else 0:.2f} M parameters"
     )
     methods = {
-        "griffin-lim 32": lambda: codec.audio(codec.from_unit(unit, level), n_iter=32, length=n),
-        "griffin-lim 128": lambda: codec.audio(codec.from_unit(unit, level), n_iter=128, length=n),
+        f"griffin-lim {k}": functools.partial(
+            lambda k: codec.audio(codec.from_unit(unit, level), n_iter=k, length=n), k
+        )
+        for k in sorted({32, *args.griffin_lim})
+    }
+    methods |= {
         "vocoder, raw": lambda: vocoder(unit, length=n, refine=0, level=level),  # the network's spectrum
-        "vocoder": lambda: vocoder(unit, length=n, level=level),  # + mel-consistency rounds (the default)
+        "vocoder": lambda: vocoder(
+            unit, length=n, level=level, refine=args.refine
+        ),  # + its consistency rounds
     }
     if args.skip_vocoder:
         methods = {k: v for k, v in methods.items() if not k.startswith("vocoder")}

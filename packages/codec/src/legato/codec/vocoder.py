@@ -27,6 +27,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from legato.codec.errors import CodecError
+from legato.codec.inversion import Bands
 from legato.codec.mel import MelCodec, check_finite
 from legato.codec.params import SpectrogramParams
 
@@ -42,30 +43,25 @@ def mel_consistency(
     window: Tensor,
     rounds: int = REFINE,
     max_gain: float = MAX_GAIN,
+    level: Tensor | float | None = None,
 ) -> Tensor:
     """A complex STFT ``(B, n_freqs, frames)`` pulled towards the mel that the unit image ``(B, n_mels, frames)``
     says, ``rounds`` times: the STFT of its audio (a consistent spectrogram) is scaled per frequency bin by
     the filterbank-weighted mean of the per-band ratios target / current mel power (each clamped to
     ``1 / max_gain .. max_gain``); bands at the image's floor (silence or below the dynamic range) say
-    nothing exact and are left alone. Needs a fixed ``params.reference`` (absolute levels)."""
+    nothing exact and are left alone. Needs absolute levels: a fixed ``params.reference``, or ``level``, the
+    mel maximum of each image (per-image-reference params: Riffusion's EXIF holds it)."""
     p = codec.params
-    target = codec.from_unit(unit)
+    target = codec.from_unit(unit, level)
     floor = unit < 1.5 / 255
-    fb = codec.fb.to(spec.real.dtype)
-    weight = fb.sum(-1, keepdim=True)
+    bands = Bands(codec.fb.to(spec.real.dtype))
+    geometry = (p.n_fft, p.hop_length, p.win_length, window)  # the mel's own STFT (zero-padded, as it is)
     for _ in range(rounds):
-        audio = torch.istft(spec, p.n_fft, p.hop_length, p.win_length, window, center=True)
-        spec = torch.stft(
-            audio, p.n_fft, p.hop_length, p.win_length, window, center=True, return_complex=True
-        )
+        audio = torch.istft(spec, *geometry, center=True)
+        spec = torch.stft(audio, *geometry, center=True, pad_mode="constant", return_complex=True)
         power = spec.abs().pow(p.power)
-        mel = (power.transpose(-1, -2) @ fb).transpose(-1, -2)
-        ratio = (target / mel.clamp_min(1e-10)).clamp(1 / max_gain, max_gain)
-        ratio = torch.where(floor, torch.ones_like(ratio), ratio)
-        gain = torch.where(
-            weight > 1e-8, (fb @ ratio) / weight.clamp_min(1e-8), torch.ones_like(ratio[:, :1])
-        )
-        spec = spec * gain.pow(1 / p.power)
+        ratio = (target / bands.mel(power).clamp_min(1e-10)).clamp(1 / max_gain, max_gain)
+        spec = spec * bands.spread(torch.where(floor, torch.ones_like(ratio), ratio)).pow(1 / p.power)
     return spec
 
 
@@ -149,15 +145,17 @@ class Vocoder(ModelMixin, ConfigMixin):
         self,
         unit: Tensor,
         length: int | None = None,
-        refine: int = REFINE,
+        refine: int | None = None,
         level: Tensor | float | None = None,
     ) -> Tensor:
         """``(..., n_mels, frames)`` unit image -> ``(..., length)`` waveform (default ``(frames - 1) * hop``),
         after ``refine`` rounds of `mel_consistency` (0: the network's spectrum as it is, as in training;
-        params with a per-item reference have no absolute mel to match and skip it, as does a vocoder with
-        its own ``n_fft``). ``level`` (per-image-reference params only; one per image or one for all): the
-        mel maximum the audio should have, e.g. the one a Riffusion image's EXIF holds; None: the
-        vocoder's own ``level``."""
+        None: `REFINE` rounds, or none for a vocoder with its own ``n_fft``, whose rounds run in the mel's
+        STFT, from its audio, and have not paid yet: RIFFUSION's magnitude mel sums over 2.5 Hz bins that
+        its 1,764-point frames do not resolve, see docs/checkpoints.md). ``level``
+        (per-image-reference params only; one per image or one for all): the mel maximum the audio should
+        have, e.g. the one a Riffusion image's EXIF holds; None: the vocoder's own ``level``, the one its
+        training audio had (the rounds match the image at that level)."""
         p = self.params
         if unit.ndim < 2 or unit.shape[-2] != p.n_mels:
             raise CodecError(
@@ -168,14 +166,23 @@ class Vocoder(ModelMixin, ConfigMixin):
         flat = unit.reshape(-1, p.n_mels, frames).to(self.dtype)
         length = (frames - 1) * p.hop_length if length is None else length
         spec = self.spectrum(flat)
-        if refine and p.reference is not None and self.n_fft == p.n_fft:
-            spec = mel_consistency(spec, flat.float(), self.codec, self.window.float(), refine)
-        audio = torch.istft(
-            spec, self.n_fft, p.hop_length, self.win_length, self.window.float(), center=True, length=length
-        )
-        if level is not None and self.config.level is not None:
-            gain = torch.as_tensor(level, dtype=audio.dtype, device=audio.device) / self.config.level
-            audio = audio * gain.reshape(-1, 1) if gain.ndim else audio * gain
+        own = (self.n_fft, p.hop_length, self.win_length, self.window.float())
+        gain, target = 1.0, None
+        if self.config.level is not None:  # per-image reference: the audio is made at `level`
+            target = self.config.level if level is None else level
+            gain = torch.as_tensor(target, dtype=spec.real.dtype, device=spec.device) / self.config.level
+            gain = gain.reshape(-1, 1, 1) if gain.ndim else gain
+        refine = (REFINE if self.n_fft == p.n_fft else 0) if refine is None else refine
+        if not refine or (p.reference is None and target is None):
+            audio = torch.istft(spec * gain, *own, center=True, length=length)
+            return audio.reshape(*batch_shape, length)
+        window = self.codec.window.float()
+        codec = (p.n_fft, p.hop_length, p.win_length, window)
+        if self.n_fft != p.n_fft:  # its own STFT: the rounds run in the mel's (a longer FFT, finer bins)
+            audio = torch.istft(spec, *own, center=True)
+            spec = torch.stft(audio, *codec, center=True, pad_mode="constant", return_complex=True)
+        spec = mel_consistency(spec * gain, flat.float(), self.codec, window, refine, level=target)
+        audio = torch.istft(spec, *codec, center=True, length=length)
         return audio.reshape(*batch_shape, length)
 
 

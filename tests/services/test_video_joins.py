@@ -8,6 +8,7 @@ the clip's own p90: see docs/pipelines.md."""
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from legato.video import read_video
@@ -15,6 +16,7 @@ from legato.video import read_video
 from .conftest import legato
 
 
+@pytest.mark.slow  # 33 s on 2 cores: the bundled video-fast at its own steps (scripts/test -m slow)
 def test_the_join_of_a_continued_fast_pan_is_close_to_the_clips_own_motion(tmp_path, cli_env):
     result = legato("generate", "video", "fast pan right over an astronaut", "-m", "video-fast", "--frames", "24",
                     "-o", str(tmp_path), "--json", env=cli_env)  # fmt: skip

@@ -31,7 +31,7 @@ def test_models_lists_what_each_bundled_model_knows(cli_env):
 
 def test_generate_warns_on_a_far_prompt_and_keeps_unicode_working(tmp_path, cli_env):
     far, french = "lofi hip hop beat", "une gigue à la flûte ♪"  # a near prompt: see the API test below
-    result = legato("generate", "music", far, french, "-m", "music-fast", "--no-master", "-f", "wav",
+    result = legato("generate", "music", far, french, "-m", "music-fast", "--steps", "1", "--no-master", "-f", "wav",
                     "-o", str(tmp_path / "out"), "--json", env=cli_env)  # fmt: skip
     assert result.code == 0, result.stderr
     summary = result.json()

@@ -5,6 +5,7 @@ about 20 s): loss 0.245 -> 0.055; sliced Wasserstein to held-out crops: trained 
 Gaussian noise 0.557, train crops themselves 0.049.
 """
 
+import pytest
 import skimage.data
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -51,6 +52,7 @@ def photo_crops(n: int, seed: int, part: str) -> torch.Tensor:
     return torch.stack(crops)
 
 
+@pytest.mark.slow  # 36 s: a quality check of the trainer; test_training.py checks its mechanics by default
 def test_samples_beat_the_untrained_model_on_real_photo_crops(tmp_path):
     train, held_out = photo_crops(2048, 0, "train"), photo_crops(512, 1, "held_out")
     schedule = VPSchedule.from_scheduler(DDPMScheduler())

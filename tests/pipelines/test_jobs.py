@@ -65,25 +65,34 @@ def test_music_job_writes_files_and_manifest_and_a_rerun_skips_everything(music_
     assert (tmp_path / "out" / MANIFEST).read_text() == before
 
 
-def test_the_same_music_job_gives_the_same_files_through_every_executor(music_model, tmp_path, ray_cluster):
+@pytest.mark.parametrize(
+    "executor",
+    [
+        "ray-data",
+        # 20 s of the default suite's budget: RayExecutor's byte-equality with the local run is checked by
+        # test_ray_executor.py and its jobs by the video-with-soundtrack job below
+        pytest.param("ray", marks=pytest.mark.slow),
+    ],
+)
+def test_the_same_music_job_gives_the_same_files_through_every_executor(
+    executor, music_model, tmp_path, ray_cluster
+):
     files = {}
-    for executor in ("local", "ray", "ray-data"):
+    for name in ("local", executor):
         # threads: every stage's torch threads, this process's and each actor's: equal counts, equal bytes
-        spec = music_spec(music_model, tmp_path / executor, executor, count=3, threads=1)
-        run_job(spec)
-        files[executor] = {p.name: p for p in (tmp_path / executor).iterdir() if p.suffix in (".wav", ".png")}
-    assert sorted(files["local"]) == sorted(files["ray"]) == sorted(files["ray-data"])
+        run_job(music_spec(music_model, tmp_path / name, name, count=3, threads=1))
+        files[name] = {p.name: p for p in (tmp_path / name).iterdir() if p.suffix in (".wav", ".png")}
+    assert sorted(files["local"]) == sorted(files[executor])
     for name, local in files["local"].items():
-        for executor in ("ray", "ray-data"):
-            other = files[executor][name]
-            if executor == "ray":
-                assert local.read_bytes() == other.read_bytes(), name  # same batches: byte-equal files
-            elif name.endswith(".png"):
-                a, b = (load_mel_image(f).unit for f in (local, other))
-                assert (a - b).abs().max() <= 1 / 255, (executor, name)
-            else:  # Griffin-Lim moves samples far on a 1e-6 mel change; their spectra stay equal
-                a, b = (read_audio(f)[0] for f in (local, other))
-                assert spectral_convergence(a, b).max() < -30, (executor, name)  # each channel
+        other = files[executor][name]
+        if executor == "ray":
+            assert local.read_bytes() == other.read_bytes(), name  # same batches: byte-equal files
+        elif name.endswith(".png"):
+            a, b = (load_mel_image(f).unit for f in (local, other))
+            assert (a - b).abs().max() <= 1 / 255, (executor, name)
+        else:  # Griffin-Lim moves samples far on a 1e-6 mel change; their spectra stay equal
+            a, b = (read_audio(f)[0] for f in (local, other))
+            assert spectral_convergence(a, b).max() < -30, (executor, name)  # each channel
     # Item 00000 is a two-window continuation, byte-equal too since loaded weights get their own aligned
     # memory (`legato.cascade.pretrained._own_storage`; before, it differed by one float32 ulp between a
     # Ray actor and this process). Ray Data forms its own batches: within float rounding of the mel.

@@ -62,6 +62,7 @@ def test_a_zero_step_count_keeps_that_stage_bit_exact(dataset, models, tmp_path,
     assert any(not torch.equal(base_before[k], base_after[k]) for k in base_before)
 
 
+@pytest.mark.slow  # 51 s of the default suite's budget; docs/training.md's train_on_ray example runs by default
 def test_fine_tune_on_two_ray_train_workers(dataset, models, tmp_path, cli_env):
     """``--workers 2``: each stage trains data-parallel (DDP over gloo) on a local Ray cluster the command
     starts; the model is rank 0's EMA export, and a resume with another worker count is refused."""

@@ -1,4 +1,4 @@
-"""Inversion quality and speed on held-out music: Griffin-Lim (32 and 128 iterations) against the vocoder.
+"""Inversion quality and speed on held-out music: Griffin-Lim (from zero and from integrated phase) against the vocoder.
 
     .venv/bin/python benchmarks/vocoder.py                       # CPU, models/vocoder-music, data/music-audio
     .venv/bin/python benchmarks/vocoder.py --device cuda
@@ -13,7 +13,8 @@ The held-out renders of ``legato recipes vocoder data data/music-audio`` (pieces
 trained on) are cut into 4.096 s windows; each goes audio -> mel -> 8-bit image (what the diffusion models
 see and the dataset stores) -> audio, through NNLS + fast Griffin-Lim (`MelCodec.audio`) and through the
 `Vocoder` (with and without its mel-consistency rounds). Prints spectral convergence and log-spectral distance against the original audio (dB, lower is
-better; n_fft 1024, hop 256) and the compute time per second of audio (batch of all windows, after a
+better; n_fft 1024, hop 256, and SC again in the preset's own STFT: its window and hop, the same for SMALL,
+a 4,410-sample window for RIFFUSION) and the compute time per second of audio (batch of all windows, after a
 warm-up). Targets (issue 11): the vocoder beats Griffin-Lim-32 by >= 6 dB spectral convergence and runs
 >= 5x faster than real time on a 2-core CPU.
 """
@@ -58,6 +59,9 @@ def main() -> None:
         "--refine", type=int, help="mel-consistency rounds of the vocoder row (default: its own)"
     )
     parser.add_argument(
+        "--pghi", type=int, nargs="*", default=[16, 32], help="Griffin-Lim iterations from integrated phase"
+    )
+    parser.add_argument(
         "--griffin-lim",
         type=int,
         nargs="+",
@@ -96,6 +100,12 @@ def main() -> None:
         )
         for k in sorted({32, *args.griffin_lim})
     }
+    methods |= {  # Griffin-Lim from phase integrated from the magnitudes (PGHI; RIFFUSION checkpoints' default)
+        f"pghi + gl {k}": functools.partial(
+            lambda k: codec.audio(codec.from_unit(unit, level), n_iter=k, length=n, phase="pghi"), k
+        )
+        for k in args.pghi
+    }
     methods |= {
         "vocoder, raw": lambda: vocoder(unit, length=n, refine=0, level=level),  # the network's spectrum
         "vocoder": lambda: vocoder(
@@ -110,10 +120,12 @@ def main() -> None:
             out, dt = timed(fn, device)
             out = out.float().cpu()
             sc = float(spectral_convergence(audio, out).mean())
+            own = float(spectral_convergence(audio, out, params.win_length, params.hop_length).mean())
             lsd = float(log_spectral_distance(audio, out).mean())
             rows[name] = (sc, lsd, dt / seconds)
             print(
-                f"{name:16s} SC {sc:7.2f} dB  LSD {lsd:6.2f} dB  {dt / seconds * 1000:8.2f} ms per s of audio "
+                f"{name:16s} SC {sc:7.2f} dB  SC in the preset's STFT {own:7.2f} dB  LSD {lsd:6.2f} dB  "
+                f"{dt / seconds * 1000:8.2f} ms per s of audio "
                 f"({seconds / dt:8.1f}x real time)"
             )
     if "vocoder" not in rows:

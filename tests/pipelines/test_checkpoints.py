@@ -223,6 +223,8 @@ def test_cli_imports_a_riffusion_folder_and_generates_music_with_it(folders, tmp
     model = json.loads(done.stdout)["model"]
     assert model["kind"] == "music"
     assert [s["name"] for s in model["stages"]] == ["base", "base-decode"]
+    saved = json.loads((tmp_path / "models" / "riff" / "cascade.json").read_text())["metadata"]
+    assert (saved["n_iter"], saved["phase"]) == (32, "pghi")  # decoded from integrated phase (docs/codec.md)
     again = legato("models", "import", str(folders["stable-diffusion"]), "--name", "riff", "--into",
                    str(tmp_path / "models"))  # fmt: skip
     assert_clean_error(again, 1, "--force")

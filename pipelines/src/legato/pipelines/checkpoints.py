@@ -105,9 +105,9 @@ def import_checkpoint(
                 "a music model is Stable Audio (StableAudioPipeline) or an image model (StableDiffusionPipeline, "
                 "e.g. riffusion-model-v1)"
             )
-        # Riffusion's parameters; a checkpoint of another height keeps them with as many mel bands
+        # Riffusion's parameters (a checkpoint of another height: as many mel bands); decoded from PGHI phase
         params = RIFFUSION if height == RIFFUSION.n_mels else RIFFUSION.replace(n_mels=height)
-        metadata.update(spectrogram=params.to_dict(), image_form="riffusion", n_iter=32)
+        metadata.update(spectrogram=params.to_dict(), image_form="riffusion", n_iter=32, phase="pghi")
     elif kind == "video":
         if len(shape) != 4:
             raise ValueError("a video model starts with a TextToVideoSDPipeline (ModelScope, Zeroscope)")

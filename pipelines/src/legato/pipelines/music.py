@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from legato.cascade import Cascade, Executor, Item, LocalExecutor, Progress, require_safetensors
-from legato.codec import MelCodec, SpectrogramParams, read_audio
+from legato.codec import MelCodec, SpectrogramParams, check_phase, read_audio
 from legato.codec.master import DEFAULT_MASTERING, Mastering, master, resample
 from legato.codec.riffusion import DEFAULT_MAX_VALUE, riffusion_pixels, unit_from_pixels
 from legato.codec.vocoder import Vocoder
@@ -65,10 +65,10 @@ class MusicPipeline(Editing, PromptCheck):
 
     ``executor`` runs the cascade (`LocalExecutor` by default; a ``RayExecutor`` spreads its stages over a
     Ray cluster with the same results). The mel becomes audio through ``vocoder`` (a `Vocoder` trained on
-    these spectrogram parameters) where there is one, else through NNLS + ``n_iter`` Griffin-Lim
-    iterations; ``mastering`` (a `Mastering`: output rate, stereo, loudness, true peak) finishes each clip:
-    by default 44.1 kHz stereo at -14 LUFS with true peak under -1 dBTP, what listeners expect of a music
-    generator; ``mastering=None`` gives the model's raw output (mono at its own rate, unnormalised).
+    these spectrogram parameters) where there is one, else by `MelCodec.audio` (``n_iter`` Griffin-Lim
+    iterations from ``phase``); ``mastering`` (a `Mastering`: rate, stereo, loudness, true peak) finishes
+    each clip: by default 44.1 kHz stereo at -14 LUFS with true peak under -1 dBTP, what listeners expect of
+    a music generator; ``mastering=None`` gives the model's raw output (mono at its own rate, unnormalised).
     """
 
     cascade: Cascade
@@ -79,8 +79,10 @@ class MusicPipeline(Editing, PromptCheck):
     vocoder: Vocoder | None = None
     mastering: Mastering | None = DEFAULT_MASTERING
     vocabulary: Vocabulary | None = None  # what it was trained on: prompts far from it get a PromptWarning
+    phase: str = "zero"  # Griffin-Lim's start: "zero" or "pghi" (imported Riffusion checkpoints' default)
 
     def __post_init__(self) -> None:
+        check_phase(self.phase)
         if self.vocoder is not None:
             self.vocoder.check_params(self.params)
 
@@ -119,7 +121,7 @@ class MusicPipeline(Editing, PromptCheck):
                 use_safetensors=True,
             ).eval()
         return cls(cascade, params, text, executor or LocalExecutor(), meta.get("n_iter", 32), vocoder, mastering,
-                   Vocabulary.load(path))  # fmt: skip
+                   Vocabulary.load(path), meta.get("phase", "zero"))  # fmt: skip
 
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         """The cascade folder; a vocoder goes into its ``vocoder/`` sub-folder and is named in cascade.json."""
@@ -128,6 +130,7 @@ class MusicPipeline(Editing, PromptCheck):
             "pipeline": "music",
             "spectrogram": self.params.to_dict(),
             "n_iter": self.n_iter,
+            "phase": self.phase,
         }
         if self.text is not None:
             meta.update(text_encoder=self.text.name, max_tokens=self.text.max_tokens)
@@ -248,8 +251,8 @@ class MusicPipeline(Editing, PromptCheck):
             with torch.inference_mode():
                 audio = self.vocoder(unit.to(self.vocoder.device), length=samples).float().cpu()
         else:
-            codec = self.codec
-            audio = codec.audio(codec.from_unit(unit, level), n_iter=self.n_iter, length=samples)
+            spectrogram = self.codec.from_unit(unit, level)
+            audio = self.codec.audio(spectrogram, n_iter=self.n_iter, length=samples, phase=self.phase)
         if level is not None:
             audio = audio / audio.abs().max().clamp_min(1e-8) * 0.5
         rate, measured = self.params.sample_rate, None

@@ -22,6 +22,7 @@ from legato.codec.inversion import griffin_lim, mel_to_linear
 from legato.codec.mel import MelCodec
 from legato.codec.metrics import log_spectral_distance, snr, spectral_convergence
 from legato.codec.params import PRESETS, RIFFUSION, SMALL, SpectrogramParams
+from legato.codec.phase import check_phase, pghi_phase
 from legato.codec.riffusion import load_riffusion_image, save_riffusion_image
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MelImage",
     "SpectrogramParams",
     "atomic_output",
+    "check_phase",
     "crossfade",
     "crossfade_concat",
     "griffin_lim",
@@ -45,6 +47,7 @@ __all__ = [
     "mel_to_linear",
     "mux_audio",
     "num_windows",
+    "pghi_phase",
     "read_audio",
     "save_mel_image",
     "save_riffusion_image",

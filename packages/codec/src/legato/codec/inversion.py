@@ -163,6 +163,7 @@ def griffin_lim(
     momentum: float = 0.99,
     length: int | None = None,
     generator: torch.Generator | None = None,
+    phase: Tensor | None = None,
     chunk: int = 2,
 ) -> Tensor:
     """Fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013): audio whose STFT magnitude matches ``magnitude``.
@@ -174,6 +175,8 @@ def griffin_lim(
             default, 0.99); above 1 may diverge.
         length: output samples; defaults to ``(frames - 1) * hop_length``.
         generator: seeds the random initial phase; ``None`` starts from zero phase (deterministic).
+        phase: the initial phase itself, shaped like ``magnitude`` (`legato.codec.phase.pghi_phase`'s);
+            ``n_iter=0`` then inverts ``magnitude`` with it as it is.
         chunk: items iterated together; small chunks keep the loop's working set in cache on CPU
             (results do not depend on it).
     Returns:
@@ -186,7 +189,15 @@ def griffin_lim(
     batch_shape, (n_freqs, frames) = magnitude.shape[:-2], magnitude.shape[-2:]
     length = (frames - 1) * hop_length if length is None else length
     spec = magnitude.reshape(-1, n_freqs, frames).transpose(-1, -2)  # (B, T, F)
-    if generator is None:
+    if phase is not None:
+        if generator is not None:
+            raise ValueError("give the initial phase or a generator for a random one, not both")
+        if phase.shape != magnitude.shape:
+            raise ValueError(
+                f"phase {tuple(phase.shape)} must have magnitude's shape {tuple(magnitude.shape)}"
+            )
+        phase = phase.reshape(-1, n_freqs, frames).transpose(-1, -2).to(spec)
+    elif generator is None:
         phase = torch.zeros_like(spec)
     else:
         phase = torch.rand(spec.shape, generator=generator, device=generator.device, dtype=spec.dtype)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from legato.codec.errors import CodecError
 from legato.codec.inversion import filterbank_pinv, griffin_lim, lipschitz, mel_to_linear
 from legato.codec.params import SpectrogramParams
+from legato.codec.phase import check_phase, pghi_phase
 
 _WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 _AMIN = 1e-10  # floor before taking decibels, as librosa's power_to_db
@@ -153,22 +154,44 @@ class MelCodec(nn.Module):
         length: int | None = None,
         generator: torch.Generator | None = None,
         nnls_iter: int = 32,
+        phase: str = "zero",
     ) -> Tensor:
         """``(..., n_mels, frames)`` mel -> ``(..., N)`` waveform by NNLS (``nnls_iter`` FISTA steps) + fast Griffin-Lim (``n_iter`` steps).
 
-        ``length`` defaults to ``(frames - 1) * hop_length``; ``generator`` seeds the initial phase
-        (``None``: zero phase, deterministic).
+        ``length`` defaults to ``(frames - 1) * hop_length``. Griffin-Lim starts from ``phase``:
+
+        - ``"zero"``: zero phase, deterministic (``generator``: random phase from it instead); Riffusion's
+          decoding, at ``params.n_fft``;
+        - ``"pghi"``: the phase `legato.codec.phase.pghi_phase` integrates from the magnitudes. Where
+          ``n_fft`` zero-pads the window by a whole factor (RIFFUSION: 17,640 = 4 x 4,410) it runs on the
+          window's own FFT, which holds the same spectrum at every ``n_fft / win_length``-th bin: on
+          RIFFUSION's held-out renders, with 16 iterations, 1-3 dB better spectral convergence than
+          Riffusion's 32 at about a tenth of the time (benchmarks/vocoder.py).
         """
         p = self.params
+        check_phase(phase)
+        linear = self.linear(mel, nnls_iter=nnls_iter)
+        n_fft, init = p.n_fft, None
+        if phase == "pghi":
+            if generator is not None:
+                raise ValueError(
+                    "phase='pghi' is deterministic; leave generator out (it seeds a random start)"
+                )
+            if p.n_fft % p.win_length == 0:
+                linear, n_fft = linear[..., :: p.n_fft // p.win_length, :], p.win_length
+            init = pghi_phase(
+                linear, win_length=p.win_length, hop_length=p.hop_length, n_fft=n_fft, window=p.window
+            )
         return griffin_lim(
-            self.linear(mel, nnls_iter=nnls_iter),
+            linear,
             window=self.window,
-            n_fft=p.n_fft,
+            n_fft=n_fft,
             hop_length=p.hop_length,
             n_iter=n_iter,
             momentum=momentum,
             length=length,
             generator=generator,
+            phase=init,
         )
 
     # -- helpers -------------------------------------------------------------------------------------

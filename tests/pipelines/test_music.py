@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -25,6 +26,15 @@ def test_save_pretrained_writes_one_diffusers_folder_per_stage_and_loads_back_by
     a = pipe(list(MUSIC_PROMPTS), seeds=[0, 1])
     b = again(list(MUSIC_PROMPTS), seeds=[0, 1])
     assert all(torch.equal(x.mel, y.mel) and torch.equal(x.audio, y.audio) for x, y in zip(a, b, strict=True))
+    assert "phase" not in json.loads((tmp_path / "copy" / CASCADE_FILE).read_text())["metadata"]  # zero phase
+    integrated = MusicPipeline.from_pretrained(replace(pipe, phase="pghi").save_pretrained(tmp_path / "pghi"))
+    assert integrated.phase == "pghi"
+    assert (
+        MusicPipeline.from_pretrained(replace(integrated, phase="zero").save_pretrained(tmp_path / "z")).phase
+        == "zero"
+    )
+    with pytest.raises(ValueError, match="phase='random'"):
+        replace(pipe, phase="random")
 
 
 def test_every_stage_keeps_a_prefix_and_continues_it(music_model):

@@ -126,11 +126,11 @@ class MusicPipeline(Editing, PromptCheck):
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         """The cascade folder; a vocoder goes into its ``vocoder/`` sub-folder and is named in cascade.json."""
         meta = {
-            **{k: v for k, v in self.cascade.metadata.items() if k != "vocoder"},
+            **{k: v for k, v in self.cascade.metadata.items() if k not in ("vocoder", "phase")},
             "pipeline": "music",
             "spectrogram": self.params.to_dict(),
             "n_iter": self.n_iter,
-            "phase": self.phase,
+            **({"phase": self.phase} if self.phase != "zero" else {}),  # folders from before it stay the same
         }
         if self.text is not None:
             meta.update(text_encoder=self.text.name, max_tokens=self.text.max_tokens)

@@ -251,8 +251,8 @@ class MusicPipeline(Editing, PromptCheck):
             with torch.inference_mode():
                 audio = self.vocoder(unit.to(self.vocoder.device), length=samples).float().cpu()
         else:
-            spectrogram = self.codec.from_unit(unit, level)
-            audio = self.codec.audio(spectrogram, n_iter=self.n_iter, length=samples, phase=self.phase)
+            spectrogram = (codec := self.codec).from_unit(unit, level)  # one MelCodec built per clip
+            audio = codec.audio(spectrogram, n_iter=self.n_iter, length=samples, phase=self.phase)
         if level is not None:
             audio = audio / audio.abs().max().clamp_min(1e-8) * 0.5
         rate, measured = self.params.sample_rate, None

@@ -54,9 +54,8 @@ def test_riffusion_decoding_from_integrated_phase_beats_riffusions_own():
 
 def test_batches_equal_items_and_bad_arguments_are_named():
     codec = MelCodec(RIFFUSION)
-    x = torch.stack([harmonic_notes(1.0, RIFFUSION.sample_rate, seed=s) for s in (3, 4)])[
-        :, None
-    ]  # (2, 1, N)
+    notes = [harmonic_notes(1.0, RIFFUSION.sample_rate, seed=s) for s in (3, 4)]
+    x = torch.stack(notes)[:, None]  # (2, 1, N)
     linear = codec.linear(codec.mel(x))[..., ::4, :]  # the 4,410-point grid
     both = pghi_phase(linear, win_length=WIN, hop_length=HOP, n_fft=WIN)
     one = pghi_phase(linear[1:], win_length=WIN, hop_length=HOP, n_fft=WIN)

@@ -218,6 +218,11 @@ def test_a_failed_run_leaves_no_empty_folder_and_damaged_weights_are_named(tmp_p
     assert found["damaged"]
     assert str(weights.resolve()) in found["damaged"][0]
     assert listed.json()["ok"] is False
+    vocabulary = broken / "vocabulary.json"
+    vocabulary.write_text('{"terms": {"styles": ["jig"]}, "capt')  # cut short: loading refuses it
+    listed = legato("models", "--path", str(tmp_path / "models"), env=cli_env)
+    assert f"{vocabulary} is not a vocabulary file" in listed.stderr.replace("\n", "")
+    assert "DAMAGED" in listed.stdout
     out = tmp_path / "never"
     failed = legato("generate", "music", "a jig", "-m", str(broken), "-o", str(out), env=cli_env)
     assert_clean_error(failed, 2, str(weights), "damaged weights")

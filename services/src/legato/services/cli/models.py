@@ -46,10 +46,12 @@ def describe(folder: Path) -> dict | None:
             "shape": stage.get("shape"), "space": sr.get("space"), "time": sr.get("time"),
         })  # fmt: skip
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    damaged = damaged_weights(folder)  # a weights file whose header does not fit its size, say
     try:
         vocabulary = read_vocabulary(folder)
-    except ValueError as err:
-        vocabulary = {"terms": {}, "problem": str(err)}
+    except ValueError as err:  # loading the model would refuse it: say so here, not at generation time
+        vocabulary = None
+        damaged.append(str(err))
     return {
         "name": folder.name,
         "path": str(folder.resolve()),
@@ -62,7 +64,7 @@ def describe(folder: Path) -> dict | None:
         "megabytes": round(size / 2**20, 1),
         "summary": card_summary(folder),
         "vocabulary": None if vocabulary is None else vocabulary["terms"],  # what its training captions say
-        "damaged": damaged_weights(folder),  # a weights file whose header does not fit its size, say
+        "damaged": damaged,
     }
 
 

@@ -106,13 +106,11 @@ class JobSpec(BaseModel):
     # count on both sides gives byte-equal files; default: all cores (local), each actor's whole CPUs (ray)
     threads: int | None = Field(default=None, ge=1)
     steps: list[Annotated[int, Field(ge=1)]] | None = None  # sampling steps per stage (default: the model's)
-    guidance: float | None = Field(
-        default=None, ge=1
-    )  # the base stage's guidance scale (default: the model's)
+    guidance: float | None = Field(default=None, ge=1)  # the base stage's (default: the model's)
     scheduler: str | None = None  # every stage's sampler, by name (default: the model's)
-    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = (
-        None  # torch.compile (Stage.compile)
-    )
+    compile: Literal["default", "reduce-overhead", "max-autotune"] | None = None  # torch.compile, per stage
+    vae_tiling: bool | None = None  # latent models' decode in tiles (Cascade.with_vae; default: the model's)
+    vae_slicing: bool | None = None  # ... one image or frame at a time: the same pixels in less memory
     # music and soundtracks: 44.1 kHz stereo at -14 LUFS under -1 dBTP by default; None: the raw model output
     mastering: MasteringSpec | None = Field(default_factory=MasteringSpec)
 

@@ -99,7 +99,8 @@ def load_pipeline(spec: JobSpec, executor: Executor) -> MusicPipeline | VideoPip
         pipe = VideoPipeline.from_pretrained(
             spec.model, device=spec.device, executor=executor, soundtrack=spec.soundtrack, mastering=master
         )
-    return with_sampling(pipe, spec.steps, spec.guidance, spec.scheduler, spec.compile)
+    pipe = with_sampling(pipe, spec.steps, spec.guidance, spec.scheduler, spec.compile)
+    return replace(pipe, cascade=pipe.cascade.with_vae(tiling=spec.vae_tiling, slicing=spec.vae_slicing))
 
 
 def with_sampling(
@@ -109,9 +110,8 @@ def with_sampling(
     scheduler: str | None = None,
     compile: str | None = None,
 ) -> MusicPipeline | VideoPipeline:
-    """``pipe`` with ``steps`` sampling steps per stage, ``guidance`` on its base stage, every stage on the
-    named ``scheduler`` and compiled in the ``compile`` mode (None keeps the model's own; see
-    `Cascade.with_sampling`)."""
+    """``pipe`` sampled otherwise: ``steps`` per stage, ``guidance`` on its base stage, the named ``scheduler``,
+    compiled in the ``compile`` mode (None keeps the model's own; `Cascade.with_sampling`)."""
     return replace(pipe, cascade=pipe.cascade.with_sampling(steps, guidance, scheduler, compile))
 
 
@@ -129,6 +129,8 @@ def job_model_id(spec: JobSpec) -> str:
         tag += f"+scheduler={spec.scheduler}"
     if spec.compile is not None:  # within rounding of the eager files, not byte-equal to them
         tag += f"+compile={spec.compile}"
+    if spec.vae_tiling is not None:  # tiles blend at their seams (slicing keeps the pixels)
+        tag += f"+vae_tiling={spec.vae_tiling}"
     if spec.mastering is not None and (spec.kind == "music" or spec.soundtrack is not None):
         tag += "+master=" + json.dumps(spec.mastering.model_dump(), sort_keys=True, separators=(",", ":"))
     return tag

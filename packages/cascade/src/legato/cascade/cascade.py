@@ -198,6 +198,21 @@ class Cascade:
             ]
         return replace(self, stages=tuple(stages))
 
+    def with_vae(self, *, tiling: bool | None = None, slicing: bool | None = None) -> Cascade:
+        """This cascade with its autoencoder steps (`Decode`, `Encode`) working in tiles and/or one image or
+        frame at a time (`LatentSpace`): the decode of a size that would not fit in memory. Slicing gives the
+        same pixels, tiling pixels a little off near the seams. None keeps each step's setting."""
+        steps = [i for i, s in enumerate(self.stages) if isinstance(s, (Decode, Encode))]
+        if not steps and (tiling or slicing):
+            raise DiffusionError(
+                "this cascade has no autoencoder (it samples pixels): VAE tiling and slicing (--vae-tiling, "
+                "--vae-slicing) are for latent models (`legato models import`); leave them off"
+            )
+        memory = {"tiling": tiling, "slicing": slicing}
+        return replace(self, stages=tuple(
+            replace(s, latents=s.latents.with_memory(**memory)) if i in steps else s for i, s in enumerate(self.stages)
+        ))  # fmt: skip
+
     def save_pretrained(self, path: str | Path, weights_dtype: str | None = None) -> Path:
         """Write the cascade to a folder: ``cascade.json`` and one diffusers-layout folder per stage
         (``weights_dtype="float16"``: weights stored in half precision, loaded back in each stage's dtype)."""

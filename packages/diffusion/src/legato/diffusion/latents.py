@@ -1,10 +1,8 @@
 """Latent diffusion (Rombach et al. 2022): an autoencoder's latent space, and the x4 upscaler's conditioning.
 
-`LatentSpace` wraps a diffusers autoencoder (``AutoencoderKL``: Stable Diffusion's, Riffusion's, the x4
-upscaler's, ModelScope's) with its ``scaling_factor`` and ``shift_factor``: pixels in [-1, 1] ``(B, C, H, W)``,
-or videos ``(B, C, T, H, W)`` encoded and decoded frame by frame as diffusers' video pipelines do. Stages sample
-in its latents; `legato.cascade.Decode` is the cascade step that turns them back into pixels, so an executor
-can put the decoder on its own worker.
+`LatentSpace` wraps a diffusers autoencoder (image, video or audio; its latents normalised as its pipelines
+do). Stages sample in its latents; `legato.cascade.Decode` is the cascade step that turns them back into
+pixels, so an executor can put the decoder on its own worker.
 
 `LatentUpscale` is how ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler) conditions on its input: the
 low-res pixels, noised by its own low-res scheduler to ``noise_level``, concatenated to the latents at the
@@ -30,7 +28,7 @@ from legato.diffusion.tensors import check_sample, randn
 class LatentSpace(nn.Module):
     """An autoencoder's latent space: ``encode`` pixels -> normalised latents, ``decode`` latents -> pixels.
 
-    Two kinds of autoencoder:
+    Three kinds of autoencoder:
 
     - image autoencoders (``AutoencoderKL``: Stable Diffusion's, Riffusion's, the x4 upscaler's, ModelScope's):
       ``(B, C, H, W)`` images, or ``(B, C, T, H, W)`` videos encoded and decoded frame by frame as diffusers'
@@ -46,10 +44,10 @@ class LatentSpace(nn.Module):
 
     Args:
         vae: a diffusers autoencoder with ``encode(x).latent_dist`` and ``decode(z).sample``.
-        tiling: decode (and encode) in overlapping tiles (``vae.enable_tiling()``): large images within a
-            small memory, at the cost of slightly different pixels near tile seams.
-        slicing: decode one image (one frame of a video, one video of a batch) at a time
-            (``vae.enable_slicing()``): memory of one instead of the batch's, the same pixels.
+        tiling: decode (and encode) in overlapping tiles of the autoencoder's own size (diffusers'
+            ``enable_tiling``; set the size on ``vae``): big images in small memory, pixels a little off at seams.
+        slicing: decode one image (one frame of a video, one video of a batch) at a time (``enable_slicing``):
+            the memory of one, the same pixels. Both are set on ``vae`` at each call: spaces sharing it may differ.
     """
 
     def __init__(self, vae: nn.Module, *, tiling: bool = False, slicing: bool = False) -> None:
@@ -63,10 +61,19 @@ class LatentSpace(nn.Module):
             )
         self.vae = vae
         self.tiling, self.slicing = bool(tiling), bool(slicing)
-        if tiling:
-            vae.enable_tiling()
-        if slicing:
-            vae.enable_slicing()
+        for name, on in (("tiling", self.tiling), ("slicing", self.slicing)):
+            if on and not hasattr(vae, f"use_{name}"):
+                raise DiffusionError(f"{type(vae).__name__} has no {name} in diffusers; leave {name} off")
+
+    def with_memory(self, *, tiling: bool | None = None, slicing: bool | None = None) -> LatentSpace:
+        """This space over the same autoencoder, decoding in tiles and/or one image at a time (None: as now)."""
+        return LatentSpace(self.vae, tiling=self.tiling if tiling is None else tiling,
+                           slicing=self.slicing if slicing is None else slicing)  # fmt: skip
+
+    def _set_memory(self) -> None:
+        for name in ("tiling", "slicing"):
+            if hasattr(self.vae, f"use_{name}"):
+                setattr(self.vae, f"use_{name}", getattr(self, name))
 
     # -- geometry (what `legato.cascade.Cascade` walks through, like a SuperResolution's) ----------------------
 
@@ -234,6 +241,7 @@ class LatentSpace(nn.Module):
         if self.is_video:
             self.latent_frames(pixels.shape[2])
         frames = self._frames(pixels).to(self.device, self.dtype)
+        self._set_memory()
         if isinstance(generator, Sequence) and not isinstance(generator, torch.Generator):
             per = frames.shape[0] // len(generator)
             rows = [
@@ -260,6 +268,7 @@ class LatentSpace(nn.Module):
                 f"{type(self.vae).__name__} decodes video latents (B, C, T, h, w), got shape {tuple(latents.shape)}"
             )
         frames = self.denormalise(self._frames(latents).to(self.device, self.dtype))
+        self._set_memory()
         if self.vae.config.get("timestep_conditioning"):  # LTX 0.9.1+: the pipeline's decode_timestep, 0
             temb = torch.zeros(frames.shape[0], device=frames.device, dtype=frames.dtype)
             pixels = self.vae.decode(frames, temb).sample

@@ -62,6 +62,16 @@ Negative = Annotated[
     str | None,
     typer.Option("--negative", help="A negative prompt: what guidance steers every output away from."),
 ]
+VaeTiling = Annotated[
+    bool | None,
+    typer.Option("--vae-tiling/--no-vae-tiling", show_default="the model's",
+                 help="Latent models: decode in tiles (big sizes in small memory; pixels a little off at seams)."),
+]  # fmt: skip
+VaeSlicing = Annotated[
+    bool | None,
+    typer.Option("--vae-slicing/--no-vae-slicing", show_default="the model's",
+                 help="Latent models: decode one image or frame at a time (the same pixels, less memory)."),
+]  # fmt: skip
 Out = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder.", show_default="outputs/generate-<kind>")
 ]
@@ -101,7 +111,7 @@ def items(
 
 def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack, steps, guidance, formats,
              out, device, executor, address, as_json, mastering=None, scheduler=None,
-             negative=None) -> None:  # fmt: skip
+             negative=None, vae_tiling=None, vae_slicing=None) -> None:  # fmt: skip
     path, config = resolve_model(model, kind)
     spec = {
         "kind": kind,
@@ -114,6 +124,8 @@ def generate(kind: str, prompts: list[str], *, seeds, length, model, soundtrack,
         "steps": parse_steps(steps, config),
         "guidance": guidance,
         "scheduler": scheduler,
+        "vae_tiling": vae_tiling,
+        "vae_slicing": vae_slicing,
     }
     spec["mastering"] = mastering  # None: the raw model output
     if soundtrack is not None:
@@ -151,6 +163,8 @@ def music(
     device: Device = None,
     executor: Executor = "local",
     address: Address = None,
+    vae_tiling: VaeTiling = None,
+    vae_slicing: VaeSlicing = None,
     as_json: JsonOption = False,
     master: Master = True,
     loudness: Loudness = None,
@@ -187,7 +201,8 @@ def music(
         fail("--strength is for --interpolate; add --interpolate N")
     generate("music", prompts, seeds=seed, length=duration, model=model, soundtrack=None, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
-             as_json=as_json, mastering=mastering, scheduler=scheduler, negative=negative)  # fmt: skip
+             as_json=as_json, mastering=mastering, scheduler=scheduler, negative=negative, vae_tiling=vae_tiling,
+             vae_slicing=vae_slicing)  # fmt: skip
 
 
 @app.command("video")
@@ -222,6 +237,8 @@ def video(
     device: Device = None,
     executor: Executor = "local",
     address: Address = None,
+    vae_tiling: VaeTiling = None,
+    vae_slicing: VaeSlicing = None,
     as_json: JsonOption = False,
     master: Master = True,
     loudness: Loudness = None,
@@ -235,4 +252,4 @@ def video(
     generate("video", prompts, seeds=seed, length=frames, model=model, soundtrack=soundtrack, steps=steps,
              guidance=guidance, formats=formats, out=out, device=device, executor=executor, address=address,
              as_json=as_json, scheduler=scheduler, mastering=mastering if soundtrack else None,
-             negative=negative)  # fmt: skip
+             negative=negative, vae_tiling=vae_tiling, vae_slicing=vae_slicing)  # fmt: skip

@@ -1,19 +1,19 @@
 """Decoding in tiles and slices (`Cascade.with_vae`): the memory a big decode asks for, on the SD base -> x4
 upscaler cascade, whose 64x64 latents decode to 256x256 pixels (past the fixture VAE's own 64-pixel tile, as
-the real x4 upscaler's 2048-pixel outputs are past its 512). Held against diffusers' pipeline with the VAE
-tiling, as its users turn it on."""
+the real x4 upscaler's 2048-pixel outputs are past its 512), and on Wan's causal video VAE. Held against
+diffusers' pipelines with the VAE tiling, as their users turn it on."""
 
 import pickle
 
 import pytest
 import torch
 
-from legato.cascade import Cascade, LocalExecutor, stage_seed
+from legato.cascade import Cascade, Item, LocalExecutor, stage_seed
 from legato.codec import SMALL
 from legato.diffusion import scheduler_config, scheduler_from_config
 from legato.diffusion.errors import DiffusionError
 from legato.pipelines.checkpoints import from_diffusers
-from legato.recipes import checkpoints
+from legato.recipes import checkpoints, dit_checkpoints
 from legato.recipes.networks import music_cascade
 
 from .test_checkpoints import NEGATIVES, PROMPTS, _close, _items, _pipe
@@ -84,3 +84,25 @@ def test_tiling_travels_to_workers_and_folders_and_is_refused_without_a_vae(casc
     with pytest.raises(DiffusionError, match=r"no autoencoder.*leave them off"):
         pixel_model.with_vae(tiling=True)
     assert pixel_model.with_vae(tiling=False).stages == pixel_model.stages  # nothing to turn off
+
+
+def test_a_video_vae_decodes_in_tiles_as_diffusers_wan_pipeline_does(tmp_path):
+    from diffusers import WanPipeline
+
+    folder = dit_checkpoints.wan(tmp_path / "wan")
+    cascade = from_diffusers(folder, steps=[2], guidance=5.0, size=(32, 32), frames=9).with_vae(tiling=True)
+    tiles = dict(tile_sample_min_height=16, tile_sample_min_width=16, tile_sample_stride_height=8,
+                 tile_sample_stride_width=8)  # fmt: skip  # 2-latent tiles, 1 apart (the real Wan's: 256 and 192)
+    cascade.stages[-1].latents.vae.enable_tiling(**tiles)  # tile sizes are the autoencoder's, as in diffusers
+    items = [Item("a", 3, prompt="a cat playing piano", negative="blurry")]
+    tiled = torch.stack(LocalExecutor().run(cascade, items))
+    whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
+    assert (tiled - whole).abs().max() > 1e-3  # the tiles were used
+    base = cascade.stages[0]
+    pipe = _pipe(WanPipeline, folder)
+    pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
+    pipe.vae.enable_tiling(**tiles)
+    ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=5.0,
+               height=32, width=32, num_frames=9, latents=base.starting_noise(base.generators([3], 0)),
+               output_type="pt").frames  # fmt: skip
+    _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled Wan VAE")

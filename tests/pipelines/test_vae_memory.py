@@ -1,6 +1,6 @@
 """Decoding in tiles and slices (`Cascade.with_vae`): the memory a big decode asks for, on the SD base -> x4
 upscaler cascade, whose 64x64 latents decode to 256x256 pixels (past the fixture VAE's own 64-pixel tile, as
-the real x4 upscaler's 2048-pixel outputs are past its 512), and on Wan's causal video VAE. Held against
+the real x4 upscaler's 2048-pixel outputs are past its 512), and on Wan's and LTX's video VAEs. Held against
 diffusers' pipelines with the VAE tiling, as their users turn it on."""
 
 import pickle
@@ -106,3 +106,25 @@ def test_a_video_vae_decodes_in_tiles_as_diffusers_wan_pipeline_does(tmp_path):
                height=32, width=32, num_frames=9, latents=base.starting_noise(base.generators([3], 0)),
                output_type="pt").frames  # fmt: skip
     _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled Wan VAE")
+
+
+def test_ltx_vae_decodes_in_tiles_as_diffusers_ltx_pipeline_does(tmp_path):
+    from diffusers import LTXPipeline
+
+    folder = dit_checkpoints.ltx(tmp_path / "ltx")
+    cascade = from_diffusers(folder, steps=[2], size=(128, 128), frames=9).with_vae(tiling=True)
+    tiles = dict(tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
+                 tile_sample_stride_width=32)  # fmt: skip  # 2-latent tiles, 1 apart (the real LTX's: 512, 448)
+    cascade.stages[-1].latents.vae.enable_tiling(**tiles)
+    items = [Item("a", 3, prompt="a cat playing piano", negative="blurry")]
+    tiled = torch.stack(LocalExecutor().run(cascade, items))
+    whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
+    assert (tiled - whole).abs().max() > 1e-3  # the tiles were used
+    base = cascade.stages[0]
+    pipe = _pipe(LTXPipeline, folder)
+    pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
+    pipe.vae.enable_tiling(**tiles)
+    noise = LTXPipeline._pack_latents(base.starting_noise(base.generators([3], 0)), 1, 1)  # its tokens
+    ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=3.0,
+               height=128, width=128, num_frames=9, latents=noise, output_type="pt").frames  # fmt: skip
+    _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled LTX VAE")

@@ -1,7 +1,7 @@
 """Decoding in tiles and slices (`Cascade.with_vae`): the memory a big decode asks for, on the SD base -> x4
 upscaler cascade, whose 64x64 latents decode to 256x256 pixels (past the fixture VAE's own 64-pixel tile, as
-the real x4 upscaler's 2048-pixel outputs are past its 512), and on Wan's and LTX's video VAEs. Held against
-diffusers' pipelines with the VAE tiling, as their users turn it on."""
+the real x4 upscaler's 2048-pixel outputs are past its 512), on Wan's and LTX's video VAEs and Stable Audio's
+Oobleck (along time). Held against diffusers' pipelines with the VAE tiling, as their users turn it on."""
 
 import pickle
 
@@ -128,3 +128,26 @@ def test_ltx_vae_decodes_in_tiles_as_diffusers_ltx_pipeline_does(tmp_path):
     ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=3.0,
                height=128, width=128, num_frames=9, latents=noise, output_type="pt").frames  # fmt: skip
     _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled LTX VAE")
+
+
+def test_stable_audio_decodes_in_time_tiles_as_diffusers_pipeline_does(tmp_path):
+    from diffusers import StableAudioPipeline
+
+    folder = dit_checkpoints.stable_audio(tmp_path / "stable-audio")
+    cascade = from_diffusers(folder, steps=[3], guidance=7.0).with_vae(tiling=True)
+    vae = cascade.stages[-1].latents.vae
+    # 16 latent frames in tiles of 8 overlapping by 2 on each side (the real decoder's: 512 and 64)
+    vae.tile_latent_min_length, vae.tile_latent_overlap = 8, 2
+    items = [Item("a", 3, prompt="rain on wood", negative="blurry")]
+    tiled = torch.stack(LocalExecutor().run(cascade, items))
+    whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
+    assert tiled.shape == whole.shape == (1, 2, 16 * 2048)
+    assert (tiled - whole).abs().max() > 1e-4  # the tiles were used
+    pipe = _pipe(StableAudioPipeline, folder)
+    pipe.vae.enable_tiling()
+    pipe.vae.tile_latent_min_length, pipe.vae.tile_latent_overlap = 8, 2
+    base = cascade.stages[0]
+    ref = pipe(prompt=["rain on wood"], negative_prompt=["blurry"], num_inference_steps=3, guidance_scale=7.0,
+               latents=base.starting_noise(base.generators([3], 0)),
+               generator=[torch.Generator().manual_seed(stage_seed(3, 0))], output_type="pt").audios  # fmt: skip
+    _close(tiled, ref, "tiled audio against diffusers' tiled Oobleck decoder")

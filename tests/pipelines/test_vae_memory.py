@@ -86,48 +86,42 @@ def test_tiling_travels_to_workers_and_folders_and_is_refused_without_a_vae(casc
     assert pixel_model.with_vae(tiling=False).stages == pixel_model.stages  # nothing to turn off
 
 
-def test_a_video_vae_decodes_in_tiles_as_diffusers_wan_pipeline_does(tmp_path):
-    from diffusers import WanPipeline
-
-    folder = dit_checkpoints.wan(tmp_path / "wan")
-    cascade = from_diffusers(folder, steps=[2], guidance=5.0, size=(32, 32), frames=9).with_vae(tiling=True)
-    tiles = dict(tile_sample_min_height=16, tile_sample_min_width=16, tile_sample_stride_height=8,
-                 tile_sample_stride_width=8)  # fmt: skip  # 2-latent tiles, 1 apart (the real Wan's: 256 and 192)
-    cascade.stages[-1].latents.vae.enable_tiling(**tiles)  # tile sizes are the autoencoder's, as in diffusers
-    items = [Item("a", 3, prompt="a cat playing piano", negative="blurry")]
+def _tiled(cascade: Cascade, items) -> torch.Tensor:
+    """The outputs of ``cascade`` (tiling on), checked to differ from its outputs with tiling off."""
     tiled = torch.stack(LocalExecutor().run(cascade, items))
     whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
-    assert (tiled - whole).abs().max() > 1e-3  # the tiles were used
-    base = cascade.stages[0]
-    pipe = _pipe(WanPipeline, folder)
-    pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
-    pipe.vae.enable_tiling(**tiles)
-    ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=5.0,
-               height=32, width=32, num_frames=9, latents=base.starting_noise(base.generators([3], 0)),
-               output_type="pt").frames  # fmt: skip
-    _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled Wan VAE")
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().max() > 1e-4  # the tiles were used
+    return tiled
 
 
-def test_ltx_vae_decodes_in_tiles_as_diffusers_ltx_pipeline_does(tmp_path):
-    from diffusers import LTXPipeline
+# frame size, tile and stride in pixels: tiles 2 latents wide, 1 apart (the real Wan's: 256 and 192; LTX's: 512
+# and 448). Tile sizes are the autoencoder's own, set on it as in diffusers.
+VIDEO_TILES = {"wan": (32, 16, 8), "ltx": (128, 64, 32)}
 
-    folder = dit_checkpoints.ltx(tmp_path / "ltx")
-    cascade = from_diffusers(folder, steps=[2], size=(128, 128), frames=9).with_vae(tiling=True)
-    tiles = dict(tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
-                 tile_sample_stride_width=32)  # fmt: skip  # 2-latent tiles, 1 apart (the real LTX's: 512, 448)
+
+@pytest.mark.parametrize("family", sorted(VIDEO_TILES))
+def test_video_vaes_decode_in_tiles_as_diffusers_pipelines_do(tmp_path, family):
+    from diffusers import LTXPipeline, WanPipeline
+
+    size, tile, stride = VIDEO_TILES[family]
+    folder = getattr(dit_checkpoints, family)(tmp_path / family)
+    cascade = from_diffusers(folder, steps=[2], guidance=5.0, size=(size, size), frames=9)
+    cascade = cascade.with_vae(tiling=True)
+    tiles = {f"tile_sample_{kind}_{axis}": n for kind, n in (("min", tile), ("stride", stride))
+             for axis in ("height", "width")}  # fmt: skip
     cascade.stages[-1].latents.vae.enable_tiling(**tiles)
-    items = [Item("a", 3, prompt="a cat playing piano", negative="blurry")]
-    tiled = torch.stack(LocalExecutor().run(cascade, items))
-    whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
-    assert (tiled - whole).abs().max() > 1e-3  # the tiles were used
+    tiled = _tiled(cascade, [Item("a", 3, prompt="a cat playing piano", negative="blurry")])
     base = cascade.stages[0]
-    pipe = _pipe(LTXPipeline, folder)
+    pipe = _pipe(WanPipeline if family == "wan" else LTXPipeline, folder)
     pipe.scheduler = scheduler_from_config(scheduler_config(base.scheduler))
     pipe.vae.enable_tiling(**tiles)
-    noise = LTXPipeline._pack_latents(base.starting_noise(base.generators([3], 0)), 1, 1)  # its tokens
-    ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=3.0,
-               height=128, width=128, num_frames=9, latents=noise, output_type="pt").frames  # fmt: skip
-    _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), "tiled frames against diffusers' tiled LTX VAE")
+    noise = base.starting_noise(base.generators([3], 0))
+    if family == "ltx":
+        noise = LTXPipeline._pack_latents(noise, 1, 1)  # its tokens
+    ref = pipe(prompt=["a cat playing piano"], negative_prompt=["blurry"], num_inference_steps=2, guidance_scale=5.0,
+               height=size, width=size, num_frames=9, latents=noise, output_type="pt").frames  # fmt: skip
+    _close((tiled + 1) / 2, ref.permute(0, 2, 1, 3, 4), f"tiled frames against diffusers' tiled {family} VAE")
 
 
 def test_stable_audio_decodes_in_time_tiles_as_diffusers_pipeline_does(tmp_path):
@@ -138,11 +132,8 @@ def test_stable_audio_decodes_in_time_tiles_as_diffusers_pipeline_does(tmp_path)
     vae = cascade.stages[-1].latents.vae
     # 16 latent frames in tiles of 8 overlapping by 2 on each side (the real decoder's: 512 and 64)
     vae.tile_latent_min_length, vae.tile_latent_overlap = 8, 2
-    items = [Item("a", 3, prompt="rain on wood", negative="blurry")]
-    tiled = torch.stack(LocalExecutor().run(cascade, items))
-    whole = torch.stack(LocalExecutor().run(cascade.with_vae(tiling=False), items))
-    assert tiled.shape == whole.shape == (1, 2, 16 * 2048)
-    assert (tiled - whole).abs().max() > 1e-4  # the tiles were used
+    tiled = _tiled(cascade, [Item("a", 3, prompt="rain on wood", negative="blurry")])
+    assert tiled.shape == (1, 2, 16 * 2048)
     pipe = _pipe(StableAudioPipeline, folder)
     pipe.vae.enable_tiling()
     pipe.vae.tile_latent_min_length, pipe.vae.tile_latent_overlap = 8, 2

@@ -25,3 +25,8 @@ def test_serve_on_every_interface_needs_a_token_or_insecure(cli_env):
         "serve", "--host", "0.0.0.0", "-m", "music-tiny", env={**cli_env, "LEGATO_SERVE_TOKEN": ""}
     )
     assert_clean_error(refused, 2, "--token", "--insecure")
+
+
+def test_serve_refuses_vae_tiling_for_pixel_models_before_starting_anything(cli_env):
+    refused = invoke("serve", "-m", "music-tiny", "-m", "video-tiny", "--vae-tiling", env=cli_env)
+    assert_clean_error(refused, 2, "--vae-tiling", "latent models", "leave them off")

@@ -354,6 +354,8 @@ def test_a_bad_setup_fails_before_anything_starts(tiny_models, tmp_path):
         build_app(tiny_models["music"], device="cuda", cluster={"CPU": 2.0})
     with pytest.raises(ValueError, match="resources names"):
         build_app(tiny_models["music"], resources={"video": {}}, cluster={"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"for latent models.*leave them off"):
+        build_app(tiny_models["music"], tiny_models["video"], vae_tiling=True, cluster={"CPU": 2.0})
 
 
 @pytest.mark.slow

@@ -59,6 +59,16 @@ Device = Annotated[
     str | None,
     typer.Option(help="Where the model runs: cpu, cuda, cuda:1...", show_default="the model's, cpu"),
 ]
+VaeTiling = Annotated[
+    bool | None,
+    typer.Option("--vae-tiling/--no-vae-tiling", show_default="the model's",
+                 help="Latent models: decode in tiles (big sizes in small memory; pixels a little off at seams)."),
+]  # fmt: skip
+VaeSlicing = Annotated[
+    bool | None,
+    typer.Option("--vae-slicing/--no-vae-slicing", show_default="the model's",
+                 help="Latent models: decode one image or frame at a time (the same pixels, less memory)."),
+]  # fmt: skip
 
 
 class CliError(Exception):

@@ -21,6 +21,8 @@ from legato.services.cli.common import (
     SampleRate,
     Scheduler,
     Steps,
+    VaeSlicing,
+    VaeTiling,
     fail,
     finishing,
     handle_errors,
@@ -62,16 +64,6 @@ Negative = Annotated[
     str | None,
     typer.Option("--negative", help="A negative prompt: what guidance steers every output away from."),
 ]
-VaeTiling = Annotated[
-    bool | None,
-    typer.Option("--vae-tiling/--no-vae-tiling", show_default="the model's",
-                 help="Latent models: decode in tiles (big sizes in small memory; pixels a little off at seams)."),
-]  # fmt: skip
-VaeSlicing = Annotated[
-    bool | None,
-    typer.Option("--vae-slicing/--no-vae-slicing", show_default="the model's",
-                 help="Latent models: decode one image or frame at a time (the same pixels, less memory)."),
-]  # fmt: skip
 Out = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder.", show_default="outputs/generate-<kind>")
 ]

@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from legato.services.cli.common import EXIT_FAILED, CliError, fail, handle_errors, resolve_model
+from legato.services.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    VaeSlicing,
+    VaeTiling,
+    fail,
+    handle_errors,
+    resolve_model,
+)
 
 
 def entry_point():
@@ -87,13 +95,16 @@ def serve(
             show_default="~/.cache/legato/serve-PORT",
         ),
     ] = None,
+    vae_tiling: VaeTiling = None,
+    vae_slicing: VaeSlicing = None,
 ) -> None:
     """Start the online service: HTTP endpoints that generate music and video on a Ray Serve app."""
     models = models_to_serve(model or [])
     entry = entry_point()
     offered = {"host": host, "port": port, "models": models or None, "device": device, "address": address,
                "blocking": blocking, "jobs_dir": None if jobs_dir is None else str(jobs_dir.resolve()),
-               "token": token, "insecure": insecure or None}  # fmt: skip
+               "token": token, "insecure": insecure or None, "vae_tiling": vae_tiling,
+               "vae_slicing": vae_slicing}  # fmt: skip
     params = inspect.signature(entry).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     entry(**{k: v for k, v in offered.items() if (takes_any or k in params) and v is not None})

@@ -50,6 +50,8 @@ def build_app(
     ingress_cpus: float | None = None,
     cluster: dict[str, float] | None = None,
     token: str | None = None,
+    vae_tiling: bool | None = None,
+    vae_slicing: bool | None = None,
 ) -> Any:
     """The bound Serve application, for ``serve.run(build_app(...))`` or your own composition.
 
@@ -64,6 +66,8 @@ def build_app(
         ingress_cpus: CPUs of the ingress replica (default: an even share).
         cluster: the resources to plan for (default: the connected Ray cluster's).
         token: every request must then carry ``Authorization: Bearer <token>`` (401 without it).
+        vae_tiling, vae_slicing: latent models decode in tiles and/or one image or frame at a time
+            (`legato.cascade.Cascade.with_vae`; None: as the folder says); pixel models are left as they are.
     """
     # Absolute paths: replicas need not share the driver's working folder.
     models = {k: str(Path(p).resolve()) for k, p in (("music", music_model), ("video", video_model)) if p}
@@ -87,6 +91,7 @@ def build_app(
     if unknown:
         raise ValueError(f"resources names {sorted(unknown)}; this app runs {sorted(models)}")
     cascades = {k: with_device(load_pipeline_cascade(p, k, "cpu")[0], device) for k, p in models.items()}
+    vae = with_vae(cascades, models, tiling=vae_tiling, slicing=vae_slicing)
     specs = {k: {s.name: resources.get(k, {}).get(s.name, StageResources()) for s in c.stages}
              for k, c in cascades.items()}  # fmt: skip
     actors = {k: sum(r.replicas for r in spec.values()) for k, spec in specs.items()}
@@ -107,7 +112,7 @@ def build_app(
                     name=f"{kind}-{stage.name}", num_replicas=placement.replicas[i],
                     ray_actor_options={"num_cpus": placement.cpus[i], "num_gpus": placement.gpus[i]},
                     max_queued_requests=queue,
-                ).bind(models[kind], kind, i, device, placement.threads[i])
+                ).bind(models[kind], kind, i, device, placement.threads[i], vae.get(kind))
             )  # fmt: skip
     jobs_dir = str(Path(jobs_dir or default_jobs_dir()).resolve())
     Path(jobs_dir).mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,42 @@ def build_app(
         ray_actor_options={"num_cpus": ingress_cpus},
         max_ongoing_requests=limits.max_active_jobs + 32,  # room for polls and downloads besides jobs
     ).bind(models.get("music"), stages["music"], models.get("video"), stages["video"], jobs_dir, limits,
-           max(1, math.floor(ingress_cpus)), uuid.uuid4().hex, token)  # fmt: skip
+           max(1, math.floor(ingress_cpus)), uuid.uuid4().hex, token, vae)  # fmt: skip
+
+
+def with_vae(cascades: dict[str, Any], models: dict[str, str], *, tiling: bool | None,
+             slicing: bool | None) -> dict[str, dict[str, bool | None]]:  # fmt: skip
+    """Replaces each latent cascade of ``cascades`` (loaded from ``models``, folders by kind) by its
+    ``with_vae(tiling=, slicing=)``; returns those settings by kind, for the replicas to apply (pixel models
+    have none, and are left as they are)."""
+    check_vae(models, tiling, slicing)
+    if tiling is None and slicing is None:
+        return {}
+    latent = [k for k in cascades if _decodes(Path(models[k]))]
+    cascades.update({k: cascades[k].with_vae(tiling=tiling, slicing=slicing) for k in latent})
+    return {k: {"tiling": tiling, "slicing": slicing} for k in latent}
+
+
+def check_vae(
+    models: Mapping[str, str | os.PathLike[str] | None], tiling: bool | None, slicing: bool | None
+) -> None:
+    """Refuses tiling or slicing when no model of ``models`` (folders by kind) decodes latents (its
+    cascade.json has no decode step): read before anything starts."""
+    folders = [Path(f) for f in models.values() if f]
+    if not (tiling or slicing) or any(_decodes(f) for f in folders):
+        return
+    raise ValueError(
+        f"vae_tiling / vae_slicing (--vae-tiling, --vae-slicing) are for latent models, and "
+        f"{', '.join(map(str, folders))} sample pixels; serve an imported checkpoint, or leave them off"
+    )
+
+
+def _decodes(folder: Path) -> bool:
+    try:
+        stages = json.loads((folder / "cascade.json").read_text()).get("stages", [])
+    except (OSError, ValueError):
+        return False  # not a pipeline folder: build_app names it
+    return any(s.get("step") == "decode" for s in stages)
 
 
 def loopback(host: str) -> bool:
@@ -170,6 +210,8 @@ def main(
     num_cpus: int | None = None,
     token: str | None = None,
     insecure: bool = False,
+    vae_tiling: bool | None = None,
+    vae_slicing: bool | None = None,
 ) -> str:
     """Serve Legato over HTTP on ``host:port``: connect to Ray (``address``, ``RAY_ADDRESS``, or a new
     local cluster of ``num_cpus``), deploy `build_app`, and return the base URL. With ``blocking`` it
@@ -178,7 +220,8 @@ def main(
     ``models`` (folders, a list or by name) replaces ``music_model`` and ``video_model``: each folder's kind
     comes from its cascade.json. ``token`` (default ``$LEGATO_SERVE_TOKEN``): every request must carry
     ``Authorization: Bearer <token>``. A host other than loopback needs a token, or ``insecure=True`` to
-    serve anyone who can reach it."""
+    serve anyone who can reach it. ``vae_tiling`` / ``vae_slicing``: latent models decode in tiles / one
+    image or frame at a time (`build_app`)."""
     import ray
 
     token = token or os.environ.get("LEGATO_SERVE_TOKEN") or None
@@ -192,6 +235,7 @@ def main(
         found = by_kind(models)
         music_model, video_model = found.get("music"), found.get("video")
 
+    check_vae({"music": music_model, "video": video_model}, vae_tiling, vae_slicing)
     started = not ray.is_initialized()
     if started:
         connect(address, num_cpus=num_cpus)  # a local cluster it starts is stopped even if it is killed
@@ -199,7 +243,8 @@ def main(
         serve.start(http_options={"host": host, "port": port})
         app = build_app(music_model, video_model, device=device, limits=limits,
                         jobs_dir=jobs_dir or default_jobs_dir(port),
-                        resources=resources, token=token)  # fmt: skip
+                        resources=resources, token=token, vae_tiling=vae_tiling,
+                        vae_slicing=vae_slicing)  # fmt: skip
         serve.run(app, name=APP_NAME, route_prefix="/")
     except BaseException:
         if started:

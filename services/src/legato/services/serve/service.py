@@ -51,7 +51,7 @@ class Ingress:
 
     def __init__(self, music_model: str | None, music_stages: list, video_model: str | None, video_stages: list,
                  jobs_dir: str, limits: Limits, threads: int = 1, service: str | None = None,
-                 token: str | None = None) -> None:  # fmt: skip
+                 token: str | None = None, vae: dict[str, dict] | None = None) -> None:  # fmt: skip
         torch.set_num_threads(threads)
         warnings.filterwarnings("ignore", category=PromptWarning)  # a job's record carries them instead
         self.limits, self.store, self.service, self.token = limits, JobStore(jobs_dir), service, token
@@ -60,15 +60,18 @@ class Ingress:
         self.models = {"music": music_model, "video": video_model}
         self.pipes: dict[str, MusicPipeline | VideoPipeline] = {}
         timeout = limits.job_timeout_s
+        vae = vae or {}  # the decode's tiling and slicing as the stage replicas have them, for /healthz
         if music_model is not None:
-            self.pipes["music"] = MusicPipeline.from_pretrained(
+            music = MusicPipeline.from_pretrained(
                 music_model, device="cpu", executor=ServeExecutor(music_stages, timeout)
             )
+            self.pipes["music"] = replace(music, cascade=music.cascade.with_vae(**vae.get("music", {})))
         if video_model is not None:
-            self.pipes["video"] = VideoPipeline.from_pretrained(
+            video = VideoPipeline.from_pretrained(
                 video_model, device="cpu", executor=ServeExecutor(video_stages, timeout),
                 soundtrack=self.pipes.get("music"),
             )  # fmt: skip
+            self.pipes["video"] = replace(video, cascade=video.cascade.with_vae(**vae.get("video", {})))
         for pipe in self.pipes.values():
             if pipe.text is not None:  # imported checkpoints: their stages hold their own encoders
                 pipe.text(["warm up"])  # load the text encoder now, not in the first request
@@ -93,6 +96,9 @@ class Ingress:
                              mastering=None if pipe.mastering is None else asdict(pipe.mastering))  # fmt: skip
             else:
                 entry.update(frames=pipe.frames, fps=pipe.fps, soundtrack=pipe.soundtrack is not None)
+            space = getattr(pipe.cascade.stages[-1], "latents", None)  # a latent model ends with its decode
+            if space is not None:  # how that decode uses memory
+                entry["vae"] = {"tiling": space.tiling, "slicing": space.slicing}
             out[kind] = entry
         return out
 

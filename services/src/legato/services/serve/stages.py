@@ -37,10 +37,14 @@ def with_device(cascade: Any, device: str, index: int | None = None) -> Any:
 @serve.deployment(max_ongoing_requests=2)
 class StageDeployment:
     """Stage ``index`` of the ``kind`` pipeline in folder ``model``, on ``device`` with ``threads`` torch
-    threads. ``run`` takes one batch, as `StageWorker.run` does, plus the caller's `StageSettings`."""
+    threads (``vae``: the decode's tiling and slicing, `legato.cascade.Cascade.with_vae`'s arguments). ``run``
+    takes one batch, as `StageWorker.run` does, plus the caller's `StageSettings`."""
 
-    def __init__(self, model: str, kind: str, index: int, device: str, threads: int) -> None:
+    def __init__(
+        self, model: str, kind: str, index: int, device: str, threads: int, vae: dict | None = None
+    ) -> None:
         cascade, _ = load_pipeline_cascade(model, kind, "cpu")
+        cascade = cascade.with_vae(**vae) if vae else cascade
         self.threads = threads
         self.worker = StageWorker(with_device(cascade, device, index), index, threads)
         self.workers = {StageSettings.of(self.worker.cascade.stages[index]): self.worker}

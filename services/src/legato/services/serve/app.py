@@ -128,26 +128,26 @@ def with_vae(cascades: dict[str, Any], models: dict[str, str], *, tiling: bool |
     """Replaces each latent cascade of ``cascades`` (loaded from ``models``, folders by kind) by its
     ``with_vae(tiling=, slicing=)``; returns those settings by kind, for the replicas to apply (pixel models
     have none, and are left as they are)."""
-    check_vae(models, tiling, slicing)
+    latent = latent_kinds(models, tiling, slicing)
     if tiling is None and slicing is None:
         return {}
-    latent = [k for k in cascades if _decodes(Path(models[k]))]
     cascades.update({k: cascades[k].with_vae(tiling=tiling, slicing=slicing) for k in latent})
     return {k: {"tiling": tiling, "slicing": slicing} for k in latent}
 
 
-def check_vae(
+def latent_kinds(
     models: Mapping[str, str | os.PathLike[str] | None], tiling: bool | None, slicing: bool | None
-) -> None:
-    """Refuses tiling or slicing when no model of ``models`` (folders by kind) decodes latents (its
-    cascade.json has no decode step): read before anything starts."""
-    folders = [Path(f) for f in models.values() if f]
-    if not (tiling or slicing) or any(_decodes(f) for f in folders):
-        return
-    raise ValueError(
-        f"vae_tiling / vae_slicing (--vae-tiling, --vae-slicing) are for latent models, and "
-        f"{', '.join(map(str, folders))} sample pixels; serve an imported checkpoint, or leave them off"
-    )
+) -> list[str]:
+    """The kinds of ``models`` (folders by kind) that decode latents (their cascade.json has a decode step),
+    read before anything starts; tiling or slicing with none of them is refused."""
+    latent = [kind for kind, folder in models.items() if folder and _decodes(Path(folder))]
+    if (tiling or slicing) and not latent:
+        raise ValueError(
+            f"vae_tiling / vae_slicing (--vae-tiling, --vae-slicing) are for latent models, and "
+            f"{', '.join(str(f) for f in models.values() if f)} sample pixels; serve an imported checkpoint, "
+            "or leave them off"
+        )
+    return latent
 
 
 def _decodes(folder: Path) -> bool:
@@ -235,7 +235,8 @@ def main(
         found = by_kind(models)
         music_model, video_model = found.get("music"), found.get("video")
 
-    check_vae({"music": music_model, "video": video_model}, vae_tiling, vae_slicing)
+    # a server of pixel models alone refuses vae_tiling/vae_slicing here, before Ray starts
+    latent_kinds({"music": music_model, "video": video_model}, vae_tiling, vae_slicing)
     started = not ray.is_initialized()
     if started:
         connect(address, num_cpus=num_cpus)  # a local cluster it starts is stopped even if it is killed
